@@ -1,0 +1,24 @@
+import { Effect, Layer, Logger, LogLevel } from "effect"
+import { GatewayConfig } from "./GatewayConfig.js"
+import { ServerLive } from "./http/Server.js"
+
+export { ChatService } from "./ChatService.js"
+export { CliProcess } from "./cli/CliProcess.js"
+export { GatewayConfig } from "./GatewayConfig.js"
+export { ApiLive, GatewayServices, ServerLive } from "./http/Server.js"
+export { ModelCatalog } from "./ModelCatalog.js"
+
+const levels = {
+  trace: LogLevel.Trace,
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warning: LogLevel.Warning,
+  error: LogLevel.Error,
+  none: LogLevel.None
+} as const
+
+/** The whole gateway: HTTP server, services and logging, configured by GatewayConfig. */
+export const GatewayLive = Layer.unwrapEffect(
+  Effect.map(GatewayConfig, ({ config }) =>
+    ServerLive.pipe(Layer.provide(Logger.minimumLogLevel(levels[config.log.level]))))
+)

@@ -1,0 +1,165 @@
+import { Data, Effect, Either, Layer, ParseResult, Schema } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { parse as parseToml } from "smol-toml"
+
+/**
+ * Typed gateway configuration. Precedence: defaults < TOML file < environment
+ * (`CLAUDE_CODE__SECTION__KEY`, compatible with claude-code-api-rs) < command-line flags.
+ */
+
+// Values from the environment and flags arrive as strings; these accept both forms.
+const Int = Schema.Union(Schema.Number, Schema.NumberFromString).pipe(Schema.int())
+const PositiveInt = Int.pipe(Schema.positive())
+const NonNegativeInt = Int.pipe(Schema.nonNegative())
+const Port = Int.pipe(Schema.between(0, 65535))
+const Bool = Schema.Union(Schema.Boolean, Schema.BooleanFromString)
+const CommaList = Schema.transform(Schema.String, Schema.Array(Schema.String), {
+  strict: true,
+  decode: (s) => s.split(",").map((x) => x.trim()).filter((x) => x.length > 0),
+  encode: (xs) => xs.join(",")
+})
+// A list from TOML, or a JSON array / comma-separated string from the environment.
+const StringList = Schema.Union(
+  Schema.Array(Schema.String),
+  Schema.parseJson(Schema.Array(Schema.String)),
+  CommaList
+)
+const PermissionMode = Schema.Literal("default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions")
+const LogLevel = Schema.Literal("trace", "debug", "info", "warning", "error", "none")
+
+const withDefault = <A, I>(schema: Schema.Schema<A, I>, value: () => A) =>
+  Schema.optionalWith(schema, { default: value })
+
+// A whole section may be absent: it then decodes from `{}`, i.e. all its defaults.
+const Section = <A, I>(schema: Schema.Schema<A, I>) => withDefault(schema, () => Schema.decodeUnknownSync(schema)({}))
+
+export const ConfigSchema = Schema.Struct({
+  server: Section(Schema.Struct({
+    host: withDefault(Schema.String, () => "127.0.0.1"),
+    port: withDefault(Port, () => 8080),
+    /** Accepted API keys (Bearer or x-api-key). Empty: no authentication. */
+    api_keys: withDefault(StringList, () => []),
+    /** Serve a non-loopback address without API keys. Refused unless set. */
+    allow_unauthenticated_remote: withDefault(Bool, () => false)
+  })),
+  claude: Section(Schema.Struct({
+    /** The CLI to run; `claude` resolves through PATH (npm scripts put the pinned one first). */
+    command: withDefault(Schema.String, () => "claude"),
+    /** Whole-request limit; past it the turn is cancelled and the client gets 504. */
+    timeout_seconds: withDefault(PositiveInt, () => 300),
+    max_concurrent_sessions: withDefault(PositiveInt, () => 10),
+    /** The CLI's own upstream retries (its default retries for ~3 minutes). */
+    max_retries: withDefault(NonNegativeInt, () => 2),
+    /** Working directory of every CLI process (its tools run there). */
+    workspace: withDefault(Schema.String, () => path.join(os.tmpdir(), "claude-code-api", "workspace")),
+    permission_mode: withDefault(PermissionMode, () => "default" as const),
+    /** The CLI's built-in tools: ["default"] for all of them, [] for none, or a list of names. */
+    tools: withDefault(StringList, () => ["default"]),
+    /** Model used when an alias is not given explicitly by the client. */
+    default_model: withDefault(Schema.String, () => "sonnet")
+  })),
+  log: Section(Schema.Struct({
+    level: withDefault(LogLevel, () => "info" as const)
+  }))
+})
+
+export type Config = typeof ConfigSchema.Type
+
+export class ConfigError extends Data.TaggedError("ConfigError")<{ readonly message: string }> {}
+
+export const ENV_PREFIX = "CLAUDE_CODE__"
+
+/** `CLAUDE_CODE__SERVER__PORT=9` → `{ server: { port: "9" } }`. */
+export const fromEnv = (env: Readonly<Record<string, string | undefined>>) => {
+  const out: Record<string, Record<string, unknown>> = {}
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || value === undefined) continue
+    const parts = name.slice(ENV_PREFIX.length).toLowerCase().split("__")
+    const [section, key] = parts
+    if (parts.length !== 2 || !section || !key) {
+      return Either.left(new ConfigError({ message: `${name}: expected CLAUDE_CODE__SECTION__KEY` }))
+    }
+    ;(out[section] ??= {})[key] = value
+  }
+  return Either.right(out)
+}
+
+/** `["server.port=9"]` → `{ server: { port: "9" } }`. */
+export const fromAssignments = (assignments: ReadonlyArray<string>) => {
+  const out: Record<string, Record<string, unknown>> = {}
+  for (const assignment of assignments) {
+    const match = /^([a-z_]+)\.([a-z_]+)=(.*)$/s.exec(assignment)
+    if (!match) {
+      return Either.left(new ConfigError({ message: `--set ${assignment}: expected section.key=value` }))
+    }
+    ;(out[match[1]!] ??= {})[match[2]!] = match[3]!
+  }
+  return Either.right(out)
+}
+
+type Layered = Record<string, unknown>
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+const merge = (...layers: ReadonlyArray<Layered>): Layered => {
+  const out: Layered = {}
+  for (const layer of layers) {
+    for (const [key, value] of Object.entries(layer)) {
+      const prev = out[key]
+      out[key] = isRecord(prev) && isRecord(value) ? merge(prev, value) : value
+    }
+  }
+  return out
+}
+
+const envName = (p: ReadonlyArray<PropertyKey>) =>
+  p.length === 2 ? ` (${ENV_PREFIX}${p.map(String).join("__").toUpperCase()})` : ""
+
+/** Decode merged layers, naming the first bad key in the error. */
+export const decodeConfig = (raw: unknown): Either.Either<Config, ConfigError> =>
+  Schema.decodeUnknownEither(ConfigSchema, { onExcessProperty: "error", errors: "all" })(raw).pipe(
+    Either.mapLeft((error) => {
+      const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+      const lines = issues.map((issue) => `${issue.path.map(String).join(".")}${envName(issue.path)}: ${issue.message}`)
+      return new ConfigError({ message: `invalid configuration:\n  ${lines.join("\n  ")}` })
+    })
+  )
+
+export interface ConfigSources {
+  /** Explicit file (`--config`); it must exist. Without it `config/local.toml` is read when present. */
+  readonly file?: string | undefined
+  readonly env?: Readonly<Record<string, string | undefined>> | undefined
+  /** Flag values, already as `{ section: { key: value } }`. */
+  readonly flags?: Layered | undefined
+}
+
+const readToml = (file: string | undefined) =>
+  Effect.try({
+    try: (): Layered => {
+      const target = file ?? path.resolve("config/local.toml")
+      if (file === undefined && !fs.existsSync(target)) return {}
+      return parseToml(fs.readFileSync(target, "utf8"))
+    },
+    catch: (error) =>
+      new ConfigError({ message: `cannot read config file ${file ?? "config/local.toml"}: ${String(error)}` })
+  })
+
+export const loadConfig = (sources: ConfigSources): Effect.Effect<Config, ConfigError> =>
+  Effect.gen(function*() {
+    const file = yield* readToml(sources.file)
+    const env = yield* fromEnv(sources.env ?? {})
+    return yield* decodeConfig(merge(file, env, sources.flags ?? {}))
+  })
+
+export class GatewayConfig extends Effect.Service<GatewayConfig>()("GatewayConfig", {
+  effect: Effect.map(loadConfig({ env: process.env }), (config) => ({ config }))
+}) {
+  static readonly layerFrom = (sources: ConfigSources) =>
+    Layer.effect(GatewayConfig, Effect.map(loadConfig(sources), (config) => GatewayConfig.make({ config })))
+
+  /** A fixed configuration: defaults overridden by `overrides` (tests, embedding apps). */
+  static readonly layerWith = (overrides: Layered) =>
+    Layer.effect(GatewayConfig, Effect.map(decodeConfig(overrides), (config) => GatewayConfig.make({ config })))
+}

@@ -1,0 +1,89 @@
+import { Effect, Either, Option, Schema, SynchronizedRef } from "effect"
+import { CliProcess } from "./cli/CliProcess.js"
+import { ModelNotFound } from "./Errors.js"
+import { GatewayConfig } from "./GatewayConfig.js"
+
+/**
+ * The models the gateway accepts, as the CLI itself reports them (aliases such as `sonnet` and
+ * the full ids they resolve to), learned once from an `initialize` handshake with a CLI process.
+ * The same list serves `/v1/models` and the chat endpoints' model check.
+ */
+
+const InitializeResponse = Schema.Struct({
+  claude_code_version: Schema.String,
+  models: Schema.Array(Schema.Struct({ value: Schema.String, resolvedModel: Schema.optional(Schema.String) }))
+})
+
+export interface CatalogEntry {
+  readonly id: string
+  /** The full model id an alias resolves to (itself for full ids). */
+  readonly resolved: string
+}
+
+export interface CliInfo {
+  readonly version: string
+  readonly models: ReadonlyArray<CatalogEntry>
+  readonly probedAt: number
+}
+
+export type CatalogState =
+  | { readonly _tag: "Ready"; readonly info: CliInfo }
+  | { readonly _tag: "Unavailable"; readonly reason: string }
+
+const FALLBACK: ReadonlyArray<CatalogEntry> = ["default", "opus", "sonnet", "haiku"].map((id) => ({ id, resolved: id }))
+
+export const entriesOf = (models: typeof InitializeResponse.Type["models"]): ReadonlyArray<CatalogEntry> => {
+  const entries = new Map<string, CatalogEntry>()
+  for (const model of models) {
+    const resolved = model.resolvedModel ?? model.value
+    entries.set(model.value, { id: model.value, resolved })
+    if (!entries.has(resolved)) entries.set(resolved, { id: resolved, resolved })
+  }
+  return [...entries.values()]
+}
+
+export class ModelCatalog extends Effect.Service<ModelCatalog>()("ModelCatalog", {
+  scoped: Effect.gen(function*() {
+    const cli = yield* CliProcess
+    const { config } = yield* GatewayConfig
+    const ref = yield* SynchronizedRef.make<Option.Option<CliInfo>>(Option.none())
+
+    const probe = Effect.scoped(
+      Effect.gen(function*() {
+        const process = yield* cli.spawn({ model: config.claude.default_model, systemPrompt: undefined })
+        const response = yield* process.control("initialize")
+        const decoded = yield* Schema.decodeUnknown(InitializeResponse)(response)
+        return { version: decoded.claude_code_version, models: entriesOf(decoded.models), probedAt: Date.now() }
+      })
+    ).pipe(Effect.timeout("20 seconds"))
+
+    // A failed probe is not remembered: the next caller tries again.
+    const state: Effect.Effect<CatalogState> = SynchronizedRef.modifyEffect(ref, (current): Effect.Effect<readonly [CatalogState, Option.Option<CliInfo>]> =>
+      Option.match(current, {
+        onSome: (info) => Effect.succeed([{ _tag: "Ready", info } as const, current] as const),
+        onNone: () =>
+          probe.pipe(
+            Effect.either,
+            Effect.map((result) =>
+              Either.match(result, {
+                onRight: (info) => [{ _tag: "Ready", info } as const, Option.some(info)] as const,
+                onLeft: (error) => [{ _tag: "Unavailable", reason: error.message } as const, Option.none()] as const
+              })
+            )
+          )
+      }))
+
+    const models = Effect.map(state, (s): ReadonlyArray<CatalogEntry> => (s._tag === "Ready" ? s.info.models : FALLBACK))
+
+    /** The model id to pass to the CLI, or ModelNotFound listing what exists. */
+    const resolve = (model: string) =>
+      Effect.flatMap(models, (entries) =>
+        entries.some((entry) => entry.id === model)
+          ? Effect.succeed(model)
+          : Effect.fail(new ModelNotFound({ model, available: entries.map((entry) => entry.id) })))
+
+    yield* Effect.forkScoped(state)
+    return { state, models, resolve } as const
+  }),
+  dependencies: [CliProcess.Default]
+}) {}

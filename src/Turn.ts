@@ -1,0 +1,56 @@
+import { Data } from "effect"
+import type { InputBlock } from "./cli/Protocol.js"
+
+/**
+ * The dialect-neutral middle of the data path: every API dialect translates its request into a
+ * TurnRequest and renders the TurnEvent stream back in its own shape.
+ */
+
+/** Everything that changes the CLI's argv or environment (the future pool key). */
+export interface LaunchOptions {
+  readonly model: string
+  readonly systemPrompt: string | undefined
+}
+
+export interface TurnRequest {
+  readonly launch: LaunchOptions
+  readonly input: ReadonlyArray<InputBlock>
+}
+
+export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter"
+
+export interface TurnUsage {
+  readonly inputTokens: number
+  readonly outputTokens: number
+  readonly cacheReadTokens: number
+  readonly cacheCreationTokens: number
+}
+
+export type TurnEvent = Data.TaggedEnum<{
+  /** The turn has started upstream: resolved model id and CLI session. */
+  Started: { readonly model: string; readonly sessionId: string }
+  TextDelta: { readonly text: string }
+  ThinkingDelta: { readonly text: string }
+  Finished: {
+    readonly reason: FinishReason
+    readonly usage: TurnUsage
+    readonly costUsd: number | undefined
+    readonly sessionId: string
+  }
+}>
+export const TurnEvent = Data.taggedEnum<TurnEvent>()
+
+/** An upstream API error the CLI reported (after its own retries). */
+export class UpstreamError extends Data.TaggedError("UpstreamError")<{
+  /** HTTP status the upstream answered, null for timeouts and malformed streams. */
+  readonly status: number | null
+  /** Anthropic error type (`overloaded_error`, …) or the CLI's error kind. */
+  readonly errorType: string | null
+  readonly message: string
+}> {}
+
+/** The CLI ended the turn with an error of its own (max turns, budget, structured output, …). */
+export class TurnFailed extends Data.TaggedError("TurnFailed")<{
+  readonly subtype: string
+  readonly message: string
+}> {}

@@ -1,0 +1,245 @@
+import { Either, Schema } from "effect"
+
+/**
+ * The CLI's stream-json protocol (see shared/reference/claude-cli-protocol.md, part 1).
+ * Only the fields the gateway reads are declared; everything else is tolerated.
+ * Key order is not stable across message kinds, so lines are parsed, never pattern-matched.
+ */
+
+const Nullish = <A, I>(schema: Schema.Schema<A, I>) => Schema.optional(Schema.NullOr(schema))
+
+// ---------------------------------------------------------------------------
+// Anthropic content and stream events, as the CLI relays them
+
+export const Usage = Schema.Struct({
+  input_tokens: Schema.optionalWith(Schema.Number, { default: () => 0 }),
+  output_tokens: Schema.optionalWith(Schema.Number, { default: () => 0 }),
+  cache_creation_input_tokens: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => 0 }),
+  cache_read_input_tokens: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => 0 })
+})
+export type Usage = typeof Usage.Type
+
+const TextBlock = Schema.Struct({ type: Schema.Literal("text"), text: Schema.String })
+const ThinkingBlock = Schema.Struct({ type: Schema.Literal("thinking"), thinking: Schema.String })
+const ToolUseBlock = Schema.Struct({
+  type: Schema.Literal("tool_use"),
+  id: Schema.String,
+  name: Schema.String,
+  input: Schema.Unknown
+})
+const OtherBlock = Schema.Struct({ type: Schema.String })
+export const ContentBlock = Schema.Union(TextBlock, ThinkingBlock, ToolUseBlock, OtherBlock)
+export type ContentBlock = typeof ContentBlock.Type
+
+const Delta = Schema.Union(
+  Schema.Struct({ type: Schema.Literal("text_delta"), text: Schema.String }),
+  Schema.Struct({ type: Schema.Literal("thinking_delta"), thinking: Schema.String }),
+  Schema.Struct({ type: Schema.Literal("input_json_delta"), partial_json: Schema.String }),
+  Schema.Struct({ type: Schema.String })
+)
+
+export const StreamEventPayload = Schema.Union(
+  Schema.Struct({
+    type: Schema.Literal("message_start"),
+    message: Schema.Struct({ id: Schema.String, model: Schema.String, usage: Schema.optional(Usage) })
+  }),
+  Schema.Struct({ type: Schema.Literal("content_block_start"), index: Schema.Number, content_block: ContentBlock }),
+  Schema.Struct({ type: Schema.Literal("content_block_delta"), index: Schema.Number, delta: Delta }),
+  Schema.Struct({ type: Schema.Literal("content_block_stop"), index: Schema.Number }),
+  Schema.Struct({
+    type: Schema.Literal("message_delta"),
+    delta: Schema.Struct({ stop_reason: Nullish(Schema.String), stop_sequence: Nullish(Schema.String) })
+  }),
+  Schema.Struct({ type: Schema.Literal("message_stop") }),
+  Schema.Struct({ type: Schema.String })
+)
+export type StreamEventPayload = typeof StreamEventPayload.Type
+
+// ---------------------------------------------------------------------------
+// Lines on stdout
+
+export class SystemInit extends Schema.TaggedClass<SystemInit>()("SystemInit", {
+  session_id: Schema.String,
+  model: Schema.String,
+  cwd: Schema.String,
+  tools: Schema.Array(Schema.String),
+  permissionMode: Schema.optional(Schema.String),
+  claude_code_version: Schema.optional(Schema.String)
+}) {}
+
+/** Other system lines: status, api_retry, permission_denied, model_fallback, thinking_tokens, … */
+export class SystemNotice extends Schema.TaggedClass<SystemNotice>()("SystemNotice", {
+  subtype: Schema.String,
+  raw: Schema.Record({ key: Schema.String, value: Schema.Unknown })
+}) {}
+
+export class StreamEvent extends Schema.TaggedClass<StreamEvent>()("StreamEvent", {
+  event: StreamEventPayload,
+  parent_tool_use_id: Nullish(Schema.String)
+}) {}
+
+export class AssistantMessage extends Schema.TaggedClass<AssistantMessage>()("AssistantMessage", {
+  message: Schema.Struct({
+    id: Schema.String,
+    model: Schema.String,
+    content: Schema.Array(ContentBlock)
+  }),
+  parent_tool_use_id: Nullish(Schema.String),
+  /** Set on the synthetic message the CLI prints for an upstream API error. */
+  error: Schema.optional(Schema.String),
+  is_api_error_message: Schema.optional(Schema.Boolean)
+}) {}
+
+export class UserMessage extends Schema.TaggedClass<UserMessage>()("UserMessage", {
+  message: Schema.Struct({ content: Schema.Union(Schema.String, Schema.Array(Schema.Unknown)) }),
+  isReplay: Schema.optional(Schema.Boolean)
+}) {}
+
+export class ResultMessage extends Schema.TaggedClass<ResultMessage>()("ResultMessage", {
+  subtype: Schema.String,
+  is_error: Schema.Boolean,
+  session_id: Schema.String,
+  result: Schema.optional(Schema.String),
+  stop_reason: Nullish(Schema.String),
+  usage: Schema.optional(Usage),
+  total_cost_usd: Schema.optional(Schema.Number),
+  num_turns: Schema.optional(Schema.Number),
+  duration_ms: Schema.optional(Schema.Number),
+  terminal_reason: Schema.optional(Schema.String),
+  api_error_status: Nullish(Schema.Number),
+  api_error_type: Nullish(Schema.String),
+  errors: Schema.optional(Schema.Array(Schema.String)),
+  structured_output: Schema.optional(Schema.Unknown)
+}) {}
+
+export class ControlRequest extends Schema.TaggedClass<ControlRequest>()("ControlRequest", {
+  request_id: Schema.String,
+  request: Schema.Struct({ subtype: Schema.String }, Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+}) {}
+
+export class ControlResponse extends Schema.TaggedClass<ControlResponse>()("ControlResponse", {
+  response: Schema.Union(
+    Schema.Struct({
+      subtype: Schema.Literal("success"),
+      request_id: Schema.String,
+      response: Schema.optional(Schema.Unknown)
+    }),
+    Schema.Struct({ subtype: Schema.Literal("error"), request_id: Schema.String, error: Schema.String })
+  )
+}) {}
+
+/** A line of a kind this gateway does not know: kept (and logged at debug), never fatal. */
+export class UnknownMessage extends Schema.TaggedClass<UnknownMessage>()("UnknownMessage", {
+  type: Schema.String,
+  raw: Schema.Record({ key: Schema.String, value: Schema.Unknown })
+}) {}
+
+export type CliMessage =
+  | SystemInit
+  | SystemNotice
+  | StreamEvent
+  | AssistantMessage
+  | UserMessage
+  | ResultMessage
+  | ControlRequest
+  | ControlResponse
+  | UnknownMessage
+
+const Line = Schema.parseJson(
+  Schema.Struct({ type: Schema.String }, Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+)
+const decodeLine = Schema.decodeUnknownEither(Line)
+
+// The TaggedClass schemas decode the untagged wire shape once `_tag` is added.
+const decodeAs = <A, I extends { readonly _tag: string }>(
+  schema: Schema.Schema<A, I>,
+  tag: I["_tag"],
+  raw: Record<string, unknown>
+) => Schema.decodeUnknownEither(schema)({ ...raw, _tag: tag })
+
+export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
+  message: Schema.String,
+  line: Schema.String
+}) {}
+
+/** Decode one stdout line. Known kinds with a bad shape are errors; unknown kinds are kept. */
+export const decodeCliLine = (line: string): Either.Either<CliMessage, ProtocolError> => {
+  const parsed = decodeLine(line)
+  if (Either.isLeft(parsed)) {
+    return Either.left(new ProtocolError({ message: "not a JSON object with a type", line: line.slice(0, 500) }))
+  }
+  const raw = parsed.right
+  const result = ((): Either.Either<CliMessage, unknown> => {
+    switch (raw.type) {
+      case "system":
+        return raw.subtype === "init"
+          ? decodeAs(SystemInit, "SystemInit", raw)
+          : Either.right(new SystemNotice({ subtype: String(raw.subtype ?? ""), raw }))
+      case "stream_event":
+        return decodeAs(StreamEvent, "StreamEvent", raw)
+      case "assistant":
+        return decodeAs(AssistantMessage, "AssistantMessage", raw)
+      case "user":
+        return decodeAs(UserMessage, "UserMessage", raw)
+      case "result":
+        return decodeAs(ResultMessage, "ResultMessage", raw)
+      case "control_request":
+        return decodeAs(ControlRequest, "ControlRequest", raw)
+      case "control_response":
+        return decodeAs(ControlResponse, "ControlResponse", raw)
+      default:
+        return Either.right(new UnknownMessage({ type: raw.type, raw }))
+    }
+  })()
+  return Either.mapLeft(
+    result,
+    (error) => new ProtocolError({ message: `bad ${raw.type} line: ${String(error)}`, line: line.slice(0, 500) })
+  )
+}
+
+// ---------------------------------------------------------------------------
+// Lines the gateway writes on stdin
+
+export const ImageMediaType = Schema.Literal("image/png", "image/jpeg", "image/gif", "image/webp")
+
+export const InputBlock = Schema.Union(
+  Schema.Struct({ type: Schema.Literal("text"), text: Schema.String }),
+  Schema.Struct({
+    type: Schema.Literal("image"),
+    source: Schema.Struct({ type: Schema.Literal("base64"), media_type: ImageMediaType, data: Schema.String })
+  })
+)
+export type InputBlock = typeof InputBlock.Type
+
+export const UserInput = Schema.Struct({
+  type: Schema.Literal("user"),
+  session_id: Schema.String,
+  message: Schema.Struct({ role: Schema.Literal("user"), content: Schema.Array(InputBlock) }),
+  parent_tool_use_id: Schema.Null
+})
+
+export const ControlRequestOut = Schema.Struct({
+  type: Schema.Literal("control_request"),
+  request_id: Schema.String,
+  request: Schema.Struct({ subtype: Schema.String }, Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+})
+
+export const ControlResponseOut = Schema.Struct({
+  type: Schema.Literal("control_response"),
+  response: Schema.Union(
+    Schema.Struct({ subtype: Schema.Literal("success"), request_id: Schema.String, response: Schema.Unknown }),
+    Schema.Struct({ subtype: Schema.Literal("error"), request_id: Schema.String, error: Schema.String })
+  )
+})
+
+export const StdinLine = Schema.Union(UserInput, ControlRequestOut, ControlResponseOut)
+export type StdinLine = typeof StdinLine.Type
+
+export const encodeStdinLine = (line: StdinLine): string => JSON.stringify(Schema.encodeSync(StdinLine)(line)) + "\n"
+
+export const userInput = (content: ReadonlyArray<InputBlock>): StdinLine => ({
+  type: "user",
+  session_id: "",
+  message: { role: "user", content },
+  parent_tool_use_id: null
+})

@@ -1,0 +1,95 @@
+import { HttpApiBuilder, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import type { HttpApp } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Cause, Effect, Layer, Option, Predicate, Redacted } from "effect"
+import * as crypto from "node:crypto"
+import { createServer } from "node:http"
+import { ChatService } from "../ChatService.js"
+import { RouteNotFound, Unauthorized } from "../Errors.js"
+import { ConfigError, GatewayConfig } from "../GatewayConfig.js"
+import { ModelCatalog } from "../ModelCatalog.js"
+import { OpenAIHttp } from "../openai/Http.js"
+import { GatewayApi } from "./Api.js"
+import { errorResponse } from "./errors.js"
+
+const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
+  Effect.gen(function*() {
+    const catalog = yield* ModelCatalog
+    const { config } = yield* GatewayConfig
+    return handlers.handle("health", () =>
+      Effect.map(catalog.state, (state) => {
+        const body = {
+          status: state._tag === "Ready" ? "ok" as const : "degraded" as const,
+          cli: {
+            command: config.claude.command,
+            version: state._tag === "Ready" ? state.info.version : null,
+            error: state._tag === "Ready" ? null : state.reason
+          }
+        }
+        return state._tag === "Ready" ? body : HttpServerResponse.unsafeJson(body, { status: 503 })
+      }))
+  }))
+
+const isLoopback = (host: string) => host === "localhost" || host === "::1" || host.startsWith("127.")
+
+const internalError = HttpServerResponse.unsafeJson(
+  { error: { message: "Internal gateway error.", type: "server_error", param: null, code: null } },
+  { status: 500 }
+)
+
+/** Request ids, API keys, and the OpenAI envelope for anything the router itself rejects. */
+const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: HttpApp.Default): HttpApp.Default =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const requestId = request.headers["x-request-id"] || `req_${crypto.randomUUID().replaceAll("-", "")}`
+    const path = request.url.split("?")[0] ?? request.url
+    const offered = /^Bearer\s+(.+)$/i.exec(request.headers["authorization"] ?? "")?.[1] ?? request.headers["x-api-key"]
+    const authorized = apiKeys.length === 0 || path === "/health" ||
+      (offered !== undefined && apiKeys.some((key) => Redacted.value(key) === offered))
+    const response = authorized
+      ? yield* app.pipe(
+        Effect.catchAllCause((cause) => {
+          if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+          const failure = Cause.failureOption(cause)
+          return Option.isSome(failure) && Predicate.isTagged(failure.value, "RouteNotFound")
+            ? Effect.succeed(errorResponse(new RouteNotFound({ method: request.method, path })))
+            : Effect.as(Effect.logError("unhandled request failure", cause), internalError)
+        }),
+        Effect.annotateLogs("request_id", requestId)
+      )
+      : errorResponse(new Unauthorized({ message: "Incorrect API key provided. Send it as 'Authorization: Bearer <key>' or 'x-api-key'." }))
+    return HttpServerResponse.setHeader(response, "x-request-id", requestId)
+  })
+
+/** The gateway's services, for Effect apps that embed them without the HTTP server. */
+export const GatewayServices = Layer.mergeAll(ChatService.Default, ModelCatalog.Default)
+
+/** The HttpApi with its handlers; needs GatewayConfig. */
+export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
+  Layer.provide([OpenAIHttp, SystemHttp]),
+  Layer.provide(GatewayServices)
+)
+
+/** Serve the API on the configured host and port. Refuses an open bind without API keys. */
+export const ServerLive = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const { config } = yield* GatewayConfig
+    const { host, port, api_keys, allow_unauthenticated_remote } = config.server
+    if (!isLoopback(host) && api_keys.length === 0 && !allow_unauthenticated_remote) {
+      return yield* new ConfigError({
+        message: `server.host = ${host} is not a loopback address and server.api_keys is empty: ` +
+          `set API keys, or server.allow_unauthenticated_remote = true to serve it anyway`
+      })
+    }
+    const keys = api_keys.map((key) => Redacted.make(key))
+    return HttpApiBuilder.serve().pipe(
+      // API-level middleware: it wraps the router, so it sees RouteNotFound before the default 404.
+      Layer.provide(HttpApiBuilder.middleware(gatewayMiddleware(keys))),
+      Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+      Layer.provide(ApiLive),
+      HttpServer.withLogAddress,
+      // Merged so that embedding apps and tests can read the bound address.
+      Layer.provideMerge(NodeHttpServer.layer(createServer, { host, port }))
+    )
+  })
+)

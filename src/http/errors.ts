@@ -1,0 +1,97 @@
+import { HttpServerResponse } from "@effect/platform"
+import type { CliError } from "../cli/CliErrors.js"
+import type { ControlRequestFailed } from "../cli/CliErrors.js"
+import type { RequestError } from "../Errors.js"
+import type { ErrorBody } from "../openai/Schema.js"
+import type { TurnFailed, UpstreamError } from "../Turn.js"
+
+/**
+ * The one place where gateway errors become HTTP statuses and OpenAI error envelopes
+ * (`{"error":{"message","type","param","code"}}`). Upstream failures keep their meaning.
+ */
+
+export type GatewayError = RequestError | CliError | ControlRequestFailed | UpstreamError | TurnFailed
+
+export interface HttpError {
+  readonly status: number
+  readonly body: ErrorBody
+  readonly headers: Readonly<Record<string, string>>
+}
+
+const make = (
+  status: number,
+  type: string,
+  code: string | null,
+  message: string,
+  options: { readonly param?: string | null; readonly headers?: Record<string, string> } = {}
+): HttpError => ({
+  status,
+  body: { error: { message, type, param: options.param ?? null, code } },
+  headers: options.headers ?? {}
+})
+
+// openai-node retries 408/409/429/5xx unless told otherwise; a retry cannot fix these.
+const noRetry = { "x-should-retry": "false" }
+
+const upstream = (error: UpstreamError): HttpError => {
+  const message = `Upstream error reported by the Claude Code CLI: ${error.message}`
+  switch (error.status) {
+    case 429:
+      return make(429, "rate_limit_error", "rate_limit_exceeded", message, { headers: { "retry-after": "5" } })
+    case 503:
+    case 529:
+      return make(503, "service_unavailable_error", "overloaded", message, { headers: { "retry-after": "5" } })
+    case 401:
+    case 403:
+      return make(
+        502,
+        "upstream_authentication_error",
+        "upstream_authentication_failed",
+        `${message} (the CLI is not authenticated upstream: log it in with \`claude /login\` or set ANTHROPIC_API_KEY for the gateway)`,
+        { headers: noRetry }
+      )
+    case 400:
+    case 413:
+      return make(400, "invalid_request_error", "upstream_rejected_request", message)
+    case 404:
+      return make(404, "invalid_request_error", "model_not_found", message)
+    case null:
+      return /timed out/i.test(error.message)
+        ? make(504, "timeout_error", "upstream_timeout", message)
+        : make(502, "upstream_error", "upstream_bad_response", message)
+    default:
+      return make(502, "upstream_error", error.errorType ?? "upstream_error", message)
+  }
+}
+
+export const toHttpError = (error: GatewayError): HttpError => {
+  switch (error._tag) {
+    case "InvalidRequest":
+      return make(400, "invalid_request_error", error.code, error.message, { param: error.param })
+    case "ModelNotFound":
+      return make(404, "invalid_request_error", "model_not_found", error.message, { param: "model" })
+    case "RouteNotFound":
+      return make(404, "invalid_request_error", "unknown_url", error.message)
+    case "Unauthorized":
+      return make(401, "invalid_request_error", "invalid_api_key", error.message, { headers: noRetry })
+    case "UpstreamError":
+      return upstream(error)
+    case "TurnFailed":
+      return make(500, "server_error", error.subtype, `The Claude Code CLI ended the turn with an error: ${error.message}`)
+    case "CliNotFound":
+    case "CliSpawnFailed":
+      return make(503, "service_unavailable_error", "cli_unavailable", error.message, { headers: noRetry })
+    case "CliExited":
+      return make(502, "upstream_error", "cli_exited", error.message)
+    case "CliProtocolError":
+    case "ControlRequestFailed":
+      return make(502, "upstream_error", "cli_protocol_error", error.message)
+    case "CliTimeout":
+      return make(504, "timeout_error", "timeout", error.message, { headers: noRetry })
+  }
+}
+
+export const errorResponse = (error: GatewayError): HttpServerResponse.HttpServerResponse => {
+  const http = toHttpError(error)
+  return HttpServerResponse.unsafeJson(http.body, { status: http.status, headers: http.headers })
+}

@@ -1,0 +1,87 @@
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import type { HttpServerRequest } from "@effect/platform"
+import { Chunk, Effect, Sink, Stream } from "effect"
+import * as crypto from "node:crypto"
+import { ChatService } from "../ChatService.js"
+import { InvalidRequest, ModelNotFound } from "../Errors.js"
+import { GatewayApi } from "../http/Api.js"
+import { errorResponse, type GatewayError, toHttpError } from "../http/errors.js"
+import { ModelCatalog } from "../ModelCatalog.js"
+import type { TurnEvent } from "../Turn.js"
+import { aggregate, sseFrames } from "./render.js"
+import type { Model } from "./Schema.js"
+import { decodeChatRequest, toTurnRequest } from "./translate.js"
+
+const SSE_HEADERS = {
+  "cache-control": "no-cache, no-transform",
+  "x-accel-buffering": "no",
+  connection: "keep-alive"
+}
+
+const readJson = (request: HttpServerRequest.HttpServerRequest) =>
+  request.json.pipe(
+    Effect.mapError(() =>
+      new InvalidRequest({
+        message: "We could not parse the JSON body of your request. The body must be a JSON object.",
+        param: null,
+        code: "invalid_json"
+      })
+    )
+  )
+
+/** Headers are committed with the first byte: wait for the first content (or a failure) before that. */
+const commits = (event: TurnEvent) => event._tag !== "Started"
+
+const recover = <A, R>(effect: Effect.Effect<A | HttpServerResponse.HttpServerResponse, GatewayError, R>) =>
+  Effect.catchAll(effect, (error) => Effect.succeed(errorResponse(error)))
+
+export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) =>
+  Effect.gen(function*() {
+    const chat = yield* ChatService
+    const catalog = yield* ModelCatalog
+
+    const modelObject = (id: string, created: number): Model => ({ id, object: "model", created, owned_by: "anthropic" })
+    const created = Math.floor(Date.now() / 1000)
+
+    return handlers
+      .handle("listModels", () =>
+        Effect.map(catalog.models, (models) => ({
+          object: "list" as const,
+          data: models.map((m) => modelObject(m.id, created))
+        })))
+      .handle("retrieveModel", ({ path }) =>
+        recover(Effect.flatMap(catalog.models, (models) =>
+          models.some((m) => m.id === path.id)
+            ? Effect.succeed(modelObject(path.id, created))
+            : Effect.fail(new ModelNotFound({ model: path.id, available: models.map((m) => m.id) })))))
+      .handleRaw("chatCompletions", ({ request }) =>
+        recover(Effect.gen(function*() {
+          const body = yield* readJson(request)
+          const chatRequest = yield* decodeChatRequest(body)
+          const model = yield* catalog.resolve(chatRequest.model)
+          const turn = yield* toTurnRequest(chatRequest, model)
+          const meta = {
+            id: `chatcmpl-${crypto.randomUUID().replaceAll("-", "")}`,
+            created: Math.floor(Date.now() / 1000),
+            model
+          }
+          const events = yield* chat.turn(turn)
+
+          if (chatRequest.stream !== true) {
+            const { completion, costUsd } = yield* aggregate(events, meta)
+            return HttpServerResponse.unsafeJson(completion, {
+              headers: costUsd === undefined ? {} : { "x-claude-cost-usd": String(costUsd) }
+            })
+          }
+
+          const [head, rest] = yield* Stream.peel(events, Sink.collectAllUntil(commits))
+          const frames = sseFrames(Stream.concat(Stream.fromChunk(Chunk.fromIterable(head)), rest), meta, {
+            includeUsage: chatRequest.stream_options?.include_usage === true,
+            onError: (error) => toHttpError(error).body
+          })
+          return HttpServerResponse.stream(Stream.encodeText(frames), {
+            contentType: "text/event-stream",
+            headers: SSE_HEADERS
+          })
+        })))
+  }))

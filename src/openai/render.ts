@@ -1,0 +1,171 @@
+import * as Sse from "@effect/experimental/Sse"
+import { Effect, Stream } from "effect"
+import type { FinishReason, TurnEvent, TurnUsage } from "../Turn.js"
+import type { ChatCompletion, ChatCompletionChunk, CompletionUsage, ErrorBody } from "./Schema.js"
+
+/** TurnEvents → OpenAI chat completion objects and SSE frames. */
+
+export interface CompletionMeta {
+  readonly id: string
+  readonly created: number
+  /** The requested model; replaced by the resolved id once the CLI reports it. */
+  readonly model: string
+}
+
+export const completionUsage = (usage: TurnUsage): CompletionUsage => {
+  // OpenAI's prompt_tokens include cached ones; Anthropic reports them separately.
+  const prompt = usage.inputTokens + usage.cacheReadTokens + usage.cacheCreationTokens
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: usage.outputTokens,
+    total_tokens: prompt + usage.outputTokens,
+    prompt_tokens_details: { cached_tokens: usage.cacheReadTokens },
+    completion_tokens_details: { reasoning_tokens: 0 }
+  }
+}
+
+interface Aggregate {
+  model: string
+  text: string
+  reasoning: string
+  finish: FinishReason
+  usage: TurnUsage
+  costUsd: number | undefined
+  sessionId: string | undefined
+}
+
+export interface AggregatedCompletion {
+  readonly completion: ChatCompletion
+  readonly costUsd: number | undefined
+  readonly sessionId: string | undefined
+}
+
+/** Collect a whole turn into one `chat.completion`. */
+export const aggregate = <E, R>(
+  events: Stream.Stream<TurnEvent, E, R>,
+  meta: CompletionMeta
+): Effect.Effect<AggregatedCompletion, E, R> =>
+  Stream.runFold(
+    events,
+    {
+      model: meta.model,
+      text: "",
+      reasoning: "",
+      finish: "stop",
+      usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheCreationTokens: 0 },
+      costUsd: undefined,
+      sessionId: undefined
+    } as Aggregate,
+    (acc, event) => {
+      switch (event._tag) {
+        case "Started":
+          acc.model = event.model
+          break
+        case "TextDelta":
+          acc.text += event.text
+          break
+        case "ThinkingDelta":
+          acc.reasoning += event.text
+          break
+        case "Finished":
+          acc.finish = event.reason
+          acc.usage = event.usage
+          acc.costUsd = event.costUsd
+          acc.sessionId = event.sessionId
+          break
+      }
+      return acc
+    }
+  ).pipe(Effect.map((acc) => ({
+    completion: {
+      id: meta.id,
+      object: "chat.completion",
+      created: meta.created,
+      model: acc.model,
+      choices: [{
+        index: 0,
+        message: {
+          role: "assistant",
+          content: acc.text,
+          refusal: null,
+          ...(acc.reasoning !== "" ? { reasoning_content: acc.reasoning } : {})
+        },
+        finish_reason: acc.finish,
+        logprobs: null
+      }],
+      usage: completionUsage(acc.usage),
+      system_fingerprint: null
+    },
+    costUsd: acc.costUsd,
+    sessionId: acc.sessionId
+  })))
+
+const frame = (data: string) => Sse.encoder.write({ _tag: "Event", event: "message", id: undefined, data })
+
+export const DONE = frame("[DONE]")
+
+/**
+ * Render a turn as `chat.completion.chunk` SSE frames: the role first, a delta per CLI delta (as
+ * soon as it arrives), the finish reason, the usage chunk when asked, then `[DONE]`. A failure
+ * after the first byte becomes an SSE error payload, which openai-node raises as an APIError.
+ */
+export const sseFrames = <E, R>(
+  events: Stream.Stream<TurnEvent, E, R>,
+  meta: CompletionMeta,
+  options: { readonly includeUsage: boolean; readonly onError: (error: E) => ErrorBody }
+): Stream.Stream<string, never, R> =>
+  Stream.suspend(() => {
+    let model = meta.model
+    const chunk = (
+      delta: ChatCompletionChunk["choices"][number]["delta"],
+      finish: FinishReason | null = null
+    ): string => {
+      const body: ChatCompletionChunk = {
+        id: meta.id,
+        object: "chat.completion.chunk",
+        created: meta.created,
+        model,
+        system_fingerprint: null,
+        choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+        ...(options.includeUsage ? { usage: null } : {})
+      }
+      return frame(JSON.stringify(body))
+    }
+    let roleSent = false
+    const role = (): Array<string> => {
+      if (roleSent) return []
+      roleSent = true
+      return [chunk({ role: "assistant", content: "" })]
+    }
+    return events.pipe(
+      Stream.mapConcat((event): Array<string> => {
+        switch (event._tag) {
+          case "Started":
+            model = event.model
+            return []
+          case "TextDelta":
+            return [...role(), chunk({ content: event.text })]
+          case "ThinkingDelta":
+            return [...role(), chunk({ reasoning_content: event.text })]
+          case "Finished": {
+            const frames = [...role(), chunk({}, event.reason)]
+            if (options.includeUsage) {
+              const usageChunk: ChatCompletionChunk = {
+                id: meta.id,
+                object: "chat.completion.chunk",
+                created: meta.created,
+                model,
+                system_fingerprint: null,
+                choices: [],
+                usage: completionUsage(event.usage)
+              }
+              frames.push(frame(JSON.stringify(usageChunk)))
+            }
+            frames.push(DONE)
+            return frames
+          }
+        }
+      }),
+      Stream.catchAll((error) => Stream.succeed(frame(JSON.stringify(options.onError(error)))))
+    )
+  })

@@ -1,0 +1,211 @@
+import { Either, ParseResult, Schema } from "effect"
+import type { InputBlock } from "../cli/Protocol.js"
+import { ImageMediaType } from "../cli/Protocol.js"
+import { InvalidRequest } from "../Errors.js"
+import type { TurnRequest } from "../Turn.js"
+import { AssistantMessage, ChatRequest, MessageRole, SystemMessage, ToolMessage, UserMessage, UserPart } from "./Schema.js"
+
+/** OpenAI chat request → TurnRequest. Every rejection names the field it is about. */
+
+/** Largest decoded image accepted inline (Anthropic's own per-image limit). */
+export const MAX_IMAGE_BYTES = 5 * 1024 * 1024
+
+const pathToParam = (prefix: string, path: ReadonlyArray<PropertyKey>) =>
+  path.reduce<string>(
+    (acc, key) => (typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`),
+    prefix
+  )
+
+const invalid = (message: string, param: string | null, code: string | null = "invalid_value") =>
+  new InvalidRequest({ message, param, code })
+
+const decodeOrFail = <A, I>(schema: Schema.Schema<A, I>, input: unknown, prefix: string): Either.Either<A, InvalidRequest> =>
+  Schema.decodeUnknownEither(schema, { errors: "first" })(input).pipe(
+    Either.mapLeft((error) => {
+      const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
+      const param = pathToParam(prefix, issue?.path ?? [])
+      const missing = issue?.message === "is missing"
+      return invalid(
+        missing
+          ? `Missing required parameter: '${param}'.`
+          : `Invalid value for '${param || "body"}': ${issue?.message ?? String(error)}`,
+        param === "" ? null : param,
+        missing ? "missing_required_parameter" : "invalid_value"
+      )
+    })
+  )
+
+export const decodeChatRequest = (body: unknown) => decodeOrFail(ChatRequest, body, "")
+
+type Message =
+  | typeof SystemMessage.Type
+  | typeof UserMessage.Type
+  | typeof AssistantMessage.Type
+  | typeof ToolMessage.Type
+
+const decodeMessage = (raw: unknown, index: number): Either.Either<Message, InvalidRequest> => {
+  const prefix = `messages[${index}]`
+  return Either.flatMap(decodeOrFail(Schema.Struct({ role: MessageRole }), raw, prefix), ({ role }): Either.Either<Message, InvalidRequest> => {
+    switch (role) {
+      case "system":
+      case "developer":
+        return decodeOrFail(SystemMessage, raw, prefix)
+      case "user":
+        return decodeOrFail(UserMessage, raw, prefix)
+      case "assistant":
+        return decodeOrFail(AssistantMessage, raw, prefix)
+      case "tool":
+        return decodeOrFail(ToolMessage, raw, prefix)
+    }
+  })
+}
+
+const textOf = (content: string | ReadonlyArray<{ readonly text?: string | undefined; readonly refusal?: string | undefined }> | null | undefined) =>
+  content == null
+    ? ""
+    : typeof content === "string"
+    ? content
+    : content.map((part) => part.text ?? part.refusal ?? "").join("")
+
+const DATA_URL = /^data:([^;,]+);base64,(.*)$/s
+
+const imageBlock = (url: string, param: string): Either.Either<InputBlock, InvalidRequest> => {
+  const match = DATA_URL.exec(url)
+  if (!match) {
+    return Either.left(invalid(
+      `Unsupported image URL at '${param}': only base64 data URLs (data:image/png;base64,…) are accepted.`,
+      param,
+      "unsupported_image_url"
+    ))
+  }
+  const mediaType = match[1]!.toLowerCase()
+  const data = match[2]!
+  if (!Schema.is(ImageMediaType)(mediaType)) {
+    return Either.left(invalid(
+      `Unsupported image type '${mediaType}' at '${param}': use image/png, image/jpeg, image/gif or image/webp.`,
+      param,
+      "unsupported_image_type"
+    ))
+  }
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(data)) {
+    return Either.left(invalid(`Invalid base64 image data at '${param}'.`, param))
+  }
+  if (Math.floor(data.length * 3 / 4) > MAX_IMAGE_BYTES) {
+    return Either.left(invalid(`Image at '${param}' is larger than ${MAX_IMAGE_BYTES} bytes.`, param, "image_too_large"))
+  }
+  return Either.right({ type: "image", source: { type: "base64", media_type: mediaType, data } })
+}
+
+const userBlocks = (
+  content: string | ReadonlyArray<unknown>,
+  index: number
+): Either.Either<Array<InputBlock>, InvalidRequest> => {
+  if (typeof content === "string") return Either.right([{ type: "text", text: content }])
+  return Either.all(content.map((raw, i) => {
+    const prefix = `messages[${index}].content[${i}]`
+    const type = typeof raw === "object" && raw !== null && "type" in raw ? String(raw.type) : undefined
+    if (type !== "text" && type !== "image_url") {
+      return Either.left(invalid(
+        `Unsupported content part type '${type ?? "none"}' at '${prefix}.type': supported types are 'text' and 'image_url'.`,
+        `${prefix}.type`,
+        "unsupported_content_type"
+      ))
+    }
+    return Either.flatMap(decodeOrFail(UserPart, raw, prefix), (part): Either.Either<InputBlock, InvalidRequest> =>
+      part.type === "text"
+        ? Either.right({ type: "text", text: part.text })
+        : imageBlock(part.image_url.url, `${prefix}.image_url.url`))
+  }))
+}
+
+/** Checks for fields whose meaning the gateway would otherwise silently break. */
+const unsupported = (request: ChatRequest): InvalidRequest | undefined => {
+  const reject = (param: string, why: string) => invalid(`'${param}' is not supported: ${why}`, param, "unsupported_parameter")
+  if (request.n != null && request.n !== 1) return reject("n", "only n=1 is available")
+  if (request.logprobs === true) return reject("logprobs", "the Claude Code CLI does not report log probabilities")
+  if (request.tools != null && request.tools.length > 0) return reject("tools", "client function tools are not available yet")
+  if (request.functions != null && request.functions.length > 0) return reject("functions", "client function tools are not available yet")
+  if (request.response_format != null && request.response_format.type !== "text") {
+    return reject("response_format", `type '${request.response_format.type}' is not available yet`)
+  }
+  if (request.modalities?.includes("audio") || request.audio != null) return reject("audio", "audio output is not available")
+  return undefined
+}
+
+/**
+ * Messages → CLI launch and input. System/developer messages become the system prompt; the last
+ * user message is the turn's input; earlier turns of a stateless history travel with it as a
+ * clearly delimited transcript, roles intact.
+ */
+export const toTurnRequest = (request: ChatRequest, model: string): Either.Either<TurnRequest, InvalidRequest> =>
+  Either.gen(function*() {
+    const problem = unsupported(request)
+    if (problem) return yield* Either.left(problem)
+    const messages = yield* Either.all(request.messages.map(decodeMessage))
+    const last = messages.length - 1
+    const final = messages[last]!
+    if (final.role !== "user") {
+      return yield* Either.left(invalid(
+        `Invalid value for 'messages[${last}].role': the last message must have role 'user' (got '${final.role}').`,
+        `messages[${last}].role`
+      ))
+    }
+    const system: Array<string> = []
+    const history: Array<InputBlock> = []
+    let text = ""
+    const flush = () => {
+      if (text !== "") history.push({ type: "text", text })
+      text = ""
+    }
+    for (const [index, message] of messages.entries()) {
+      if (index === last) break
+      switch (message.role) {
+        case "system":
+        case "developer":
+          system.push(textOf(message.content))
+          break
+        case "user": {
+          text += `<message role="user">\n`
+          for (const block of yield* userBlocks(message.content, index)) {
+            if (block.type === "text") {
+              text += block.text
+            } else {
+              flush()
+              history.push(block)
+            }
+          }
+          text += `\n</message>\n`
+          break
+        }
+        case "assistant":
+          if (message.tool_calls != null && message.tool_calls.length > 0) {
+            return yield* Either.left(invalid(
+              "Assistant tool_calls are not supported yet.",
+              `messages[${index}].tool_calls`,
+              "unsupported_parameter"
+            ))
+          }
+          text += `<message role="assistant">\n${textOf(message.content)}\n</message>\n`
+          break
+        case "tool":
+          return yield* Either.left(invalid(
+            "Tool messages are not supported yet.",
+            `messages[${index}].role`,
+            "unsupported_parameter"
+          ))
+      }
+    }
+    const input = yield* userBlocks(final.content, last)
+    if (history.length > 0 || text !== "") {
+      history.unshift({
+        type: "text",
+        text: "<conversation_history>\nThe conversation so far, oldest first. Continue it: answer the final user message that follows the history.\n"
+      })
+      text += "</conversation_history>\n"
+      flush()
+    }
+    return {
+      launch: { model, systemPrompt: system.length > 0 ? system.join("\n\n") : undefined },
+      input: [...history, ...input]
+    }
+  })

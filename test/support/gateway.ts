@@ -1,0 +1,86 @@
+import { HttpServer } from "@effect/platform"
+import { Effect, Layer, ManagedRuntime } from "effect"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { CliEnvironment } from "../../src/cli/CliProcess.js"
+import { GatewayLive } from "../../src/Gateway.js"
+import { GatewayConfig } from "../../src/GatewayConfig.js"
+
+/** The pinned real CLI (devDependency @anthropic-ai/claude-code). */
+export const CLAUDE_BIN = fileURLToPath(new URL("../../node_modules/.bin/claude", import.meta.url))
+
+export interface Gateway {
+  readonly url: string
+  /** For the openai client: `${url}/v1`. */
+  readonly baseURL: string
+  readonly home: string
+  readonly close: () => Promise<void>
+}
+
+type Overrides = Record<string, Record<string, unknown>>
+
+/**
+ * The real app on a random port, driving the real CLI against the scripted upstream. The CLI's
+ * environment is built here from scratch (temp HOME, dummy key): nothing leaks from the shell.
+ */
+export const startGateway = async (options: { readonly upstreamUrl: string; readonly config?: Overrides }) => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-test-"))
+  const env = {
+    PATH: process.env.PATH,
+    HOME: home,
+    ANTHROPIC_BASE_URL: options.upstreamUrl,
+    ANTHROPIC_API_KEY: "sk-test-dummy",
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1"
+  }
+  const overrides = options.config ?? {}
+  const config = {
+    ...overrides,
+    server: { port: 0, ...overrides.server },
+    claude: { command: CLAUDE_BIN, workspace: path.join(home, "workspace"), max_retries: 0, ...overrides.claude },
+    log: { level: "warning", ...overrides.log }
+  }
+  const layer = GatewayLive.pipe(
+    Layer.provide(GatewayConfig.layerWith(config)),
+    Layer.provide(Layer.succeed(CliEnvironment, env))
+  )
+  const runtime = ManagedRuntime.make(layer)
+  const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
+  if (address._tag !== "TcpAddress") throw new Error("expected a TCP address")
+  const url = `http://127.0.0.1:${address.port}`
+  return {
+    url,
+    baseURL: `${url}/v1`,
+    home,
+    close: async () => {
+      await runtime.dispose()
+      fs.rmSync(home, { recursive: true, force: true })
+    }
+  } satisfies Gateway
+}
+
+/** PIDs of Claude CLI processes that are children of this test process. */
+export const cliChildren = (): Array<number> => {
+  let out = ""
+  try {
+    out = execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(process.pid)], { encoding: "utf8" })
+  } catch {
+    return [] // ps exits 1 when there are no children
+  }
+  return out
+    .split("\n")
+    .filter((line) => line.includes("claude") && line.includes("stream-json"))
+    .map((line) => Number.parseInt(line.trim(), 10))
+}
+
+/** Wait until no CLI child remains (or give up after `ms`), returning what is left. */
+export const waitForNoCliChildren = async (ms = 2000): Promise<Array<number>> => {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const left = cliChildren()
+    if (left.length === 0 || Date.now() > deadline) return left
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
