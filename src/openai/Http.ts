@@ -1,11 +1,12 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
-import { Chunk, Effect, Sink, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import * as crypto from "node:crypto"
 import { ChatService } from "../ChatService.js"
 import { InvalidRequest, ModelNotFound } from "../Errors.js"
 import { GatewayApi } from "../http/Api.js"
 import { errorResponse, type GatewayError, toHttpError } from "../http/errors.js"
+import { peelUntil } from "../lib/peel.js"
 import { ModelCatalog } from "../ModelCatalog.js"
 import type { TurnEvent } from "../Turn.js"
 import { aggregate, sseFrames } from "./render.js"
@@ -74,8 +75,8 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
             })
           }
 
-          const [head, rest] = yield* Stream.peel(events, Sink.collectAllUntil(commits))
-          const frames = sseFrames(Stream.concat(Stream.fromChunk(Chunk.fromIterable(head)), rest), meta, {
+          const [head, rest] = yield* peelUntil(events, commits)
+          const frames = sseFrames(Stream.concat(Stream.fromChunk(head), rest), meta, {
             includeUsage: chatRequest.stream_options?.include_usage === true,
             onError: (error) => toHttpError(error).body
           })
