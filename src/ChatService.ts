@@ -1,27 +1,32 @@
 import { Effect, type Scope, Stream } from "effect"
 import { CliTimeout } from "./cli/CliErrors.js"
-import { CliProcess } from "./cli/CliProcess.js"
 import { toTurnEvents, type TurnError } from "./cli/TurnEvents.js"
+import { Admission, type Overloaded } from "./Admission.js"
 import { GatewayConfig } from "./GatewayConfig.js"
+import { Pool } from "./Pool.js"
 import type { TurnEvent, TurnRequest } from "./Turn.js"
 
 /**
- * Orchestrates one turn: a CLI process for the request, the user input written to it, and the
- * CLI's output as TurnEvents. The process belongs to the caller's scope, so it dies with the
- * request (client gone, timeout, end of stream).
+ * Orchestrates one turn: a session slot (Admission), a CLI process for the request (Pool), the
+ * user input written to it, and the CLI's output as TurnEvents. Slot and process belong to the
+ * caller's scope, so they end with the request (client gone, timeout, end of stream).
  */
 export class ChatService extends Effect.Service<ChatService>()("ChatService", {
   effect: Effect.gen(function*() {
-    const cli = yield* CliProcess
+    const pool = yield* Pool
+    const admission = yield* Admission
     const { config } = yield* GatewayConfig
     const timeoutSeconds = config.claude.timeout_seconds
 
-    const turn = (request: TurnRequest): Effect.Effect<Stream.Stream<TurnEvent, TurnError>, TurnError, Scope.Scope> =>
+    const turn = (
+      request: TurnRequest
+    ): Effect.Effect<Stream.Stream<TurnEvent, TurnError>, TurnError | Overloaded, Scope.Scope> =>
       Effect.gen(function*() {
         const deadline = Effect.sleep(`${timeoutSeconds} seconds`).pipe(
           Effect.zipRight(Effect.fail(new CliTimeout({ seconds: timeoutSeconds })))
         )
-        const process = yield* cli.spawn(request.launch).pipe(
+        yield* admission.admit
+        const process = yield* pool.take(request.launch).pipe(
           Effect.timeoutFail({ duration: `${timeoutSeconds} seconds`, onTimeout: () => new CliTimeout({ seconds: timeoutSeconds }) })
         )
         yield* Effect.annotateCurrentSpan("cli.pid", process.pid)
@@ -30,5 +35,5 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
 
     return { turn } as const
   }),
-  dependencies: [CliProcess.Default]
+  dependencies: [Pool.Default, Admission.Default]
 }) {}

@@ -42,7 +42,9 @@ export const ConfigSchema = Schema.Struct({
     /** Accepted API keys (Bearer or x-api-key). Empty: no authentication. */
     api_keys: withDefault(StringList, () => []),
     /** Serve a non-loopback address without API keys. Refused unless set. */
-    allow_unauthenticated_remote: withDefault(Bool, () => false)
+    allow_unauthenticated_remote: withDefault(Bool, () => false),
+    /** On SIGTERM/SIGINT, how long in-flight turns may finish before every CLI is killed. */
+    shutdown_grace_seconds: withDefault(NonNegativeInt, () => 30)
   })),
   claude: Section(Schema.Struct({
     /** The CLI to run; `claude` resolves through PATH (npm scripts put the pinned one first). */
@@ -59,6 +61,26 @@ export const ConfigSchema = Schema.Struct({
     tools: withDefault(StringList, () => ["default"]),
     /** Model used when an alias is not given explicitly by the client. */
     default_model: withDefault(Schema.String, () => "sonnet")
+  })),
+  pool: Section(Schema.Struct({
+    /** Off: every request spawns its CLI (cold). */
+    enabled: withDefault(Bool, () => true),
+    /** Standby processes for the default launch signature, spawned at start-up. */
+    prewarm: withDefault(NonNegativeInt, () => 1),
+    /** Standbys kept for each recently used launch signature. */
+    standby_per_signature: withDefault(NonNegativeInt, () => 1),
+    /** Standbys across all signatures (each CLI is ~200 MB RSS). */
+    max_standby: withDefault(NonNegativeInt, () => 4),
+    /** All CLI processes, running or standing by; standbys are not spawned past it. */
+    max_processes: withDefault(PositiveInt, () => 16),
+    /** A signature unused this long loses its standbys (the default one keeps its prewarm). */
+    idle_ttl_seconds: withDefault(PositiveInt, () => 600)
+  })),
+  queue: Section(Schema.Struct({
+    /** Requests waiting for one of claude.max_concurrent_sessions; past it: 429. */
+    max_waiting: withDefault(NonNegativeInt, () => 64),
+    /** Longest wait for a free session before 429. */
+    max_wait_seconds: withDefault(PositiveInt, () => 30)
   })),
   log: Section(Schema.Struct({
     level: withDefault(LogLevel, () => "info" as const)

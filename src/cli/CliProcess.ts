@@ -26,6 +26,8 @@ export interface CliHandle {
     fields?: Record<string, unknown>
   ) => Effect.Effect<unknown, CliError | ControlRequestFailed>
   readonly isRunning: Effect.Effect<boolean>
+  /** Completes when the process has exited (its stdout ended). */
+  readonly exited: Effect.Effect<CliExited>
 }
 
 /** Answers the CLI's own control requests (permission prompts, MCP messages…). */
@@ -103,7 +105,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           Effect.provideService(CommandExecutor.CommandExecutor, executor),
           Effect.mapError(toSpawnError(commandName))
         )
-        const isRunning = Effect.orElseSucceed(proc.isRunning, () => false)
+        const processRunning = Effect.orElseSucceed(proc.isRunning, () => false)
         // Registered after Command.start so it runs first: the built-in release waits forever
         // for a child that ignores SIGTERM.
         yield* Effect.addFinalizer(() =>
@@ -114,7 +116,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
               Effect.catchAll(() => proc.kill("SIGKILL")),
               Effect.ignore
             ),
-            isRunning
+            processRunning
           )
         )
         const log = Effect.annotateLogs({ pid: proc.pid })
@@ -188,26 +190,28 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           }
         }
 
+        // Whatever ends the reader (end of stdout, or the scope closing), waiting turns and
+        // control requests learn that the process is gone.
+        const announceClosed = (code: number | null) =>
+          Effect.gen(function*() {
+            const error = new CliExited({ code, stderrTail })
+            if (!(yield* Deferred.fail(closed, error))) return
+            for (const entry of pending.values()) yield* Deferred.fail(entry.waiter, error)
+            pending.clear()
+            yield* PubSub.publish(signals, { _tag: "Closed", error })
+            yield* Effect.logDebug("cli exited", { code }).pipe(log)
+          })
         yield* proc.stdout.pipe(
           Stream.decodeText(),
           Stream.splitLines,
           Stream.runForEach(onLine),
           Effect.ignore,
-          Effect.zipRight(
-            Effect.gen(function*() {
-              const code = yield* proc.exitCode.pipe(
-                Effect.timeout("2 seconds"),
-                Effect.option,
-                Effect.map((exit) => (exit._tag === "Some" ? Number(exit.value) : null))
-              )
-              const error = new CliExited({ code, stderrTail })
-              yield* Deferred.fail(closed, error)
-              for (const entry of pending.values()) yield* Deferred.fail(entry.waiter, error)
-              pending.clear()
-              yield* PubSub.publish(signals, { _tag: "Closed", error })
-              yield* Effect.logDebug("cli exited", { code }).pipe(log)
-            })
-          ),
+          Effect.zipRight(proc.exitCode.pipe(
+            Effect.timeout("2 seconds"),
+            Effect.option,
+            Effect.flatMap((exit) => announceClosed(exit._tag === "Some" ? Number(exit.value) : null))
+          )),
+          Effect.onInterrupt(() => announceClosed(null)),
           Effect.forkIn(scope)
         )
 
@@ -240,7 +244,10 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
             return yield* Deferred.await(waiter)
           })
 
-        return { pid: proc.pid, turn, control, isRunning } satisfies CliHandle
+        const exited = Effect.flip(Deferred.await(closed))
+        // stdout ends as soon as the process dies; its exit event may come later.
+        const isRunning = Effect.zipWith(processRunning, Deferred.isDone(closed), (running, done) => running && !done)
+        return { pid: proc.pid, turn, control, isRunning, exited } satisfies CliHandle
       })
 
     return { spawn } as const

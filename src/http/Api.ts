@@ -8,6 +8,21 @@ export const Health = Schema.Struct({
     command: Schema.String,
     version: Schema.NullOr(Schema.String),
     error: Schema.NullOr(Schema.String)
+  }),
+  sessions: Schema.Struct({ running: Schema.Number, queued: Schema.Number, limit: Schema.Number }),
+  pool: Schema.Struct({
+    enabled: Schema.Boolean,
+    processes: Schema.Number,
+    leased: Schema.Number,
+    hits: Schema.Number,
+    misses: Schema.Number,
+    spawned: Schema.Number,
+    signatures: Schema.Array(Schema.Struct({
+      model: Schema.String,
+      systemPrompt: Schema.Boolean,
+      standby: Schema.Number,
+      spawning: Schema.Number
+    }))
   })
 })
 

@@ -4,27 +4,33 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Layer, Option, Predicate, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import { createServer } from "node:http"
+import { Admission } from "../Admission.js"
 import { ChatService } from "../ChatService.js"
 import { RouteNotFound, Unauthorized } from "../Errors.js"
 import { ConfigError, GatewayConfig } from "../GatewayConfig.js"
 import { ModelCatalog } from "../ModelCatalog.js"
 import { OpenAIHttp } from "../openai/Http.js"
+import { Pool } from "../Pool.js"
 import { GatewayApi } from "./Api.js"
 import { errorResponse } from "./errors.js"
 
 const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
   Effect.gen(function*() {
     const catalog = yield* ModelCatalog
+    const pool = yield* Pool
+    const admission = yield* Admission
     const { config } = yield* GatewayConfig
     return handlers.handle("health", () =>
-      Effect.map(catalog.state, (state) => {
+      Effect.map(Effect.all([catalog.state, pool.stats, admission.stats]), ([state, poolStats, sessions]) => {
         const body = {
           status: state._tag === "Ready" ? "ok" as const : "degraded" as const,
           cli: {
             command: config.claude.command,
             version: state._tag === "Ready" ? state.info.version : null,
             error: state._tag === "Ready" ? null : state.reason
-          }
+          },
+          sessions,
+          pool: poolStats
         }
         return state._tag === "Ready" ? body : HttpServerResponse.unsafeJson(body, { status: 503 })
       }))
@@ -62,7 +68,7 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
   })
 
 /** The gateway's services, for Effect apps that embed them without the HTTP server. */
-export const GatewayServices = Layer.mergeAll(ChatService.Default, ModelCatalog.Default)
+export const GatewayServices = Layer.mergeAll(ChatService.Default, ModelCatalog.Default, Pool.Default, Admission.Default)
 
 /** The HttpApi with its handlers; needs GatewayConfig. */
 export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
@@ -82,6 +88,22 @@ export const ServerLive = Layer.unwrapEffect(
       })
     }
     const keys = api_keys.map((key) => Redacted.make(key))
+    const server = createServer()
+    // Built after the app, so released before it: stop accepting, let running turns finish
+    // (up to the grace period), then the layers below kill every CLI.
+    const drain = Layer.scopedDiscard(Effect.gen(function*() {
+      const admission = yield* Admission
+      yield* HttpServer.HttpServer
+      yield* Effect.addFinalizer(() =>
+        Effect.logInfo("draining: refusing new requests").pipe(
+          Effect.zipRight(Effect.sync(() => {
+            server.close()
+            server.closeIdleConnections()
+          })),
+          Effect.zipRight(admission.drain)
+        )
+      )
+    })).pipe(Layer.provide(Admission.Default))
     return HttpApiBuilder.serve().pipe(
       // API-level middleware: it wraps the router, so it sees RouteNotFound before the default 404.
       Layer.provide(HttpApiBuilder.middleware(gatewayMiddleware(keys))),
@@ -89,7 +111,8 @@ export const ServerLive = Layer.unwrapEffect(
       Layer.provide(ApiLive),
       HttpServer.withLogAddress,
       // Merged so that embedding apps and tests can read the bound address.
-      Layer.provideMerge(NodeHttpServer.layer(createServer, { host, port }))
+      Layer.merge(drain),
+      Layer.provideMerge(NodeHttpServer.layer(() => server, { host, port }))
     )
   })
 )

@@ -1,4 +1,5 @@
 import { HttpServerResponse } from "@effect/platform"
+import type { Overloaded } from "../Admission.js"
 import type { CliError } from "../cli/CliErrors.js"
 import type { ControlRequestFailed } from "../cli/CliErrors.js"
 import type { RequestError } from "../Errors.js"
@@ -10,7 +11,7 @@ import type { TurnFailed, UpstreamError } from "../Turn.js"
  * (`{"error":{"message","type","param","code"}}`). Upstream failures keep their meaning.
  */
 
-export type GatewayError = RequestError | CliError | ControlRequestFailed | UpstreamError | TurnFailed
+export type GatewayError = RequestError | CliError | ControlRequestFailed | UpstreamError | TurnFailed | Overloaded
 
 export interface HttpError {
   readonly status: number
@@ -76,6 +77,14 @@ export const toHttpError = (error: GatewayError): HttpError => {
       return make(401, "invalid_request_error", "invalid_api_key", error.message, { headers: noRetry })
     case "UpstreamError":
       return upstream(error)
+    case "Overloaded":
+      return error.reason === "shutting_down"
+        ? make(503, "service_unavailable_error", "shutting_down", error.message, {
+          headers: { "retry-after": String(error.retryAfterSeconds) }
+        })
+        : make(429, "rate_limit_error", error.reason, error.message, {
+          headers: { "retry-after": String(error.retryAfterSeconds) }
+        })
     case "TurnFailed":
       return make(500, "server_error", error.subtype, `The Claude Code CLI ended the turn with an error: ${error.message}`)
     case "CliNotFound":

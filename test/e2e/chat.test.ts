@@ -1,6 +1,6 @@
 import OpenAI from "openai"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { cliChildren, type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
+import { cliChildren, cliProcesses, type Gateway, startGateway, waitForHealth, waitForNoCliChildren } from "../support/gateway.js"
 import { messagesOf, startUpstream, systemText, textOf, type Upstream } from "../support/upstream.js"
 
 // Real Claude Code CLI → scripted Anthropic upstream; real app; official openai client.
@@ -305,12 +305,23 @@ describe("errors use the OpenAI envelope", () => {
 })
 
 describe("process lifecycle", () => {
-  it("kills the CLI within a second when the client disconnects mid-stream", async () => {
+  /** The ready standby of the `sonnet` signature (no system prompt): the next such request gets it. */
+  const theStandby = async () => {
+    const isSonnet = (args: string) => args.includes("--model sonnet") && !args.includes("--system-prompt")
+    await waitForHealth(gateway, (h) =>
+      h.pool.leased === 0 && cliProcesses().filter((p) => isSonnet(p.args)).length === 1 &&
+      h.pool.signatures.some((s) => s.model === "sonnet" && s.standby === 1 && s.spawning === 0))
+    const [standby] = cliProcesses().filter((p) => isSonnet(p.args))
+    return standby!.pid
+  }
+
+  it("kills the request's CLI within a second when the client disconnects mid-stream", async () => {
     upstream.on("ABORT-1", {
       kind: "message",
       blocks: [{ type: "text", text: Array.from({ length: 100 }, (_, i) => `word${i} `) }],
       interDeltaMs: 100
     })
+    const pid = await theStandby()
     const controller = new AbortController()
     const stream = await client.chat.completions.create(
       { model: "sonnet", messages: [{ role: "user", content: "ABORT-1" }], stream: true },
@@ -321,7 +332,7 @@ describe("process lifecycle", () => {
       for await (const chunk of stream) {
         if (chunk.choices[0]?.delta.content) received++
         if (received === 2) {
-          expect(cliChildren().length).toBeGreaterThan(0)
+          expect(cliChildren()).toContain(pid)
           controller.abort()
         }
       }
@@ -330,14 +341,18 @@ describe("process lifecycle", () => {
     }
     expect(received).toBe(2)
     const started = Date.now()
-    expect(await waitForNoCliChildren(1000)).toEqual([])
+    while (cliChildren().includes(pid) && Date.now() - started < 1000) await new Promise((r) => setTimeout(r, 20))
+    expect(cliChildren()).not.toContain(pid)
     expect(Date.now() - started).toBeLessThan(1000)
   })
 
-  it("leaves no CLI process after a completed request", async () => {
+  it("ends the request's CLI when the response is complete", async () => {
     hello("DONE-1")
+    const pid = await theStandby()
     await client.chat.completions.create({ model: "sonnet", messages: [{ role: "user", content: "DONE-1" }] })
-    expect(await waitForNoCliChildren(1000)).toEqual([])
+    const started = Date.now()
+    while (cliChildren().includes(pid) && Date.now() - started < 1000) await new Promise((r) => setTimeout(r, 20))
+    expect(cliChildren()).not.toContain(pid)
   })
 })
 

@@ -61,8 +61,8 @@ export const startGateway = async (options: { readonly upstreamUrl: string; read
   } satisfies Gateway
 }
 
-/** PIDs of Claude CLI processes that are children of this test process. */
-export const cliChildren = (): Array<number> => {
+/** Claude CLI processes (pid and command line) that are children of this test process. */
+export const cliProcesses = (): Array<{ readonly pid: number; readonly args: string }> => {
   let out = ""
   try {
     out = execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(process.pid)], { encoding: "utf8" })
@@ -72,8 +72,10 @@ export const cliChildren = (): Array<number> => {
   return out
     .split("\n")
     .filter((line) => line.includes("claude") && line.includes("stream-json"))
-    .map((line) => Number.parseInt(line.trim(), 10))
+    .map((line) => ({ pid: Number.parseInt(line.trim(), 10), args: line.trim().replace(/^\d+\s+/, "") }))
 }
+
+export const cliChildren = (): Array<number> => cliProcesses().map((p) => p.pid)
 
 /** Wait until no CLI child remains (or give up after `ms`), returning what is left. */
 export const waitForNoCliChildren = async (ms = 2000): Promise<Array<number>> => {
@@ -84,3 +86,33 @@ export const waitForNoCliChildren = async (ms = 2000): Promise<Array<number>> =>
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
+
+export interface HealthBody {
+  readonly status: string
+  readonly sessions: { readonly running: number; readonly queued: number; readonly limit: number }
+  readonly pool: {
+    readonly processes: number
+    readonly leased: number
+    readonly hits: number
+    readonly misses: number
+    readonly spawned: number
+    readonly signatures: ReadonlyArray<{ readonly model: string; readonly standby: number; readonly spawning: number }>
+  }
+}
+
+export const health = async (gateway: Gateway): Promise<HealthBody> =>
+  (await (await fetch(`${gateway.url}/health`)).json()) as HealthBody
+
+/** Poll /health until `ready` holds (standbys booted, …). */
+export const waitForHealth = async (gateway: Gateway, ready: (h: HealthBody) => boolean, ms = 15_000) => {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const body = await health(gateway)
+    if (ready(body)) return body
+    if (Date.now() > deadline) throw new Error(`health never became ready: ${JSON.stringify(body)}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/** Total ready standbys across signatures. */
+export const standbys = (h: HealthBody) => h.pool.signatures.reduce((n, s) => n + s.standby, 0)

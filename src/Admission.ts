@@ -1,0 +1,82 @@
+import { Data, Deferred, Effect, type Scope } from "effect"
+import { GatewayConfig } from "./GatewayConfig.js"
+
+/**
+ * At most `claude.max_concurrent_sessions` turns run at once; up to `queue.max_waiting` more wait
+ * (first come, first served) for at most `queue.max_wait_seconds`. Past that: 429 with Retry-After.
+ */
+
+export class Overloaded extends Data.TaggedError("Overloaded")<{
+  readonly reason: "queue_full" | "queue_timeout" | "shutting_down"
+  readonly retryAfterSeconds: number
+}> {
+  override get message() {
+    switch (this.reason) {
+      case "queue_full":
+        return "Too many requests are waiting for a Claude Code session; retry later."
+      case "queue_timeout":
+        return "No Claude Code session became free in time; retry later."
+      case "shutting_down":
+        return "The gateway is shutting down."
+    }
+  }
+}
+
+export interface AdmissionStats {
+  readonly running: number
+  readonly queued: number
+  readonly limit: number
+}
+
+export class Admission extends Effect.Service<Admission>()("Admission", {
+  effect: Effect.gen(function*() {
+    const { config } = yield* GatewayConfig
+    const limit = config.claude.max_concurrent_sessions
+    const { max_waiting, max_wait_seconds } = config.queue
+    // Effect's semaphore resumes waiters in arrival order: that is the fairness.
+    const semaphore = yield* Effect.makeSemaphore(limit)
+    let running = 0
+    let queued = 0
+    let draining = false
+    const drained = yield* Deferred.make<void>()
+
+    /** Hold a session slot for the rest of the caller's scope. */
+    const admit: Effect.Effect<void, Overloaded, Scope.Scope> = Effect.suspend(() => {
+      if (draining) return Effect.fail(new Overloaded({ reason: "shutting_down", retryAfterSeconds: 5 }))
+      if (running >= limit && queued >= max_waiting) {
+        return Effect.fail(new Overloaded({ reason: "queue_full", retryAfterSeconds: 1 }))
+      }
+      queued++
+      // The wait is interruptible (timeout, client gone); from the permit to its finalizer is not.
+      return Effect.uninterruptibleMask((restore) =>
+        restore(semaphore.take(1)).pipe(
+          Effect.timeoutFail({
+            duration: `${max_wait_seconds} seconds`,
+            onTimeout: () => new Overloaded({ reason: "queue_timeout", retryAfterSeconds: 1 })
+          }),
+          Effect.ensuring(Effect.sync(() => queued--)),
+          Effect.zipRight(Effect.sync(() => running++)),
+          Effect.zipRight(Effect.addFinalizer(() => Effect.sync(() => running--).pipe(Effect.zipRight(semaphore.release(1)))))
+        )
+      )
+    })
+
+    /**
+     * Refuse new turns and wait (up to `server.shutdown_grace_seconds`) for the running ones to
+     * finish. Every caller (HTTP server, pool) waits for the same drain.
+     */
+    const drain = Effect.suspend(() => {
+      if (draining) return Deferred.await(drained)
+      draining = true
+      // Runs in finalizers: without `interruptible` the timeout could never cut the wait.
+      return Effect.interruptible(semaphore.take(limit)).pipe(
+        Effect.timeout(`${config.server.shutdown_grace_seconds} seconds`),
+        Effect.ignore,
+        Effect.ensuring(Deferred.succeed(drained, undefined))
+      )
+    })
+
+    const stats = Effect.sync((): AdmissionStats => ({ running, queued, limit }))
+    return { admit, drain, stats } as const
+  })
+}) {}

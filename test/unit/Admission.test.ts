@@ -1,0 +1,43 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { Admission } from "../../src/Admission.js"
+import { GatewayConfig } from "../../src/GatewayConfig.js"
+
+const layer = Admission.Default.pipe(
+  Layer.provide(GatewayConfig.layerWith({ claude: { max_concurrent_sessions: 1 }, queue: { max_waiting: 1, max_wait_seconds: 1 } }))
+)
+
+describe("Admission", () => {
+  it.live("bounds the queue, times out waiters and releases every slot", () =>
+    Effect.gen(function*() {
+      const admission = yield* Admission
+      const scope1 = yield* Scope.make()
+      yield* Scope.extend(admission.admit, scope1)
+      expect(yield* admission.stats).toMatchObject({ running: 1, queued: 0 })
+      const waiter = yield* Effect.fork(Effect.scoped(admission.admit))
+      yield* Effect.sleep("50 millis")
+      expect(yield* admission.stats).toMatchObject({ running: 1, queued: 1 })
+      const full = yield* Effect.scoped(admission.admit).pipe(Effect.flip)
+      expect(full.reason).toBe("queue_full")
+      const timedOut = yield* Fiber.join(waiter).pipe(Effect.flip)
+      expect(timedOut.reason).toBe("queue_timeout")
+      expect(yield* admission.stats).toMatchObject({ running: 1, queued: 0 })
+      yield* Scope.close(scope1, Exit.void)
+      expect(yield* admission.stats).toMatchObject({ running: 0, queued: 0 })
+      yield* Effect.scoped(admission.admit)
+      expect(yield* admission.stats).toMatchObject({ running: 0, queued: 0 })
+    }).pipe(Effect.provide(layer)))
+
+  it.live("serves waiters in arrival order", () =>
+    Effect.gen(function*() {
+      const admission = yield* Admission
+      const order: Array<number> = []
+      const scope1 = yield* Scope.make()
+      yield* Scope.extend(admission.admit, scope1)
+      const a = yield* Effect.fork(Effect.scoped(Effect.zipRight(admission.admit, Effect.sync(() => order.push(1)))))
+      yield* Effect.sleep("20 millis")
+      yield* Scope.close(scope1, Exit.void)
+      yield* Fiber.join(a)
+      expect(order).toEqual([1])
+    }).pipe(Effect.provide(layer)))
+})
