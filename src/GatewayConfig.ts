@@ -73,6 +73,13 @@ export const ConfigSchema = Schema.Struct({
     max_standby: withDefault(NonNegativeInt, () => 4),
     /** All CLI processes, running or standing by; standbys are not spawned past it. */
     max_processes: withDefault(PositiveInt, () => 16),
+    /**
+     * What a standby does before it counts as ready, so that the first real turn skips the CLI's
+     * lazy start-up: "local" runs the local /cost command (no upstream traffic), "context" asks for
+     * the context usage (count_tokens calls upstream, which also opens the upstream connection),
+     * "none" only waits for the CLI to answer.
+     */
+    warmup: withDefault(Schema.Literal("none", "local", "context"), () => "local" as const),
     /** A signature unused this long loses its standbys (the default one keeps its prewarm). */
     idle_ttl_seconds: withDefault(PositiveInt, () => 600)
   })),

@@ -30,6 +30,8 @@ export type CatalogState =
   | { readonly _tag: "Ready"; readonly info: CliInfo }
   | { readonly _tag: "Unavailable"; readonly reason: string }
 
+const RETRY_PROBE_MS = 10_000
+
 const FALLBACK: ReadonlyArray<CatalogEntry> = ["default", "opus", "sonnet", "haiku"].map((id) => ({ id, resolved: id }))
 
 export const entriesOf = (models: typeof InitializeResponse.Type["models"]): ReadonlyArray<CatalogEntry> => {
@@ -47,6 +49,8 @@ export class ModelCatalog extends Effect.Service<ModelCatalog>()("ModelCatalog",
     const cli = yield* CliProcess
     const { config } = yield* GatewayConfig
     const ref = yield* SynchronizedRef.make<Option.Option<CliInfo>>(Option.none())
+    // A failed probe is remembered briefly, so that a broken CLI is not probed on every request.
+    let lastFailure: { readonly at: number; readonly reason: string } | undefined
 
     const probe = Effect.scoped(
       Effect.gen(function*() {
@@ -57,17 +61,21 @@ export class ModelCatalog extends Effect.Service<ModelCatalog>()("ModelCatalog",
       })
     ).pipe(Effect.timeout("20 seconds"))
 
-    // A failed probe is not remembered: the next caller tries again.
     const state: Effect.Effect<CatalogState> = SynchronizedRef.modifyEffect(ref, (current): Effect.Effect<readonly [CatalogState, Option.Option<CliInfo>]> =>
       Option.match(current, {
         onSome: (info) => Effect.succeed([{ _tag: "Ready", info } as const, current] as const),
         onNone: () =>
-          probe.pipe(
+          lastFailure !== undefined && Date.now() - lastFailure.at < RETRY_PROBE_MS
+            ? Effect.succeed([{ _tag: "Unavailable", reason: lastFailure.reason } as const, current] as const)
+            : probe.pipe(
             Effect.either,
             Effect.map((result) =>
               Either.match(result, {
                 onRight: (info) => [{ _tag: "Ready", info } as const, Option.some(info)] as const,
-                onLeft: (error) => [{ _tag: "Unavailable", reason: error.message } as const, Option.none()] as const
+                onLeft: (error) => {
+                  lastFailure = { at: Date.now(), reason: error.message }
+                  return [{ _tag: "Unavailable", reason: error.message } as const, Option.none()] as const
+                }
               })
             )
           )

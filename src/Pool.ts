@@ -1,4 +1,4 @@
-import { Deferred, Effect, ExecutionStrategy, Exit, Scope } from "effect"
+import { Deferred, Effect, ExecutionStrategy, Exit, Runtime, Scope, Stream } from "effect"
 import type { CliError } from "./cli/CliErrors.js"
 import { type CliHandle, cliArgs, CliProcess } from "./cli/CliProcess.js"
 import { Admission } from "./Admission.js"
@@ -49,6 +49,14 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
     // (within the grace period), then every CLI is killed.
     const poolScope = yield* Scope.make()
     yield* Effect.addFinalizer((exit) => Effect.zipRight(admission.drain, Scope.close(poolScope, exit)))
+    // Background work starts from the pool's own context, never from the request that triggered
+    // it: a fiber forked from a request inherits its span, and a long-lived standby watcher would
+    // keep that request (and, through it, every earlier one) reachable.
+    const daemon = yield* Effect.runtime<never>()
+    const background = (effect: Effect.Effect<unknown>) =>
+      Effect.sync(() => {
+        Runtime.runFork(daemon)(Effect.forkIn(effect, poolScope))
+      })
     const entries = new Map<string, Entry>()
     const defaultLaunch: LaunchOptions = { model: config.claude.default_model, systemPrompt: undefined }
     const signature = (launch: LaunchOptions) => cliArgs(config, launch).join("\u0000")
@@ -101,15 +109,25 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
         if (!settings.enabled || count === 0) return Effect.void
         entry.spawning += count
         const one = spawnOwned(entry.launch).pipe(
-          // Ready means booted: the CLI answers a harmless control request.
-          Effect.tap((standby) => Effect.timeout(standby.handle.control("get_binary_version"), "30 seconds")),
+          Effect.tap((standby) => Effect.timeout(warm(standby.handle), "30 seconds")),
           Effect.ensuring(Effect.sync(() => entry.spawning--)),
           Effect.tap((standby) => watch(entry, standby)),
           Effect.tapError((error) => Effect.logWarning("standby spawn failed", error.message)),
           Effect.ignore
         )
-        return Effect.asVoid(Effect.forkIn(Effect.all(Array.from({ length: count }, () => one), { discard: true }), poolScope))
+        return background(Effect.all(Array.from({ length: count }, () => one), { discard: true }))
       })
+
+    /** Ready means booted (the CLI answers a control request) and, per pool.warmup, warmed up. */
+    const warm = (handle: CliHandle) =>
+      Effect.zipRight(
+        handle.control("get_binary_version"),
+        settings.warmup === "local"
+          ? Stream.runDrain(handle.turn([{ type: "text", text: "/cost" }]))
+          : settings.warmup === "context"
+          ? handle.control("get_context_usage")
+          : Effect.void
+      )
 
     /** Keep a ready standby (or hand it to a waiter); if it dies unused, drop it and spawn another. */
     const watch = (entry: Entry, standby: Standby) =>

@@ -2,11 +2,18 @@
 import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer, Option } from "effect"
-import { createRequire } from "node:module"
+import * as fs from "node:fs"
 import { GatewayLive } from "./Gateway.js"
 import { fromAssignments, GatewayConfig } from "./GatewayConfig.js"
 
-const { version } = createRequire(import.meta.url)("../package.json") as { version: string }
+// The nearest package.json up from this module (dist/ when installed, build/src/ in benchmarks).
+const version = (() => {
+  for (let dir = new URL(".", import.meta.url); dir.pathname !== "/"; dir = new URL("..", dir)) {
+    const file = new URL("package.json", dir)
+    if (fs.existsSync(file)) return String((JSON.parse(fs.readFileSync(file, "utf8")) as { version?: unknown }).version)
+  }
+  return "unknown"
+})()
 
 const options = {
   config: Options.file("config").pipe(Options.withDescription("TOML config file (default: config/local.toml if present)"), Options.optional),

@@ -1,7 +1,5 @@
-import { Command, CommandExecutor } from "@effect/platform"
-import type { PlatformError } from "@effect/platform/Error"
-import { NodeContext } from "@effect/platform-node"
-import { Context, Deferred, Effect, Either, PubSub, Queue, Stream } from "effect"
+import { Context, Deferred, Effect, Either, Exit, FiberId, Queue, Runtime, Stream } from "effect"
+import { type ChildProcess, spawn as spawnChild } from "node:child_process"
 import * as fs from "node:fs"
 import type { Config } from "../GatewayConfig.js"
 import { GatewayConfig } from "../GatewayConfig.js"
@@ -12,9 +10,9 @@ import { type CliMessage, type ControlRequest, decodeCliLine, encodeStdinLine, t
 
 /**
  * One running Claude Code CLI in kept-alive stream-json mode. A process serves one conversation:
- * one reader fiber decodes stdout and fans out, one writer fiber feeds stdin, stderr is drained,
- * control requests are answered in-process, and closing the scope kills the process group
- * (SIGTERM, then SIGKILL).
+ * stdout is decoded line by line into the running turn, stderr is drained (its tail kept for
+ * errors), control requests are answered in-process, and closing the scope kills the process
+ * group (SIGTERM, then SIGKILL after 500 ms).
  */
 export interface CliHandle {
   readonly pid: number
@@ -81,71 +79,79 @@ type Signal =
 
 const STDERR_TAIL = 4096
 
-const toSpawnError = (command: string) => (error: PlatformError): CliError =>
-  error._tag === "SystemError" && error.reason === "NotFound" && error.module === "Command"
-    ? new CliNotFound({ command })
-    : new CliSpawnFailed({ command, reason: error.message })
+const signalGroup = (child: ChildProcess, signal: NodeJS.Signals) => {
+  try {
+    // Detached: the CLI leads its own process group, which also holds its tools and MCP servers.
+    process.kill(-child.pid!, signal)
+  } catch {
+    // already gone
+  }
+}
+
+/** SIGTERM the group, SIGKILL it after 500 ms (or at once if the leader is already gone). */
+const terminate = (child: ChildProcess) =>
+  Effect.async<void>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      signalGroup(child, "SIGKILL")
+      return resume(Effect.void)
+    }
+    const escalate = setTimeout(() => signalGroup(child, "SIGKILL"), 500)
+    child.once("exit", () => {
+      clearTimeout(escalate)
+      signalGroup(child, "SIGKILL") // leftovers of the group
+      resume(Effect.void)
+    })
+    signalGroup(child, "SIGTERM")
+  })
 
 export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
   effect: Effect.gen(function*() {
-    const executor = yield* CommandExecutor.CommandExecutor
     const { config } = yield* GatewayConfig
     const inherited = yield* CliEnvironment
     const env = cliEnv(inherited, config)
-    yield* Effect.sync(() => fs.mkdirSync(config.claude.workspace, { recursive: true }))
+    const command = config.claude.command
+    const cwd = config.claude.workspace
+    yield* Effect.sync(() => fs.mkdirSync(cwd, { recursive: true }))
+
+    // Plain node:child_process with callbacks: a spawn per conversation and a callback per line
+    // are the hot path, and this keeps them to a few allocations (see bench/).
+    const start = (launch: LaunchOptions) =>
+      Effect.acquireRelease(
+        Effect.async<ChildProcess, CliError>((resume) => {
+          const child = spawnChild(command, cliArgs(config, launch), { cwd, env, stdio: "pipe", detached: true })
+          const onError = (error: NodeJS.ErrnoException) =>
+            resume(Effect.fail(
+              error.code === "ENOENT" ? new CliNotFound({ command }) : new CliSpawnFailed({ command, reason: error.message })
+            ))
+          child.once("error", onError)
+          child.once("spawn", () => {
+            child.off("error", onError)
+            resume(Effect.succeed(child))
+          })
+        }),
+        terminate
+      )
 
     const spawn = (launch: LaunchOptions, onControl: ControlHandler = refuseAll) =>
       Effect.gen(function*() {
-        const commandName = config.claude.command
-        const command = Command.make(commandName, ...cliArgs(config, launch)).pipe(
-          Command.workingDirectory(config.claude.workspace),
-          Command.env(env, { extendEnv: false })
-        )
-        const proc = yield* Command.start(command).pipe(
-          Effect.provideService(CommandExecutor.CommandExecutor, executor),
-          Effect.mapError(toSpawnError(commandName))
-        )
-        const processRunning = Effect.orElseSucceed(proc.isRunning, () => false)
-        // Registered after Command.start so it runs first: the built-in release waits forever
-        // for a child that ignores SIGTERM.
-        yield* Effect.addFinalizer(() =>
-          Effect.whenEffect(
-            proc.kill("SIGTERM").pipe(
-              Effect.interruptible,
-              Effect.timeout("500 millis"),
-              Effect.catchAll(() => proc.kill("SIGKILL")),
-              Effect.ignore
-            ),
-            processRunning
-          )
-        )
-        const log = Effect.annotateLogs({ pid: proc.pid })
-
-        const scope = yield* Effect.scope
-        const signals = yield* PubSub.unbounded<Signal>()
+        const child = yield* start(launch)
+        const runtime = yield* Effect.runtime<never>()
+        const run = Runtime.runFork(runtime)
+        const log = Effect.annotateLogs({ pid: child.pid })
         const closed = yield* Deferred.make<never, CliExited>()
-        const stdin = yield* Queue.unbounded<string>()
         const pending = new Map<string, { readonly subtype: string; readonly waiter: Deferred.Deferred<unknown, ControlRequestFailed | CliExited> }>()
+        let listener: Queue.Queue<Signal> | undefined
+        let closedError: CliExited | undefined
         let stderrTail = ""
+        let buffer = ""
         let nextId = 0
 
-        yield* proc.stderr.pipe(
-          Stream.decodeText(),
-          Stream.runForEach((text) =>
-            Effect.sync(() => {
-              stderrTail = (stderrTail + text).slice(-STDERR_TAIL)
-            }).pipe(Effect.zipRight(Effect.logDebug("cli stderr", text.trimEnd())), log)
-          ),
-          Effect.ignore,
-          Effect.forkScoped
-        )
-
-        yield* Stream.fromQueue(stdin).pipe(
-          Stream.encodeText,
-          Stream.run(proc.stdin),
-          Effect.catchAll((error) => Effect.logDebug("cli stdin closed", error.message).pipe(log)),
-          Effect.forkScoped
-        )
+        const write = (line: string) => {
+          if (closedError === undefined) child.stdin!.write(line)
+        }
+        // After a crash the pipes report EPIPE/ECONNRESET; the close handler below reports the exit.
+        child.on("error", () => {})
+        child.stdin!.on("error", () => {})
 
         const answer = (request: ControlRequest) =>
           onControl(request).pipe(
@@ -153,78 +159,80 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
               onFailure: (error) => ({ subtype: "error" as const, request_id: request.request_id, error }),
               onSuccess: (response) => ({ subtype: "success" as const, request_id: request.request_id, response })
             }),
-            Effect.flatMap((response) =>
-              Queue.offer(stdin, encodeStdinLine({ type: "control_response", response }))
-            )
+            Effect.flatMap((response) => Effect.sync(() => write(encodeStdinLine({ type: "control_response", response }))))
           )
 
-        const onLine = (line: string): Effect.Effect<void> => {
-          if (line.trim() === "") return Effect.void
+        const onLine = (line: string) => {
+          if (line.trim() === "") return
           const decoded = decodeCliLine(line)
           if (Either.isLeft(decoded)) {
-            return Effect.logWarning("skipping unreadable CLI line", decoded.left.message, decoded.left.line).pipe(log)
+            run(Effect.logWarning("skipping unreadable CLI line", decoded.left.message, decoded.left.line).pipe(log))
+            return
           }
           const message = decoded.right
           switch (message._tag) {
             case "ControlResponse": {
               const entry = pending.get(message.response.request_id)
-              if (!entry) return Effect.void
+              if (!entry) return
               pending.delete(message.response.request_id)
               const response = message.response
-              return response.subtype === "success"
-                ? Deferred.succeed(entry.waiter, response.response)
-                : Deferred.fail(entry.waiter, new ControlRequestFailed({ subtype: entry.subtype, reason: response.error }))
+              Deferred.unsafeDone(
+                entry.waiter,
+                response.subtype === "success"
+                  ? Exit.succeed(response.response)
+                  : Exit.fail(new ControlRequestFailed({ subtype: entry.subtype, reason: response.error }))
+              )
+              return
             }
             case "ControlRequest":
-              return Effect.asVoid(Effect.forkIn(answer(message), scope))
+              run(answer(message))
+              return
             case "SystemNotice":
-              if (message.subtype === "api_retry") {
-                return Effect.logInfo("upstream retry", message.raw).pipe(
-                  Effect.zipRight(PubSub.publish(signals, { _tag: "Message", message })),
-                  log
-                )
-              }
-              return PubSub.publish(signals, { _tag: "Message", message })
-            default:
-              return PubSub.publish(signals, { _tag: "Message", message })
+              if (message.subtype === "api_retry") run(Effect.logInfo("upstream retry", message.raw).pipe(log))
+              break
           }
+          if (listener) Queue.unsafeOffer(listener, { _tag: "Message", message })
         }
 
-        // Whatever ends the reader (end of stdout, or the scope closing), waiting turns and
-        // control requests learn that the process is gone.
-        const announceClosed = (code: number | null) =>
-          Effect.gen(function*() {
-            const error = new CliExited({ code, stderrTail })
-            if (!(yield* Deferred.fail(closed, error))) return
-            for (const entry of pending.values()) yield* Deferred.fail(entry.waiter, error)
-            pending.clear()
-            yield* PubSub.publish(signals, { _tag: "Closed", error })
-            yield* Effect.logDebug("cli exited", { code }).pipe(log)
-          })
-        yield* proc.stdout.pipe(
-          Stream.decodeText(),
-          Stream.splitLines,
-          Stream.runForEach(onLine),
-          Effect.ignore,
-          Effect.zipRight(proc.exitCode.pipe(
-            Effect.timeout("2 seconds"),
-            Effect.option,
-            Effect.flatMap((exit) => announceClosed(exit._tag === "Some" ? Number(exit.value) : null))
-          )),
-          Effect.onInterrupt(() => announceClosed(null)),
-          Effect.forkIn(scope)
-        )
-
-        const failIfClosed = Effect.flatMap(Deferred.isDone(closed), (done) => (done ? Deferred.await(closed) : Effect.void))
+        child.stdout!.setEncoding("utf8")
+        child.stdout!.on("data", (chunk: string) => {
+          buffer += chunk
+          let newline = buffer.indexOf("\n")
+          while (newline >= 0) {
+            onLine(buffer.slice(0, newline))
+            buffer = buffer.slice(newline + 1)
+            newline = buffer.indexOf("\n")
+          }
+        })
+        child.stderr!.setEncoding("utf8")
+        child.stderr!.on("data", (chunk: string) => {
+          stderrTail = (stderrTail + chunk).slice(-STDERR_TAIL)
+        })
+        // "close": the process has exited and its pipes are drained. Everyone waiting learns it.
+        child.once("close", (code: number | null) => {
+          const error = new CliExited({ code, stderrTail })
+          closedError = error
+          Deferred.unsafeDone(closed, Exit.fail(error))
+          for (const entry of pending.values()) Deferred.unsafeDone(entry.waiter, Exit.fail(error))
+          pending.clear()
+          if (listener) Queue.unsafeOffer(listener, { _tag: "Closed", error })
+          if (stderrTail.trim() !== "") run(Effect.logDebug("cli exited", { code, stderr: stderrTail }).pipe(log))
+        })
 
         const turn = (input: ReadonlyArray<InputBlock>): Stream.Stream<CliMessage, CliError> =>
           Stream.unwrapScoped(
             Effect.gen(function*() {
-              // Subscribe before writing, so no line of this turn can be missed.
-              const subscription = yield* PubSub.subscribe(signals)
-              yield* failIfClosed
-              yield* Queue.offer(stdin, encodeStdinLine(userInput(input)))
-              return Stream.fromQueue(subscription).pipe(
+              if (closedError) return Stream.fail(closedError)
+              if (listener) return Stream.dieMessage("a turn is already running on this CLI process")
+              const queue = yield* Queue.unbounded<Signal>()
+              listener = queue
+              yield* Effect.addFinalizer(() =>
+                Effect.sync(() => {
+                  if (listener === queue) listener = undefined
+                })
+              )
+              write(encodeStdinLine(userInput(input)))
+              return Stream.fromQueue(queue).pipe(
                 Stream.takeUntil((s) => s._tag === "Closed" || s.message._tag === "ResultMessage"),
                 Stream.mapEffect((s) => (s._tag === "Closed" ? Effect.fail(s.error) : Effect.succeed(s.message)))
               )
@@ -232,25 +240,20 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           )
 
         const control = (subtype: string, fields: Record<string, unknown> = {}) =>
-          Effect.gen(function*() {
-            yield* failIfClosed
+          Effect.suspend(() => {
+            if (closedError) return Effect.fail(closedError)
             const requestId = `gw_${++nextId}`
-            const waiter = yield* Deferred.make<unknown, ControlRequestFailed | CliExited>()
+            const waiter = Deferred.unsafeMake<unknown, ControlRequestFailed | CliExited>(FiberId.none)
             pending.set(requestId, { subtype, waiter })
-            yield* Queue.offer(
-              stdin,
-              encodeStdinLine({ type: "control_request", request_id: requestId, request: { ...fields, subtype } })
-            )
-            return yield* Deferred.await(waiter)
+            write(encodeStdinLine({ type: "control_request", request_id: requestId, request: { ...fields, subtype } }))
+            return Deferred.await(waiter)
           })
 
+        const isRunning = Effect.sync(() => closedError === undefined && child.exitCode === null && child.signalCode === null)
         const exited = Effect.flip(Deferred.await(closed))
-        // stdout ends as soon as the process dies; its exit event may come later.
-        const isRunning = Effect.zipWith(processRunning, Deferred.isDone(closed), (running, done) => running && !done)
-        return { pid: proc.pid, turn, control, isRunning, exited } satisfies CliHandle
+        return { pid: child.pid!, turn, control, isRunning, exited } satisfies CliHandle
       })
 
     return { spawn } as const
-  }),
-  dependencies: [NodeContext.layer]
+  })
 }) {}

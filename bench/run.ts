@@ -1,0 +1,380 @@
+/**
+ * Benchmarks (not tests): each compares within one run and prints JSON.
+ *   npm run bench                 all of them
+ *   npm run bench -- latency      one of: latency, overhead, delta, rss
+ * The gateway runs as a child process (`node build/src/bin.js`), as a user would run it.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as http from "node:http"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { Either } from "effect"
+import { cliArgs } from "../src/cli/CliProcess.js"
+import { decodeConfig } from "../src/GatewayConfig.js"
+import { startUpstream, type Upstream } from "../test/support/upstream.js"
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
+const BIN = path.join(ROOT, "build/src/bin.js")
+const CLAUDE = path.join(ROOT, "node_modules/.bin/claude")
+const SH_STUB = path.join(ROOT, "bench/stub-cli.sh")
+const TIMED_STUB = path.join(ROOT, "bench/stub-cli-timed.mjs")
+
+// ---------------------------------------------------------------------------- helpers
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const round = (n: number) => Math.round(n * 100) / 100
+const quantile = (xs: ReadonlyArray<number>, q: number) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN
+}
+const summary = (xs: ReadonlyArray<number>) => ({
+  n: xs.length,
+  p50: round(quantile(xs, 0.5)),
+  p90: round(quantile(xs, 0.9)),
+  p99: round(quantile(xs, 0.99))
+})
+const now = () => performance.now()
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+const cliEnv = (home: string, upstream: string) => ({
+  PATH: process.env.PATH ?? "/usr/bin:/bin",
+  HOME: home,
+  ANTHROPIC_BASE_URL: upstream,
+  ANTHROPIC_API_KEY: "sk-bench",
+  CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1"
+})
+
+interface Child {
+  readonly url: string
+  readonly pid: number
+  readonly stop: () => Promise<void>
+}
+
+const waitForUrl = async (url: string) => {
+  for (let i = 0; i < 300; i++) {
+    try {
+      if ((await fetch(url)).status < 600) return
+    } catch {
+      // not up yet
+    }
+    await sleep(50)
+  }
+  throw new Error(`${url} never came up`)
+}
+
+const stopChild = (child: ChildProcess) =>
+  new Promise<void>((resolve) => {
+    if (child.exitCode !== null) return resolve()
+    child.once("exit", () => resolve())
+    child.kill("SIGTERM")
+    setTimeout(() => child.kill("SIGKILL"), 10_000).unref()
+  })
+
+/** The real gateway as a child process, configured through flags. */
+const startGateway = async (options: {
+  readonly command: string
+  readonly upstream?: string
+  readonly set: ReadonlyArray<string>
+}): Promise<Child> => {
+  const port = await freePort()
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-bench-"))
+  const args = [BIN, "--port", String(port), "--claude-command", options.command, "--log-level", "error"]
+  for (const s of [`claude.workspace=${path.join(home, "workspace")}`, ...options.set]) args.push("--set", s)
+  const child = spawn(process.execPath, args, {
+    env: cliEnv(home, options.upstream ?? "http://127.0.0.1:9"),
+    stdio: ["ignore", "inherit", "inherit"]
+  })
+  const url = `http://127.0.0.1:${port}`
+  await waitForUrl(`${url}/health`)
+  return {
+    url,
+    pid: child.pid!,
+    stop: async () => {
+      await stopChild(child)
+      fs.rmSync(home, { recursive: true, force: true })
+    }
+  }
+}
+
+interface Health {
+  readonly pool: { readonly leased: number; readonly signatures: ReadonlyArray<{ readonly standby: number; readonly spawning: number }> }
+}
+const standbyReady = async (url: string, count = 1) => {
+  for (;;) {
+    const h = await (await fetch(`${url}/health`)).json() as Health
+    if (h.pool.leased === 0 && h.pool.signatures.reduce((n, s) => n + s.standby, 0) >= count) return
+    await sleep(20)
+  }
+}
+
+const chatBody = (content: string, stream: boolean) =>
+  JSON.stringify({ model: "sonnet", stream, messages: [{ role: "user", content }] })
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 })
+
+/** POST and read the whole body; resolves with the latency in ms and the body. */
+const post = (url: string, body: string) =>
+  new Promise<{ readonly ms: number; readonly status: number; readonly text: string }>((resolve, reject) => {
+    const started = now()
+    const request = http.request(url, { method: "POST", agent, headers: { "content-type": "application/json" } }, (response) => {
+      let text = ""
+      response.setEncoding("utf8")
+      response.on("data", (chunk: string) => (text += chunk))
+      response.on("end", () => resolve({ ms: now() - started, status: response.statusCode ?? 0, text }))
+      response.on("error", reject)
+    })
+    request.on("error", reject)
+    request.end(body)
+  })
+
+// ---------------------------------------------------------------------------- 1. latency
+
+/** The same CLI, kept alive, driven directly over stream-json: the floor for a warm turn. */
+const directTurns = async (upstream: Upstream, turns: number) => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-bench-direct-"))
+  const workspace = path.join(home, "workspace")
+  fs.mkdirSync(workspace)
+  const config = Either.getOrThrow(decodeConfig({}))
+  const child = spawn(CLAUDE, cliArgs(config, { model: "sonnet", systemPrompt: undefined }), {
+    cwd: workspace,
+    env: { ...cliEnv(home, upstream.url), CLAUDE_CODE_MAX_RETRIES: "2" },
+    stdio: ["pipe", "pipe", "ignore"]
+  })
+  let buffer = ""
+  let waiter: ((line: string) => void) | undefined
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    buffer += chunk
+    for (let i = buffer.indexOf("\n"); i >= 0; i = buffer.indexOf("\n")) {
+      const line = buffer.slice(0, i)
+      buffer = buffer.slice(i + 1)
+      waiter?.(line)
+    }
+  })
+  const until = (match: (line: string) => boolean) =>
+    new Promise<void>((resolve) => {
+      waiter = (line) => {
+        if (match(line)) resolve()
+      }
+    })
+  const ready = until((line) => line.includes("control_response"))
+  child.stdin!.write(`{"type":"control_request","request_id":"r","request":{"subtype":"get_binary_version"}}\n`)
+  await ready
+  const times: Array<number> = []
+  for (let i = 0; i < turns; i++) {
+    const done = until((line) => line.includes(`"type":"result"`))
+    const started = now()
+    child.stdin!.write(JSON.stringify({ type: "user", session_id: "", message: { role: "user", content: [{ type: "text", text: `direct ${i}` }] }, parent_tool_use_id: null }) + "\n")
+    await done
+    times.push(now() - started)
+  }
+  await stopChild(child)
+  fs.rmSync(home, { recursive: true, force: true })
+  return times
+}
+
+const latency = async (turns = 15) => {
+  const upstream = await startUpstream()
+  try {
+    const direct = await directTurns(upstream, turns)
+
+    const warmGateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["pool.prewarm=1"] })
+    const warm: Array<number> = []
+    for (let i = 0; i < turns; i++) {
+      await standbyReady(warmGateway.url) // the pool's own work, off the request path
+      const r = await post(`${warmGateway.url}/v1/chat/completions`, chatBody(`warm ${i}`, false))
+      if (r.status !== 200) throw new Error(`warm request failed: ${r.status} ${r.text}`)
+      warm.push(r.ms)
+    }
+    await warmGateway.stop()
+
+    const coldGateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["pool.enabled=false"] })
+    const cold: Array<number> = []
+    for (let i = 0; i < turns; i++) {
+      const r = await post(`${coldGateway.url}/v1/chat/completions`, chatBody(`cold ${i}`, false))
+      if (r.status !== 200) throw new Error(`cold request failed: ${r.status} ${r.text}`)
+      cold.push(r.ms)
+    }
+    await coldGateway.stop()
+
+    const d = summary(direct)
+    const w = summary(warm)
+    const c = summary(cold)
+    return {
+      what: "sequential non-stream turns, real CLI + scripted upstream, ms",
+      direct_kept_alive_cli: d,
+      gateway_warm_pool: w,
+      gateway_pool_off_cold: c,
+      warm_over_direct_p50: round(w.p50 / d.p50),
+      cold_over_warm_p50: round(c.p50 / w.p50),
+      targets: { warm_over_direct_p50: "<= 1.3", cold_over_warm_p50: ">= 5" }
+    }
+  } finally {
+    await upstream.close()
+  }
+}
+
+// ---------------------------------------------------------------------------- 2. overhead
+
+/** A plain node:http server writing the given SSE bytes frame by frame: the baseline. */
+const startPlain = async (frames: ReadonlyArray<string>): Promise<Child> => {
+  const port = await freePort()
+  const server = http.createServer((request, response) => {
+    request.resume()
+    request.on("end", () => {
+      response.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache, no-transform" })
+      for (const frame of frames) response.write(frame)
+      response.end()
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve))
+  return {
+    url: `http://127.0.0.1:${port}`,
+    pid: process.pid,
+    stop: () => new Promise<void>((resolve) => {
+      server.closeAllConnections()
+      server.close(() => resolve())
+    })
+  }
+}
+
+const load = async (url: string, body: string, concurrency: number, total: number) => {
+  const times: Array<number> = []
+  let next = 0
+  let failures = 0
+  const started = now()
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next++ < total) {
+      const r = await post(url, body)
+      if (r.status === 200 && r.text.endsWith("data: [DONE]\n\n")) times.push(r.ms)
+      else failures++
+    }
+  }))
+  const seconds = (now() - started) / 1000
+  return { requests_per_s: round(times.length / seconds), ...summary(times), failures }
+}
+
+const overhead = async () => {
+  const gateway = await startGateway({
+    command: SH_STUB,
+    set: [
+      "pool.prewarm=64",
+      "pool.standby_per_signature=64",
+      "pool.max_standby=64",
+      "pool.max_processes=256",
+      "claude.max_concurrent_sessions=128",
+      "queue.max_waiting=1024"
+    ]
+  })
+  const sample = await post(`${gateway.url}/v1/chat/completions`, chatBody("sample", true))
+  const frames = sample.text.split(/(?<=\n\n)/)
+  const plain = await startPlain(frames)
+  const results: Record<string, unknown> = {}
+  try {
+    for (const concurrency of [1, 16, 64]) {
+      const total = concurrency === 1 ? 300 : 1500
+      await standbyReady(gateway.url, Math.min(64, concurrency))
+      const g = await load(`${gateway.url}/v1/chat/completions`, chatBody("bench", true), concurrency, total)
+      const p = await load(`${plain.url}/`, chatBody("bench", true), concurrency, total)
+      results[`c${concurrency}`] = {
+        gateway: g,
+        plain_node_http: p,
+        overhead_p50_ms: round(g.p50 - p.p50),
+        overhead_p99_ms: round(g.p99 - p.p99),
+        throughput_ratio: round(g.requests_per_s / p.requests_per_s)
+      }
+    }
+  } finally {
+    await plain.stop()
+    await gateway.stop()
+  }
+  return {
+    what: "streaming requests through the gateway with a STUB CLI (bench/stub-cli.sh, 8 deltas) vs a plain node:http server writing the same SSE bytes",
+    ...results,
+    targets: { overhead_p50_ms: "<= 1 at c64", overhead_p99_ms: "<= 5 at c64", throughput_ratio: ">= 0.5" }
+  }
+}
+
+// ---------------------------------------------------------------------------- 3. delta → chunk
+
+const deltaLatency = async (requests = 30) => {
+  const gateway = await startGateway({ command: TIMED_STUB, set: ["pool.prewarm=2", "pool.standby_per_signature=2"] })
+  const gaps: Array<number> = []
+  try {
+    for (let i = 0; i < requests; i++) {
+      await standbyReady(gateway.url)
+      await new Promise<void>((resolve, reject) => {
+        const request = http.request(`${gateway.url}/v1/chat/completions`, { method: "POST", agent, headers: { "content-type": "application/json" } }, (response) => {
+          response.setEncoding("utf8")
+          response.on("data", (chunk: string) => {
+            const received = process.hrtime.bigint()
+            for (const match of chunk.matchAll(/t=(\d+);/g)) gaps.push(Number(received - BigInt(match[1]!)) / 1e6)
+          })
+          response.on("end", resolve)
+          response.on("error", reject)
+        })
+        request.on("error", reject)
+        request.end(chatBody(`delta ${i}`, true))
+      })
+    }
+  } finally {
+    await gateway.stop()
+  }
+  return {
+    what: "ms from the CLI writing a text delta (stub, monotonic clock) to the client receiving its SSE chunk",
+    ...summary(gaps),
+    target: "p50 <= 3"
+  }
+}
+
+// ---------------------------------------------------------------------------- 4. RSS
+
+const rssOf = (pid: number) => {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN) / 1024
+}
+
+const rss = async () => {
+  const gateway = await startGateway({
+    command: SH_STUB,
+    set: ["pool.prewarm=16", "pool.standby_per_signature=16", "pool.max_standby=16", "claude.max_concurrent_sessions=32"]
+  })
+  try {
+    await standbyReady(gateway.url, 16)
+    await load(`${gateway.url}/v1/chat/completions`, chatBody("rss", true), 8, 100)
+    await sleep(500)
+    const after100 = rssOf(gateway.pid)
+    await load(`${gateway.url}/v1/chat/completions`, chatBody("rss", true), 8, 9_900)
+    await sleep(500)
+    const after10k = rssOf(gateway.pid)
+    return {
+      what: "gateway process RSS (MiB) with a STUB CLI, streaming requests at concurrency 8",
+      after_100: round(after100),
+      after_10000: round(after10k),
+      growth_percent: round((after10k / after100 - 1) * 100),
+      target: "growth < 10%"
+    }
+  } finally {
+    await gateway.stop()
+  }
+}
+
+// ---------------------------------------------------------------------------- main
+
+const all = { latency, overhead, delta: deltaLatency, rss } as const
+const chosen = process.argv.slice(2).filter((name): name is keyof typeof all => name in all)
+const out: Record<string, unknown> = { node: process.version, cpus: os.cpus().length }
+for (const name of chosen.length > 0 ? chosen : (Object.keys(all) as Array<keyof typeof all>)) {
+  out[name] = await all[name]()
+}
+console.log(JSON.stringify(out, null, 2))
+agent.destroy()

@@ -1,0 +1,286 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Either } from "effect"
+import type { InputBlock } from "../../src/cli/Protocol.js"
+import { InvalidRequest } from "../../src/Errors.js"
+import { decodeChatRequest, MAX_IMAGE_BYTES, toTurnRequest } from "../../src/openai/translate.js"
+import type { TurnRequest } from "../../src/Turn.js"
+
+const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+const pngUrl = `data:image/png;base64,${PNG}`
+
+const HISTORY_HEADER =
+  "<conversation_history>\nThe conversation so far, oldest first. Continue it: answer the final user message that follows the history.\n"
+
+const translate = (body: unknown, model = "claude-sonnet-5-5"): Either.Either<TurnRequest, InvalidRequest> =>
+  Either.flatMap(decodeChatRequest(body), (request) => toTurnRequest(request, model))
+
+const ok = (body: unknown, model?: string): TurnRequest => {
+  const result = translate(body, model)
+  if (Either.isLeft(result)) throw new Error(`expected success, got ${result.left.message} (param ${result.left.param})`)
+  return result.right
+}
+
+const fail = (body: unknown): InvalidRequest => {
+  const result = translate(body)
+  if (Either.isRight(result)) throw new Error(`expected InvalidRequest, got ${JSON.stringify(result.right)}`)
+  expect(result.left).toBeInstanceOf(InvalidRequest)
+  return result.left
+}
+
+const chat = (messages: ReadonlyArray<unknown>, extra: Record<string, unknown> = {}) => ({
+  model: "sonnet",
+  messages,
+  ...extra
+})
+
+const user = (content: unknown) => ({ role: "user", content })
+const image = (url: string) => ({ type: "image_url", image_url: { url } })
+const text = (t: string) => ({ type: "text", text: t })
+const pngBlock = (data = PNG): InputBlock => ({ type: "image", source: { type: "base64", media_type: "image/png", data } })
+
+describe("toTurnRequest: prompt and input", () => {
+  it("sends a lone user message as the input, with no system prompt", () => {
+    const turn = ok(chat([user("hi")]), "claude-opus-5-5")
+    expect(turn).toEqual({
+      launch: { model: "claude-opus-5-5", systemPrompt: undefined },
+      input: [{ type: "text", text: "hi" }]
+    })
+  })
+
+  it("joins system and developer messages with a blank line into the system prompt", () => {
+    const turn = ok(chat([
+      { role: "system", content: "You are terse." },
+      { role: "developer", content: [text("Answer in "), text("French.")] },
+      user("hi")
+    ]))
+    expect(turn.launch.systemPrompt).toBe("You are terse.\n\nAnswer in French.")
+    expect(turn.input).toEqual([{ type: "text", text: "hi" }])
+  })
+
+  it("keeps the last user message's parts in order, images as base64 blocks", () => {
+    const turn = ok(chat([user([text("what is "), image(pngUrl), text("this?"), image(`data:IMAGE/JPEG;base64,${PNG}`)])]))
+    expect(turn.input).toEqual([
+      { type: "text", text: "what is " },
+      pngBlock(),
+      { type: "text", text: "this?" },
+      { type: "image", source: { type: "base64", media_type: "image/jpeg", data: PNG } }
+    ])
+  })
+
+  it("accepts every supported image media type", () => {
+    for (const mediaType of ["image/png", "image/jpeg", "image/gif", "image/webp"] as const) {
+      const turn = ok(chat([user([image(`data:${mediaType};base64,${PNG}`)])]))
+      expect(turn.input).toEqual([{ type: "image", source: { type: "base64", media_type: mediaType, data: PNG } }])
+    }
+  })
+
+  it("sends earlier turns as a delimited transcript with role tags, before the final input", () => {
+    const turn = ok(chat([
+      { role: "system", content: "sys" },
+      user("u1"),
+      { role: "assistant", content: "a1" },
+      user("u2"),
+      { role: "assistant", content: [text("a"), { type: "refusal", refusal: "2" }] },
+      user("final")
+    ]))
+    expect(turn.launch.systemPrompt).toBe("sys")
+    expect(turn.input).toEqual([
+      { type: "text", text: HISTORY_HEADER },
+      {
+        type: "text",
+        text: [
+          `<message role="user">\nu1\n</message>\n`,
+          `<message role="assistant">\na1\n</message>\n`,
+          `<message role="user">\nu2\n</message>\n`,
+          `<message role="assistant">\na2\n</message>\n`,
+          `</conversation_history>\n`
+        ].join("")
+      },
+      { type: "text", text: "final" }
+    ])
+  })
+
+  it("keeps images of earlier turns in place inside the transcript", () => {
+    const turn = ok(chat([
+      user([text("look: "), image(pngUrl), text(" ok?")]),
+      { role: "assistant", content: "a cat" },
+      user([image(pngUrl), text("and now?")])
+    ]))
+    expect(turn.input).toEqual([
+      { type: "text", text: HISTORY_HEADER },
+      { type: "text", text: `<message role="user">\nlook: ` },
+      pngBlock(),
+      {
+        type: "text",
+        text: ` ok?\n</message>\n<message role="assistant">\na cat\n</message>\n</conversation_history>\n`
+      },
+      pngBlock(),
+      { type: "text", text: "and now?" }
+    ])
+  })
+
+  it("renders an assistant message without content as an empty turn", () => {
+    const turn = ok(chat([user("u1"), { role: "assistant", content: null }, user("u2")]))
+    expect(turn.input[1]).toEqual({
+      type: "text",
+      text: `<message role="user">\nu1\n</message>\n<message role="assistant">\n\n</message>\n</conversation_history>\n`
+    })
+  })
+
+  it("accepts the sampling knobs clients send by default and supported values of checked fields", () => {
+    const turn = ok(chat([user("hi")], {
+      temperature: 0.2,
+      top_p: 1,
+      n: 1,
+      logprobs: false,
+      tools: [],
+      response_format: { type: "text" },
+      stream: true,
+      stream_options: { include_usage: true },
+      max_tokens: null
+    }))
+    expect(turn.input).toEqual([{ type: "text", text: "hi" }])
+  })
+})
+
+describe("toTurnRequest: images that are refused", () => {
+  const at = "messages[0].content[1].image_url.url"
+
+  it("refuses an unsupported media type", () => {
+    const error = fail(chat([user([text("x"), image(`data:image/svg+xml;base64,${PNG}`)])]))
+    expect(error.param).toBe(at)
+    expect(error.code).toBe("unsupported_image_type")
+    expect(error.message).toContain("image/svg+xml")
+  })
+
+  it("refuses data that is not base64", () => {
+    const error = fail(chat([user([text("x"), image("data:image/png;base64,not base64!")])]))
+    expect(error.param).toBe(at)
+    expect(error.code).toBe("invalid_value")
+  })
+
+  it("refuses a data URL that is not base64-encoded", () => {
+    const error = fail(chat([user([text("x"), image("data:image/png,rawbytes")])]))
+    expect(error.param).toBe(at)
+    expect(error.code).toBe("unsupported_image_url")
+  })
+
+  it("refuses an image larger than the limit, and accepts one at the limit", () => {
+    // floor(len * 3 / 4) is the decoded size the check uses
+    const atLimit = "A".repeat(Math.floor(MAX_IMAGE_BYTES * 4 / 3))
+    expect(Math.floor(atLimit.length * 3 / 4)).toBeLessThanOrEqual(MAX_IMAGE_BYTES)
+    const accepted = ok(chat([user([image(`data:image/png;base64,${atLimit}`)])]))
+    expect(accepted.input).toHaveLength(1)
+    const error = fail(chat([user([text("x"), image(`data:image/png;base64,${atLimit}AA`)])]))
+    expect(error.param).toBe(at)
+    expect(error.code).toBe("image_too_large")
+  })
+
+  it("refuses http(s) image URLs", () => {
+    for (const url of ["http://example.com/cat.png", "https://example.com/cat.png"]) {
+      const error = fail(chat([user([text("x"), image(url)])]))
+      expect(error.param).toBe(at)
+      expect(error.code).toBe("unsupported_image_url")
+    }
+  })
+
+  it("names the exact part of an earlier message", () => {
+    const error = fail(chat([
+      { role: "system", content: "s" },
+      user([text("a"), text("b"), image("https://example.com/x.png")]),
+      { role: "assistant", content: "ok" },
+      user("final")
+    ]))
+    expect(error.param).toBe("messages[1].content[2].image_url.url")
+  })
+
+  it("refuses content parts other than text and image_url", () => {
+    const error = fail(chat([user([text("x"), { type: "input_audio", input_audio: { data: "", format: "wav" } }])]))
+    expect(error.param).toBe("messages[0].content[1].type")
+    expect(error.code).toBe("unsupported_content_type")
+  })
+
+  it("refuses an image_url part without a url", () => {
+    const error = fail(chat([user([{ type: "image_url", image_url: {} }])]))
+    expect(error.param).toBe("messages[0].content[0].image_url.url")
+    expect(error.code).toBe("missing_required_parameter")
+  })
+})
+
+describe("toTurnRequest: unsupported request fields", () => {
+  const cases: ReadonlyArray<readonly [string, Record<string, unknown>]> = [
+    ["n", { n: 2 }],
+    ["logprobs", { logprobs: true }],
+    ["tools", { tools: [{ type: "function", function: { name: "f", parameters: {} } }] }],
+    ["functions", { functions: [{ name: "f" }] }],
+    ["response_format", { response_format: { type: "json_schema", json_schema: { name: "x", schema: {} } } }],
+    ["response_format", { response_format: { type: "json_object" } }],
+    ["audio", { modalities: ["text", "audio"] }],
+    ["audio", { audio: { voice: "alloy", format: "mp3" } }]
+  ]
+  it.each(cases)("refuses %s with the field as param", (param, extra) => {
+    const error = fail(chat([user("hi")], extra))
+    expect(error.param).toBe(param)
+    expect(error.code).toBe("unsupported_parameter")
+    expect(error.message).toContain(`'${param}'`)
+  })
+})
+
+describe("toTurnRequest: message roles", () => {
+  it("refuses an assistant message last, naming its role", () => {
+    const error = fail(chat([user("hi"), { role: "assistant", content: "hello" }]))
+    expect(error.param).toBe("messages[1].role")
+    expect(error.message).toContain("'assistant'")
+  })
+
+  it("refuses a system message last", () => {
+    const error = fail(chat([{ role: "system", content: "s" }]))
+    expect(error.param).toBe("messages[0].role")
+  })
+
+  it("refuses tool messages and assistant tool_calls in the history", () => {
+    const toolCall = { id: "call_1", type: "function", function: { name: "f", arguments: "{}" } }
+    const calls = fail(chat([user("a"), { role: "assistant", content: null, tool_calls: [toolCall] }, user("b")]))
+    expect(calls.param).toBe("messages[1].tool_calls")
+    const tool = fail(chat([user("a"), { role: "tool", tool_call_id: "call_1", content: "42" }, user("b")]))
+    expect(tool.param).toBe("messages[1].role")
+    expect(tool.code).toBe("unsupported_parameter")
+  })
+
+  it("refuses an unknown role and a missing role", () => {
+    const unknown = fail(chat([{ role: "robot", content: "beep" }]))
+    expect(unknown.param).toBe("messages[0].role")
+    const missing = fail(chat([user("a"), { content: "no role" }]))
+    expect(missing.param).toBe("messages[1].role")
+    expect(missing.code).toBe("missing_required_parameter")
+  })
+
+  it("refuses user content that is neither a string nor parts", () => {
+    const error = fail(chat([user(42)]))
+    expect(error.param).toBe("messages[0].content")
+  })
+})
+
+describe("decodeChatRequest", () => {
+  it("names a missing model and empty messages", () => {
+    const model = fail({ messages: [user("hi")] })
+    expect(model.param).toBe("model")
+    expect(model.code).toBe("missing_required_parameter")
+    expect(model.message).toBe("Missing required parameter: 'model'.")
+    const messages = fail({ model: "sonnet", messages: [] })
+    expect(messages.param).toBe("messages")
+    expect(messages.code).toBe("invalid_value")
+  })
+
+  it("names a field of the wrong type", () => {
+    const error = fail(chat([user("hi")], { temperature: "hot" }))
+    expect(error.param).toBe("temperature")
+    expect(error.message).toContain("'temperature'")
+  })
+
+  it("reports a body that is not an object without a param", () => {
+    const error = fail("not an object")
+    expect(error.param).toBeNull()
+    expect(error.message).toContain("'body'")
+  })
+})
