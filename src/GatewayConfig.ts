@@ -15,7 +15,8 @@ const PositiveInt = Int.pipe(Schema.positive())
 const NonNegativeInt = Int.pipe(Schema.nonNegative())
 const Port = Int.pipe(Schema.between(0, 65535))
 const Bool = Schema.Union(Schema.Boolean, Schema.BooleanFromString)
-const CommaList = Schema.transform(Schema.String, Schema.Array(Schema.String), {
+// A value that looks like JSON must be valid JSON: `["a",` is a typo, not two list items.
+const CommaList = Schema.transform(Schema.String.pipe(Schema.filter((s) => !s.trimStart().startsWith("[") || "expected a JSON array of strings")), Schema.Array(Schema.String), {
   strict: true,
   decode: (s) => s.split(",").map((x) => x.trim()).filter((x) => x.length > 0),
   encode: (xs) => xs.join(",")
@@ -43,13 +44,15 @@ export const ConfigSchema = Schema.Struct({
     api_keys: withDefault(StringList, () => []),
     /** Serve a non-loopback address without API keys. Refused unless set. */
     allow_unauthenticated_remote: withDefault(Bool, () => false),
+    /** Largest request body accepted (base64 images count). */
+    max_body_bytes: withDefault(PositiveInt, () => 32 * 1024 * 1024),
     /** On SIGTERM/SIGINT, how long in-flight turns may finish before every CLI is killed. */
     shutdown_grace_seconds: withDefault(NonNegativeInt, () => 30)
   })),
   claude: Section(Schema.Struct({
     /** The CLI to run; `claude` resolves through PATH (npm scripts put the pinned one first). */
     command: withDefault(Schema.String, () => "claude"),
-    /** Whole-request limit; past it the turn is cancelled and the client gets 504. */
+    /** Limit for one turn once it has a CLI (starting it, then the answer); past it: 504, CLI killed. */
     timeout_seconds: withDefault(PositiveInt, () => 300),
     max_concurrent_sessions: withDefault(PositiveInt, () => 10),
     /** The CLI's own upstream retries (its default retries for ~3 minutes). */
@@ -59,7 +62,7 @@ export const ConfigSchema = Schema.Struct({
     permission_mode: withDefault(PermissionMode, () => "default" as const),
     /** The CLI's built-in tools: ["default"] for all of them, [] for none, or a list of names. */
     tools: withDefault(StringList, () => ["default"]),
-    /** Model used when an alias is not given explicitly by the client. */
+    /** Model of the prewarmed standbys and of the start-up model probe. */
     default_model: withDefault(Schema.String, () => "sonnet")
   })),
   pool: Section(Schema.Struct({
@@ -150,8 +153,14 @@ const envName = (p: ReadonlyArray<PropertyKey>) =>
 export const decodeConfig = (raw: unknown): Either.Either<Config, ConfigError> =>
   Schema.decodeUnknownEither(ConfigSchema, { onExcessProperty: "error", errors: "all" })(raw).pipe(
     Either.mapLeft((error) => {
-      const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-      const lines = issues.map((issue) => `${issue.path.map(String).join(".")}${envName(issue.path)}: ${issue.message}`)
+      const byKey = new Map<string, string>()
+      for (const issue of ParseResult.ArrayFormatter.formatErrorSync(error)) {
+        const key = issue.path.map(String).join(".")
+        // The optional-with-default wrappers add "Expected undefined" alternatives: not the point.
+        if (issue.message.startsWith("Expected undefined") || byKey.has(key)) continue
+        byKey.set(key, `${key}${envName(issue.path)}: ${issue.message}`)
+      }
+      const lines = [...byKey.values()]
       return new ConfigError({ message: `invalid configuration:\n  ${lines.join("\n  ")}` })
     })
   )
@@ -175,11 +184,31 @@ const readToml = (file: string | undefined) =>
       new ConfigError({ message: `cannot read config file ${file ?? "config/local.toml"}: ${String(error)}` })
   })
 
+const DEFAULTS: Record<string, Record<string, unknown>> = Schema.decodeSync(ConfigSchema)({})
+
+/**
+ * Environment keys this version does not know (e.g. claude-code-api-rs's `CACHE__*`) are ignored
+ * with a warning rather than stopping start-up: the environment is shared with other programs.
+ * Unknown keys in the file or flags are errors (typos).
+ */
+const knownOnly = (env: Record<string, Record<string, unknown>>) => {
+  const known: Record<string, Record<string, unknown>> = {}
+  const ignored: Array<string> = []
+  for (const [section, keys] of Object.entries(env)) {
+    for (const [key, value] of Object.entries(keys)) {
+      if (DEFAULTS[section] !== undefined && key in DEFAULTS[section]) (known[section] ??= {})[key] = value
+      else ignored.push(`${ENV_PREFIX}${section.toUpperCase()}__${key.toUpperCase()}`)
+    }
+  }
+  return { known, ignored }
+}
+
 export const loadConfig = (sources: ConfigSources): Effect.Effect<Config, ConfigError> =>
   Effect.gen(function*() {
     const file = yield* readToml(sources.file)
-    const env = yield* fromEnv(sources.env ?? {})
-    return yield* decodeConfig(merge(file, env, sources.flags ?? {}))
+    const { known, ignored } = knownOnly(yield* fromEnv(sources.env ?? {}))
+    if (ignored.length > 0) yield* Effect.logWarning(`ignoring unknown configuration variables: ${ignored.join(", ")}`)
+    return yield* decodeConfig(merge(file, known, sources.flags ?? {}))
   })
 
 export class GatewayConfig extends Effect.Service<GatewayConfig>()("GatewayConfig", {

@@ -109,7 +109,12 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
         if (!settings.enabled || count === 0) return Effect.void
         entry.spawning += count
         const one = spawnOwned(entry.launch).pipe(
-          Effect.tap((standby) => Effect.timeout(warm(standby.handle), "30 seconds")),
+          Effect.tap((standby) =>
+            warm(standby.handle).pipe(
+              Effect.timeout("30 seconds"),
+              Effect.onError(() => Scope.close(standby.scope, Exit.void))
+            )
+          ),
           Effect.ensuring(Effect.sync(() => entry.spawning--)),
           Effect.tap((standby) => watch(entry, standby)),
           Effect.tapError((error) => Effect.logWarning("standby spawn failed", error.message)),

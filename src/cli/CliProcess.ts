@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import type { Config } from "../GatewayConfig.js"
 import { GatewayConfig } from "../GatewayConfig.js"
 import type { LaunchOptions } from "../Turn.js"
-import { CliExited, CliNotFound, CliSpawnFailed, ControlRequestFailed } from "./CliErrors.js"
+import { CliExited, CliNotFound, CliProtocolError, CliSpawnFailed, ControlRequestFailed } from "./CliErrors.js"
 import type { CliError } from "./CliErrors.js"
 import { type CliMessage, type ControlRequest, decodeCliLine, encodeStdinLine, type InputBlock, userInput } from "./Protocol.js"
 
@@ -40,7 +40,13 @@ export class CliEnvironment extends Context.Reference<CliEnvironment>()("CliEnvi
 }) {}
 
 // Variables that make sense for the CLI; the rest of the gateway's environment stays behind.
-const PASS = new Set(["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR", "TERM", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "IS_SANDBOX"])
+const PASS = new Set([
+  "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR", "TERM",
+  "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR",
+  "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+  "IS_SANDBOX", "MAX_THINKING_TOKENS", "MCP_TIMEOUT", "MCP_TOOL_TIMEOUT", "DISABLE_TELEMETRY",
+  "DISABLE_ERROR_REPORTING", "DISABLE_AUTOUPDATER", "BASH_DEFAULT_TIMEOUT_MS", "BASH_MAX_TIMEOUT_MS"
+])
 const PASS_PREFIXES = ["LC_", "ANTHROPIC_", "CLAUDE_", "AWS_", "GOOGLE_", "CLOUD_ML_", "VERTEX_", "API_TIMEOUT_MS"]
 
 export const cliEnv = (
@@ -53,7 +59,7 @@ export const cliEnv = (
     if (PASS.has(name) || PASS_PREFIXES.some((p) => name.startsWith(p))) env[name] = value
   }
   env.CLAUDE_CODE_MAX_RETRIES = String(config.claude.max_retries)
-  env.BUN_ENABLE_CRASH_REPORTING ??= "0"
+  env.BUN_ENABLE_CRASH_REPORTING = "0"
   return env
 }
 
@@ -76,6 +82,7 @@ export const cliArgs = (config: Config, launch: LaunchOptions): Array<string> =>
 type Signal =
   | { readonly _tag: "Message"; readonly message: CliMessage }
   | { readonly _tag: "Closed"; readonly error: CliExited }
+  | { readonly _tag: "Failed"; readonly error: CliProtocolError }
 
 const STDERR_TAIL = 4096
 
@@ -167,6 +174,10 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           const decoded = decodeCliLine(line)
           if (Either.isLeft(decoded)) {
             run(Effect.logWarning("skipping unreadable CLI line", decoded.left.message, decoded.left.line).pipe(log))
+            // Other lines can be skipped; without its result the turn could never end.
+            if (decoded.left.kind === "result" && listener) {
+              Queue.unsafeOffer(listener, { _tag: "Failed", error: new CliProtocolError({ reason: decoded.left.message }) })
+            }
             return
           }
           const message = decoded.right
@@ -233,8 +244,8 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
               )
               write(encodeStdinLine(userInput(input)))
               return Stream.fromQueue(queue).pipe(
-                Stream.takeUntil((s) => s._tag === "Closed" || s.message._tag === "ResultMessage"),
-                Stream.mapEffect((s) => (s._tag === "Closed" ? Effect.fail(s.error) : Effect.succeed(s.message)))
+                Stream.takeUntil((s) => s._tag !== "Message" || s.message._tag === "ResultMessage"),
+                Stream.mapEffect((s) => (s._tag === "Message" ? Effect.succeed(s.message) : Effect.fail(s.error)))
               )
             })
           )

@@ -2,7 +2,9 @@ import { Either, Schema } from "effect"
 
 /**
  * The CLI's stream-json protocol (see shared/reference/claude-cli-protocol.md, part 1).
- * Only the fields the gateway reads are declared; everything else is tolerated.
+ * Only the fields the gateway reads are declared; everything else is tolerated. Line kinds are
+ * strict; inside them, events and blocks of unknown (or reshaped) kinds fall to catch-all members,
+ * so that a newer CLI degrades to missing detail rather than failed turns.
  * Key order is not stable across message kinds, so lines are parsed, never pattern-matched.
  */
 
@@ -159,7 +161,9 @@ const decodeAs = <A, I extends { readonly _tag: string }>(
 
 export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
   message: Schema.String,
-  line: Schema.String
+  line: Schema.String,
+  /** The line's `type`, when it had one. */
+  kind: Schema.optional(Schema.String)
 }) {}
 
 /** Decode one stdout line. Known kinds with a bad shape are errors; unknown kinds are kept. */
@@ -193,7 +197,7 @@ export const decodeCliLine = (line: string): Either.Either<CliMessage, ProtocolE
   })()
   return Either.mapLeft(
     result,
-    (error) => new ProtocolError({ message: `bad ${raw.type} line: ${String(error)}`, line: line.slice(0, 500) })
+    (error) => new ProtocolError({ message: `bad ${raw.type} line: ${String(error)}`, line: line.slice(0, 500), kind: raw.type })
   )
 }
 

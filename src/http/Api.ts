@@ -35,5 +35,6 @@ export class GatewayApi extends HttpApi.make("claude-code-api")
   .add(SystemApi)
   .add(OpenAIApi)
   .annotate(OpenApi.Title, "claude-code-api")
+  .annotate(OpenApi.Version, "0.1.0")
   .annotate(OpenApi.Description, "OpenAI-compatible gateway in front of the Claude Code CLI")
 {}

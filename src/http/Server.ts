@@ -38,6 +38,12 @@ const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
 
 const isLoopback = (host: string) => host === "localhost" || host === "::1" || host.startsWith("127.")
 
+const sameSecret = (expected: string, offered: string) => {
+  const a = Buffer.from(expected)
+  const b = Buffer.from(offered)
+  return a.length === b.length && crypto.timingSafeEqual(a, b)
+}
+
 const internalError = HttpServerResponse.unsafeJson(
   { error: { message: "Internal gateway error.", type: "server_error", param: null, code: null } },
   { status: 500 }
@@ -51,7 +57,7 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
     const path = request.url.split("?")[0] ?? request.url
     const offered = /^Bearer\s+(.+)$/i.exec(request.headers["authorization"] ?? "")?.[1] ?? request.headers["x-api-key"]
     const authorized = apiKeys.length === 0 || path === "/health" ||
-      (offered !== undefined && apiKeys.some((key) => Redacted.value(key) === offered))
+      (offered !== undefined && apiKeys.some((key) => sameSecret(Redacted.value(key), offered)))
     const response = authorized
       ? yield* app.pipe(
         Effect.catchAllCause((cause) => {

@@ -1,12 +1,13 @@
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpIncomingMessage, HttpServerResponse } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
-import { Effect, Stream } from "effect"
+import { Effect, Option, Stream } from "effect"
 import * as crypto from "node:crypto"
 import { ChatService } from "../ChatService.js"
 import { InvalidRequest, ModelNotFound } from "../Errors.js"
 import { GatewayApi } from "../http/Api.js"
 import { errorResponse, type GatewayError, toHttpError } from "../http/errors.js"
 import { peelUntil } from "../lib/peel.js"
+import { GatewayConfig } from "../GatewayConfig.js"
 import { ModelCatalog } from "../ModelCatalog.js"
 import type { TurnEvent } from "../Turn.js"
 import { aggregate, sseFrames } from "./render.js"
@@ -19,11 +20,12 @@ const SSE_HEADERS = {
   connection: "keep-alive"
 }
 
-const readJson = (request: HttpServerRequest.HttpServerRequest) =>
+const readJson = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) =>
   request.json.pipe(
+    HttpIncomingMessage.withMaxBodySize(Option.some(maxBytes)),
     Effect.mapError(() =>
       new InvalidRequest({
-        message: "We could not parse the JSON body of your request. The body must be a JSON object.",
+        message: `We could not parse the JSON body of your request: it must be a JSON object of at most ${maxBytes} bytes.`,
         param: null,
         code: "invalid_json"
       })
@@ -40,6 +42,7 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
   Effect.gen(function*() {
     const chat = yield* ChatService
     const catalog = yield* ModelCatalog
+    const { config } = yield* GatewayConfig
 
     const modelObject = (id: string, created: number): Model => ({ id, object: "model", created, owned_by: "anthropic" })
     const created = Math.floor(Date.now() / 1000)
@@ -57,7 +60,7 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
             : Effect.fail(new ModelNotFound({ model: path.id, available: models.map((m) => m.id) })))))
       .handleRaw("chatCompletions", ({ request }) =>
         recover(Effect.gen(function*() {
-          const body = yield* readJson(request)
+          const body = yield* readJson(request, config.server.max_body_bytes)
           const chatRequest = yield* decodeChatRequest(body)
           const model = yield* catalog.resolve(chatRequest.model)
           const turn = yield* toTurnRequest(chatRequest, model)

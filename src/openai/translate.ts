@@ -35,7 +35,10 @@ const decodeOrFail = <A, I>(schema: Schema.Schema<A, I>, input: unknown, prefix:
     })
   )
 
-export const decodeChatRequest = (body: unknown) => decodeOrFail(ChatRequest, body, "")
+export const decodeChatRequest = (body: unknown) =>
+  typeof body === "object" && body !== null && !Array.isArray(body)
+    ? decodeOrFail(ChatRequest, body, "")
+    : Either.left(invalid("The request body must be a JSON object.", null, "invalid_json"))
 
 type Message =
   | typeof SystemMessage.Type
@@ -87,7 +90,7 @@ const imageBlock = (url: string, param: string): Either.Either<InputBlock, Inval
       "unsupported_image_type"
     ))
   }
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(data)) {
+  if (data.length === 0 || data.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(data)) {
     return Either.left(invalid(`Invalid base64 image data at '${param}'.`, param))
   }
   if (Math.floor(data.length * 3 / 4) > MAX_IMAGE_BYTES) {
@@ -128,7 +131,8 @@ const unsupported = (request: ChatRequest): InvalidRequest | undefined => {
   if (request.response_format != null && request.response_format.type !== "text") {
     return reject("response_format", `type '${request.response_format.type}' is not available yet`)
   }
-  if (request.modalities?.includes("audio") || request.audio != null) return reject("audio", "audio output is not available")
+  if (request.modalities?.includes("audio")) return reject("modalities", "audio output is not available")
+  if (request.audio != null) return reject("audio", "audio output is not available")
   return undefined
 }
 
@@ -196,6 +200,12 @@ export const toTurnRequest = (request: ChatRequest, model: string): Either.Eithe
       }
     }
     const input = yield* userBlocks(final.content, last)
+    if (!input.some((block) => block.type === "image" || block.text.trim() !== "")) {
+      return yield* Either.left(invalid(
+        `Invalid value for 'messages[${last}].content': the last user message is empty.`,
+        `messages[${last}].content`
+      ))
+    }
     if (history.length > 0 || text !== "") {
       history.unshift({
         type: "text",

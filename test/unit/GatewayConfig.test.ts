@@ -175,10 +175,14 @@ describe("loadConfig", () => {
       expect(section.message).toContain("sever")
     }))
 
-  it.effect("rejects unknown keys from the environment and flags", () =>
+  it.effect("ignores unknown environment keys (shared with other programs) but rejects unknown flags", () =>
     Effect.gen(function*() {
-      const env = yield* loadConfig({ file: tomlFile(""), env: { CLAUDE_CODE__SERVER__NOPE: "1" } }).pipe(Effect.flip)
-      expect(env.message).toContain("server.nope")
+      const config = yield* loadConfig({
+        file: tomlFile(""),
+        env: { CLAUDE_CODE__SERVER__NOPE: "1", CLAUDE_CODE__CACHE__TTL_SECONDS: "60", CLAUDE_CODE__SERVER__PORT: "9" }
+      })
+      expect(config.server.port).toBe(9)
+      expect(config).not.toHaveProperty("cache")
       const flags = yield* loadConfig({ file: tomlFile(""), env: {}, flags: { pool: { size: "1" } } }).pipe(Effect.flip)
       expect(flags.message).toContain("pool.size")
     }))

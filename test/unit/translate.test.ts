@@ -167,11 +167,11 @@ describe("toTurnRequest: images that are refused", () => {
 
   it("refuses an image larger than the limit, and accepts one at the limit", () => {
     // floor(len * 3 / 4) is the decoded size the check uses
-    const atLimit = "A".repeat(Math.floor(MAX_IMAGE_BYTES * 4 / 3))
+    const atLimit = "A".repeat(Math.floor(MAX_IMAGE_BYTES / 3) * 4)
     expect(Math.floor(atLimit.length * 3 / 4)).toBeLessThanOrEqual(MAX_IMAGE_BYTES)
     const accepted = ok(chat([user([image(`data:image/png;base64,${atLimit}`)])]))
     expect(accepted.input).toHaveLength(1)
-    const error = fail(chat([user([text("x"), image(`data:image/png;base64,${atLimit}AA`)])]))
+    const error = fail(chat([user([text("x"), image(`data:image/png;base64,${atLimit}AAAA`)])]))
     expect(error.param).toBe(at)
     expect(error.code).toBe("image_too_large")
   })
@@ -215,7 +215,7 @@ describe("toTurnRequest: unsupported request fields", () => {
     ["functions", { functions: [{ name: "f" }] }],
     ["response_format", { response_format: { type: "json_schema", json_schema: { name: "x", schema: {} } } }],
     ["response_format", { response_format: { type: "json_object" } }],
-    ["audio", { modalities: ["text", "audio"] }],
+    ["modalities", { modalities: ["text", "audio"] }],
     ["audio", { audio: { voice: "alloy", format: "mp3" } }]
   ]
   it.each(cases)("refuses %s with the field as param", (param, extra) => {
@@ -281,6 +281,6 @@ describe("decodeChatRequest", () => {
   it("reports a body that is not an object without a param", () => {
     const error = fail("not an object")
     expect(error.param).toBeNull()
-    expect(error.message).toContain("'body'")
+    expect(error.message).toContain("JSON object")
   })
 })
