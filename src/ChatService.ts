@@ -4,6 +4,7 @@ import { toTurnEvents, type TurnError } from "./cli/TurnEvents.js"
 import { Admission, type Overloaded } from "./Admission.js"
 import { GatewayConfig } from "./GatewayConfig.js"
 import { Pool } from "./Pool.js"
+import { applyStop } from "./StopSequences.js"
 import type { TurnEvent, TurnRequest } from "./Turn.js"
 
 /**
@@ -30,7 +31,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
           Effect.timeoutFail({ duration: `${timeoutSeconds} seconds`, onTimeout: () => new CliTimeout({ seconds: timeoutSeconds }) })
         )
         yield* Effect.annotateCurrentSpan("cli.pid", process.pid)
-        return toTurnEvents(process.turn(request.input)).pipe(Stream.interruptWhen(deadline))
+        return applyStop(toTurnEvents(process.turn(request.input)), request.stop).pipe(Stream.interruptWhen(deadline))
       })
 
     return { turn } as const

@@ -1,13 +1,13 @@
 import { Deferred, Effect, ExecutionStrategy, Exit, Runtime, Scope, Stream } from "effect"
 import type { CliError } from "./cli/CliErrors.js"
-import { type CliHandle, cliArgs, CliProcess } from "./cli/CliProcess.js"
+import { type CliHandle, CliProcess, launchSignature } from "./cli/CliProcess.js"
 import { Admission } from "./Admission.js"
 import { GatewayConfig } from "./GatewayConfig.js"
 import type { LaunchOptions } from "./Turn.js"
 
 /**
  * Standby CLI processes spawned before anyone asks, keyed by launch signature (everything that
- * changes argv). Taking one starts its replacement in the background. A process serves one
+ * changes argv or environment). Taking one starts its replacement in the background. A process serves one
  * conversation only: a lease never returns to the pool, it is killed when the lease's scope closes.
  * (Effect's KeyedPool does not run item finalizers on invalidation, and Pool reuses items, so the
  * bookkeeping is explicit here.)
@@ -59,7 +59,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
       })
     const entries = new Map<string, Entry>()
     const defaultLaunch: LaunchOptions = { model: config.claude.default_model, systemPrompt: undefined }
-    const signature = (launch: LaunchOptions) => cliArgs(config, launch).join("\u0000")
+    const signature = (launch: LaunchOptions) => launchSignature(config, launch)
     const defaultKey = signature(defaultLaunch)
     let processes = 0
     let leased = 0

@@ -6,15 +6,21 @@ import type { InputBlock } from "./cli/Protocol.js"
  * TurnRequest and renders the TurnEvent stream back in its own shape.
  */
 
-/** Everything that changes the CLI's argv or environment (the future pool key). */
+/** Everything that changes the CLI's argv or environment (the pool's key). */
 export interface LaunchOptions {
   readonly model: string
   readonly systemPrompt: string | undefined
+  /** `--effort` (low, medium, high, xhigh, max). */
+  readonly effort?: string | undefined
+  /** Upstream max_tokens per API call (CLAUDE_CODE_MAX_OUTPUT_TOKENS). */
+  readonly maxOutputTokens?: number | undefined
 }
 
 export interface TurnRequest {
   readonly launch: LaunchOptions
   readonly input: ReadonlyArray<InputBlock>
+  /** Stop sequences: the answer ends before the first one found, and the CLI turn is ended. */
+  readonly stop?: ReadonlyArray<string> | undefined
 }
 
 export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter"
@@ -30,6 +36,8 @@ export type TurnEvent = Data.TaggedEnum<{
   /** The turn has started upstream: resolved model id and CLI session. */
   Started: { readonly model: string; readonly sessionId: string }
   TextDelta: { readonly text: string }
+  /** Running usage of the turn so far (the final figures come with Finished). */
+  Usage: { readonly usage: TurnUsage }
   ThinkingDelta: { readonly text: string }
   Finished: {
     readonly reason: FinishReason

@@ -75,9 +75,18 @@ export const cliArgs = (config: Config, launch: LaunchOptions): Array<string> =>
   ]
   const tools = config.claude.tools
   if (!(tools.length === 1 && tools[0] === "default")) args.push("--tools", tools.join(","))
+  if (launch.effort !== undefined) args.push("--effort", launch.effort)
   if (launch.systemPrompt !== undefined) args.push("--system-prompt", launch.systemPrompt)
   return args
 }
+
+/** Per-launch environment on top of the built one. */
+export const launchEnv = (launch: LaunchOptions): Record<string, string> =>
+  launch.maxOutputTokens === undefined ? {} : { CLAUDE_CODE_MAX_OUTPUT_TOKENS: String(launch.maxOutputTokens) }
+
+/** Two launches share standbys exactly when their argv and environment are equal. */
+export const launchSignature = (config: Config, launch: LaunchOptions): string =>
+  JSON.stringify([cliArgs(config, launch), launchEnv(launch)])
 
 type Signal =
   | { readonly _tag: "Message"; readonly message: CliMessage }
@@ -125,7 +134,13 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
     const start = (launch: LaunchOptions) =>
       Effect.acquireRelease(
         Effect.async<ChildProcess, CliError>((resume) => {
-          const child = spawnChild(command, cliArgs(config, launch), { cwd, env, stdio: "pipe", detached: true })
+          const extra = launchEnv(launch)
+          const child = spawnChild(command, cliArgs(config, launch), {
+            cwd,
+            env: Object.keys(extra).length === 0 ? env : { ...env, ...extra },
+            stdio: "pipe",
+            detached: true
+          })
           const onError = (error: NodeJS.ErrnoException) =>
             resume(Effect.fail(
               error.code === "ENOENT" ? new CliNotFound({ command }) : new CliSpawnFailed({ command, reason: error.message })

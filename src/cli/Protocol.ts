@@ -50,7 +50,8 @@ export const StreamEventPayload = Schema.Union(
   Schema.Struct({ type: Schema.Literal("content_block_stop"), index: Schema.Number }),
   Schema.Struct({
     type: Schema.Literal("message_delta"),
-    delta: Schema.Struct({ stop_reason: Nullish(Schema.String), stop_sequence: Nullish(Schema.String) })
+    delta: Schema.Struct({ stop_reason: Nullish(Schema.String), stop_sequence: Nullish(Schema.String) }),
+    usage: Schema.optional(Schema.Struct({ output_tokens: Schema.optional(Schema.Number) }))
   }),
   Schema.Struct({ type: Schema.Literal("message_stop") }),
   Schema.Struct({ type: Schema.String })

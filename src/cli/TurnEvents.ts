@@ -63,22 +63,44 @@ export const toTurnEvents = <E extends CliError>(
     let lastStopReason: string | null = null
     let textSoFar = false
     let separateNext = false
+    // Usage of the API calls finished so far, and of the current one.
+    let done: TurnUsage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheCreationTokens: 0 }
+    let current = done
+    let sessionId = ""
     return messages.pipe(
       Stream.mapEffect((message): Effect.Effect<ReadonlyArray<TurnEvent>, UpstreamError | TurnFailed> => {
         switch (message._tag) {
           case "SystemInit":
+            sessionId = message.session_id
             return Effect.succeed([TurnEvent.Started({ model: message.model, sessionId: message.session_id })])
           case "StreamEvent": {
             // Events of subagents carry a parent tool use id; only the main thread is the answer.
             if (message.parent_tool_use_id) return Effect.succeed([])
             const event = message.event
-            if (event.type === "message_start") {
+            if (event.type === "message_start" && "message" in event) {
               separateNext = textSoFar
-              return Effect.succeed([])
+              done = current
+              const usage = event.message.usage
+              current = {
+                inputTokens: done.inputTokens + (usage?.input_tokens ?? 0),
+                outputTokens: done.outputTokens + (usage?.output_tokens ?? 0),
+                cacheReadTokens: done.cacheReadTokens + (usage?.cache_read_input_tokens ?? 0),
+                cacheCreationTokens: done.cacheCreationTokens + (usage?.cache_creation_input_tokens ?? 0)
+              }
+              return Effect.succeed([TurnEvent.Usage({ usage: current })])
             }
             if (event.type === "message_delta" && "delta" in event) {
               lastStopReason = event.delta.stop_reason ?? lastStopReason
-              return Effect.succeed([])
+              const output = event.usage?.output_tokens
+              if (output !== undefined) current = { ...current, outputTokens: done.outputTokens + output }
+              const usage = TurnEvent.Usage({ usage: current })
+              // The CLI would recover from max_tokens (raise the limit, ask the model to resume); an
+              // OpenAI client asked for the answer to end there.
+              return Effect.succeed(
+                event.delta.stop_reason === "max_tokens"
+                  ? [usage, TurnEvent.Finished({ reason: "length", usage: current, costUsd: undefined, sessionId })]
+                  : [usage]
+              )
             }
             if (event.type !== "content_block_delta" || !("delta" in event)) return Effect.succeed([])
             const delta = event.delta
@@ -101,6 +123,7 @@ export const toTurnEvents = <E extends CliError>(
             return Effect.succeed([])
         }
       }),
-      Stream.flattenIterables
+      Stream.flattenIterables,
+      Stream.takeUntil((event) => event._tag === "Finished")
     )
   })

@@ -143,6 +143,8 @@ export const sseFrames = <E, R>(
           case "Started":
             model = event.model
             return []
+          case "Usage":
+            return []
           case "TextDelta":
             return [...role(), chunk({ content: event.text })]
           case "ThinkingDelta":

@@ -136,6 +136,37 @@ const unsupported = (request: ChatRequest): InvalidRequest | undefined => {
   return undefined
 }
 
+const EFFORT: Record<string, string> = {
+  none: "low",
+  minimal: "low",
+  low: "low",
+  medium: "medium",
+  high: "high",
+  xhigh: "xhigh",
+  max: "max"
+}
+
+/** max_tokens / max_completion_tokens, stop and reasoning_effort, validated. */
+const limits = (request: ChatRequest) =>
+  Either.gen(function*() {
+    const tokens = request.max_completion_tokens ?? request.max_tokens
+    const tokensParam = request.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens"
+    if (tokens != null && (!Number.isInteger(tokens) || tokens < 1)) {
+      return yield* Either.left(invalid(`Invalid value for '${tokensParam}': expected a positive integer.`, tokensParam))
+    }
+    const stop = request.stop == null ? [] : typeof request.stop === "string" ? [request.stop] : request.stop
+    if (stop.length > 4) return yield* Either.left(invalid("Invalid value for 'stop': at most 4 sequences.", "stop"))
+    if (stop.some((s) => s === "")) return yield* Either.left(invalid("Invalid value for 'stop': sequences must not be empty.", "stop"))
+    const effort = request.reasoning_effort == null ? undefined : EFFORT[request.reasoning_effort]
+    if (request.reasoning_effort != null && effort === undefined) {
+      return yield* Either.left(invalid(
+        `Invalid value for 'reasoning_effort': expected one of ${Object.keys(EFFORT).join(", ")}.`,
+        "reasoning_effort"
+      ))
+    }
+    return { maxOutputTokens: tokens ?? undefined, stop, effort }
+  })
+
 /**
  * Messages → CLI launch and input. System/developer messages become the system prompt; the last
  * user message is the turn's input; earlier turns of a stateless history travel with it as a
@@ -145,6 +176,7 @@ export const toTurnRequest = (request: ChatRequest, model: string): Either.Eithe
   Either.gen(function*() {
     const problem = unsupported(request)
     if (problem) return yield* Either.left(problem)
+    const { effort, maxOutputTokens, stop } = yield* limits(request)
     const messages = yield* Either.all(request.messages.map(decodeMessage))
     const last = messages.length - 1
     const final = messages[last]!
@@ -215,7 +247,8 @@ export const toTurnRequest = (request: ChatRequest, model: string): Either.Eithe
       flush()
     }
     return {
-      launch: { model, systemPrompt: system.length > 0 ? system.join("\n\n") : undefined },
-      input: [...history, ...input]
+      launch: { model, systemPrompt: system.length > 0 ? system.join("\n\n") : undefined, effort, maxOutputTokens },
+      input: [...history, ...input],
+      stop
     }
   })

@@ -42,8 +42,9 @@ describe("toTurnRequest: prompt and input", () => {
   it("sends a lone user message as the input, with no system prompt", () => {
     const turn = ok(chat([user("hi")]), "claude-opus-5-5")
     expect(turn).toEqual({
-      launch: { model: "claude-opus-5-5", systemPrompt: undefined },
-      input: [{ type: "text", text: "hi" }]
+      launch: { model: "claude-opus-5-5", systemPrompt: undefined, effort: undefined, maxOutputTokens: undefined },
+      input: [{ type: "text", text: "hi" }],
+      stop: []
     })
   })
 

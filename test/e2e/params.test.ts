@@ -1,0 +1,127 @@
+import OpenAI from "openai"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
+import { startUpstream, type Upstream } from "../support/upstream.js"
+
+// Request parameters that change the answer: max_tokens, stop, reasoning_effort (real CLI).
+
+let upstream: Upstream
+let gateway: Gateway
+let client: OpenAI
+
+beforeAll(async () => {
+  upstream = await startUpstream()
+  gateway = await startGateway({ upstreamUrl: upstream.url })
+  client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
+})
+
+afterAll(async () => {
+  await gateway?.close()
+  await upstream?.close()
+  expect(await waitForNoCliChildren()).toEqual([])
+})
+
+const bodyOf = (marker: string) => upstream.requestsFor(marker)[0]?.body as Record<string, unknown> | undefined
+
+describe("max_tokens", () => {
+  it("reaches upstream as max_tokens and maps a max_tokens stop to finish_reason length", async () => {
+    upstream.on("MAXTOK-1", {
+      kind: "message",
+      blocks: [{ type: "text", text: ["cut ", "short"] }],
+      stopReason: "max_tokens"
+    })
+    const completion = await client.chat.completions.create({
+      model: "sonnet",
+      max_tokens: 77,
+      messages: [{ role: "user", content: "MAXTOK-1" }]
+    })
+    expect(bodyOf("MAXTOK-1")).toMatchObject({ max_tokens: 77 })
+    expect(completion.choices[0]!.finish_reason).toBe("length")
+    expect(completion.choices[0]!.message.content).toContain("cut short")
+  })
+
+  it("prefers max_completion_tokens", async () => {
+    upstream.on("MAXTOK-2", { kind: "message", blocks: [{ type: "text", text: "ok" }] })
+    await client.chat.completions.create({
+      model: "sonnet",
+      max_tokens: 50,
+      max_completion_tokens: 60,
+      messages: [{ role: "user", content: "MAXTOK-2" }]
+    })
+    expect(bodyOf("MAXTOK-2")).toMatchObject({ max_tokens: 60 })
+  })
+
+  it("rejects a non-positive value with 400", async () => {
+    const error = await client.chat.completions.create({
+      model: "sonnet",
+      max_tokens: 0,
+      messages: [{ role: "user", content: "x" }]
+    }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError)
+    expect((error as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("max_tokens")
+  })
+})
+
+describe("stop", () => {
+  const script = (marker: string) =>
+    upstream.on(marker, {
+      kind: "message",
+      blocks: [{ type: "text", text: ["Hello wor", "ld EN", "D and more ", "text"] }],
+      interDeltaMs: 20
+    })
+
+  it("cuts a non-stream answer before a sequence that spans deltas", async () => {
+    script("STOP-1")
+    const completion = await client.chat.completions.create({
+      model: "sonnet",
+      stop: ["NEVER", "END"],
+      messages: [{ role: "user", content: "STOP-1" }]
+    })
+    expect(completion.choices[0]!.message.content).toBe("Hello world ")
+    expect(completion.choices[0]!.finish_reason).toBe("stop")
+  })
+
+  it("cuts a stream the same way and ends it with finish_reason stop and [DONE]", async () => {
+    script("STOP-2")
+    const stream = await client.chat.completions.create({
+      model: "sonnet",
+      stop: "END",
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: "user", content: "STOP-2" }]
+    })
+    let text = ""
+    let finish: string | null = null
+    let usage: OpenAI.CompletionUsage | null | undefined
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? ""
+      finish = chunk.choices[0]?.finish_reason ?? finish
+      usage = chunk.usage ?? usage
+    }
+    expect(text).toBe("Hello world ")
+    expect(finish).toBe("stop")
+    expect(usage?.prompt_tokens).toBeGreaterThan(0)
+  })
+
+  it("rejects more than four sequences with 400", async () => {
+    const error = await client.chat.completions.create({
+      model: "sonnet",
+      stop: ["a", "b", "c", "d", "e"],
+      messages: [{ role: "user", content: "x" }]
+    }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError)
+    expect((error as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("stop")
+  })
+})
+
+describe("reasoning_effort", () => {
+  it("reaches upstream as the CLI's effort", async () => {
+    upstream.on("EFFORT-1", { kind: "message", blocks: [{ type: "text", text: "ok" }] })
+    await client.chat.completions.create({
+      model: "sonnet",
+      reasoning_effort: "low",
+      messages: [{ role: "user", content: "EFFORT-1" }]
+    })
+    expect(bodyOf("EFFORT-1")).toMatchObject({ output_config: { effort: "low" } })
+  })
+})
