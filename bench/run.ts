@@ -353,14 +353,19 @@ const rss = async () => {
     await load(`${gateway.url}/v1/chat/completions`, chatBody("rss", true), 8, 100)
     await sleep(500)
     const after100 = rssOf(gateway.pid)
-    await load(`${gateway.url}/v1/chat/completions`, chatBody("rss", true), 8, 9_900)
+    await load(`${gateway.url}/v1/chat/completions`, chatBody("rss", true), 8, 900)
+    await sleep(500)
+    const after1k = rssOf(gateway.pid)
+    await load(`${gateway.url}/v1/chat/completions`, chatBody("rss", true), 8, 9_000)
     await sleep(500)
     const after10k = rssOf(gateway.pid)
     return {
       what: "gateway process RSS (MiB) with a STUB CLI, streaming requests at concurrency 8",
       after_100: round(after100),
+      after_1000: round(after1k),
       after_10000: round(after10k),
       growth_percent: round((after10k / after100 - 1) * 100),
+      growth_after_warmup_percent: round((after10k / after1k - 1) * 100),
       target: "growth < 10%"
     }
   } finally {
