@@ -44,6 +44,8 @@ export const ConfigSchema = Schema.Struct({
     api_keys: withDefault(StringList, () => []),
     /** Serve a non-loopback address without API keys. Refused unless set. */
     allow_unauthenticated_remote: withDefault(Bool, () => false),
+    /** An SSE comment is sent this often on open streams, so that proxies keep quiet ones alive. 0: never. */
+    sse_keepalive_seconds: withDefault(NonNegativeInt, () => 15),
     /** Largest request body accepted (base64 images count). */
     max_body_bytes: withDefault(PositiveInt, () => 32 * 1024 * 1024),
     /** On SIGTERM/SIGINT, how long in-flight turns may finish before every CLI is killed. */
@@ -91,6 +93,16 @@ export const ConfigSchema = Schema.Struct({
     max_waiting: withDefault(NonNegativeInt, () => 64),
     /** Longest wait for a free session before 429. */
     max_wait_seconds: withDefault(PositiveInt, () => 30)
+  })),
+  models: Section(Schema.Struct({
+    /** Extra model names mapped to a CLI model, e.g. { "gpt-4o" = "sonnet" }; listed by /v1/models. */
+    aliases: withDefault(
+      Schema.Union(
+        Schema.Record({ key: Schema.String, value: Schema.String }),
+        Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.String }))
+      ),
+      () => ({})
+    )
   })),
   log: Section(Schema.Struct({
     level: withDefault(LogLevel, () => "info" as const)

@@ -81,14 +81,27 @@ export class ModelCatalog extends Effect.Service<ModelCatalog>()("ModelCatalog",
           )
       }))
 
-    const models = Effect.map(state, (s): ReadonlyArray<CatalogEntry> => (s._tag === "Ready" ? s.info.models : FALLBACK))
+    // Configured aliases (models.aliases) for clients with hard-coded names, e.g. gpt-4o → sonnet.
+    const aliases: ReadonlyArray<CatalogEntry> = Object.entries<string>(config.models.aliases).map(([id, target]) => ({
+      id,
+      resolved: target
+    }))
 
-    /** The model id to pass to the CLI, or ModelNotFound listing what exists. */
+    /** What `/v1/models` lists and chat accepts: the CLI's models, then the configured aliases. */
+    const models = Effect.map(state, (s): ReadonlyArray<CatalogEntry> => [
+      ...(s._tag === "Ready" ? s.info.models : FALLBACK),
+      ...aliases.filter((alias) => !(s._tag === "Ready" && s.info.models.some((m) => m.id === alias.id)))
+    ])
+
+    /** The model to pass to the CLI, or ModelNotFound listing what exists. */
     const resolve = (model: string) =>
-      Effect.flatMap(models, (entries) =>
-        entries.some((entry) => entry.id === model)
-          ? Effect.succeed(model)
-          : Effect.fail(new ModelNotFound({ model, available: entries.map((entry) => entry.id) })))
+      Effect.flatMap(models, (entries) => {
+        const entry = entries.find((e) => e.id === model)
+        if (entry === undefined) {
+          return Effect.fail(new ModelNotFound({ model, available: entries.map((e) => e.id) }))
+        }
+        return Effect.succeed(aliases.includes(entry) ? entry.resolved : model)
+      })
 
     yield* Effect.forkScoped(state)
     return { state, models, resolve } as const

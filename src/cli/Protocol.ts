@@ -167,6 +167,19 @@ export class ProtocolError extends Schema.TaggedError<ProtocolError>()("Protocol
   kind: Schema.optional(Schema.String)
 }) {}
 
+type Raw = Record<string, unknown>
+
+// Line kinds by `type` (a `system` line is SystemInit only for subtype "init").
+const LINE_KINDS: Record<string, (raw: Raw) => Either.Either<CliMessage, unknown>> = {
+  system: (raw) => decodeAs(SystemInit, "SystemInit", raw),
+  stream_event: (raw) => decodeAs(StreamEvent, "StreamEvent", raw),
+  assistant: (raw) => decodeAs(AssistantMessage, "AssistantMessage", raw),
+  user: (raw) => decodeAs(UserMessage, "UserMessage", raw),
+  result: (raw) => decodeAs(ResultMessage, "ResultMessage", raw),
+  control_request: (raw) => decodeAs(ControlRequest, "ControlRequest", raw),
+  control_response: (raw) => decodeAs(ControlResponse, "ControlResponse", raw)
+}
+
 /** Decode one stdout line. Known kinds with a bad shape are errors; unknown kinds are kept. */
 export const decodeCliLine = (line: string): Either.Either<CliMessage, ProtocolError> => {
   const parsed = decodeLine(line)
@@ -174,28 +187,12 @@ export const decodeCliLine = (line: string): Either.Either<CliMessage, ProtocolE
     return Either.left(new ProtocolError({ message: "not a JSON object with a type", line: line.slice(0, 500) }))
   }
   const raw = parsed.right
-  const result = ((): Either.Either<CliMessage, unknown> => {
-    switch (raw.type) {
-      case "system":
-        return raw.subtype === "init"
-          ? decodeAs(SystemInit, "SystemInit", raw)
-          : Either.right(new SystemNotice({ subtype: String(raw.subtype ?? ""), raw }))
-      case "stream_event":
-        return decodeAs(StreamEvent, "StreamEvent", raw)
-      case "assistant":
-        return decodeAs(AssistantMessage, "AssistantMessage", raw)
-      case "user":
-        return decodeAs(UserMessage, "UserMessage", raw)
-      case "result":
-        return decodeAs(ResultMessage, "ResultMessage", raw)
-      case "control_request":
-        return decodeAs(ControlRequest, "ControlRequest", raw)
-      case "control_response":
-        return decodeAs(ControlResponse, "ControlResponse", raw)
-      default:
-        return Either.right(new UnknownMessage({ type: raw.type, raw }))
-    }
-  })()
+  const known = raw.type === "system" && raw.subtype !== "init" ? undefined : LINE_KINDS[raw.type]
+  const result: Either.Either<CliMessage, unknown> = known !== undefined
+    ? known(raw)
+    : raw.type === "system"
+    ? Either.right(new SystemNotice({ subtype: String(raw.subtype ?? ""), raw }))
+    : Either.right(new UnknownMessage({ type: raw.type, raw }))
   return Either.mapLeft(
     result,
     (error) => new ProtocolError({ message: `bad ${raw.type} line: ${String(error)}`, line: line.slice(0, 500), kind: raw.type })

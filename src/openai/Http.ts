@@ -1,6 +1,6 @@
 import { HttpApiBuilder, HttpIncomingMessage, HttpServerResponse } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
-import { Effect, Option, Stream } from "effect"
+import { Effect, Option, Schedule, Stream } from "effect"
 import * as crypto from "node:crypto"
 import { ChatService } from "../ChatService.js"
 import { InvalidRequest, ModelNotFound } from "../Errors.js"
@@ -13,6 +13,8 @@ import type { TurnEvent } from "../Turn.js"
 import { aggregate, sseFrames } from "./render.js"
 import type { Model } from "./Schema.js"
 import { decodeChatRequest, toTurnRequest } from "./translate.js"
+
+const KEEP_ALIVE = ": keep-alive\n\n"
 
 const SSE_HEADERS = {
   "cache-control": "no-cache, no-transform",
@@ -83,7 +85,13 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
             includeUsage: chatRequest.stream_options?.include_usage === true,
             onError: (error) => toHttpError(error).body
           })
-          return HttpServerResponse.stream(Stream.encodeText(frames), {
+          const keepAlive = config.server.sse_keepalive_seconds
+          const withKeepAlive = keepAlive === 0 ? frames : Stream.merge(
+            frames,
+            Stream.fromSchedule(Schedule.spaced(`${keepAlive} seconds`)).pipe(Stream.as(KEEP_ALIVE)),
+            { haltStrategy: "left" }
+          )
+          return HttpServerResponse.stream(Stream.encodeText(withKeepAlive), {
             contentType: "text/event-stream",
             headers: SSE_HEADERS
           })

@@ -95,11 +95,17 @@ export type CompletionUsage = typeof CompletionUsage.Type
 
 const FinishReason = Schema.Literal("stop", "length", "tool_calls", "content_filter", "function_call")
 
-export const ChatCompletion = Schema.Struct({
+/** The fields every completion object and chunk starts with. */
+const completionHead = <O extends string>(object: O) => ({
   id: Schema.String,
-  object: Schema.Literal("chat.completion"),
+  object: Schema.Literal(object),
   created: Schema.Number,
   model: Schema.String,
+  system_fingerprint: Schema.NullOr(Schema.String)
+})
+
+export const ChatCompletion = Schema.Struct({
+  ...completionHead("chat.completion"),
   choices: Schema.Array(Schema.Struct({
     index: Schema.Number,
     message: Schema.Struct({
@@ -111,16 +117,12 @@ export const ChatCompletion = Schema.Struct({
     finish_reason: FinishReason,
     logprobs: Schema.Null
   })),
-  usage: CompletionUsage,
-  system_fingerprint: Schema.NullOr(Schema.String)
+  usage: CompletionUsage
 })
 export type ChatCompletion = typeof ChatCompletion.Type
 
 export const ChatCompletionChunk = Schema.Struct({
-  id: Schema.String,
-  object: Schema.Literal("chat.completion.chunk"),
-  created: Schema.Number,
-  model: Schema.String,
+  ...completionHead("chat.completion.chunk"),
   choices: Schema.Array(Schema.Struct({
     index: Schema.Number,
     delta: Schema.Struct({
@@ -131,8 +133,7 @@ export const ChatCompletionChunk = Schema.Struct({
     finish_reason: Schema.NullOr(FinishReason),
     logprobs: Schema.Null
   })),
-  usage: Schema.optional(Schema.NullOr(CompletionUsage)),
-  system_fingerprint: Schema.NullOr(Schema.String)
+  usage: Schema.optional(Schema.NullOr(CompletionUsage))
 })
 export type ChatCompletionChunk = typeof ChatCompletionChunk.Type
 

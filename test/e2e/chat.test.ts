@@ -1,6 +1,6 @@
 import OpenAI from "openai"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { cliChildren, cliProcesses, type Gateway, startGateway, waitForHealth, waitForNoCliChildren } from "../support/gateway.js"
+import { cliChildren, cliProcesses, type Gateway, startGateway, waitForHealth, waitForNoCliChildren, postChat } from "../support/gateway.js"
 import { messagesOf, startUpstream, systemText, textOf, type Upstream } from "../support/upstream.js"
 
 // Real Claude Code CLI → scripted Anthropic upstream; real app; official openai client.
@@ -11,7 +11,7 @@ let client: OpenAI
 
 beforeAll(async () => {
   upstream = await startUpstream()
-  gateway = await startGateway({ upstreamUrl: upstream.url })
+  gateway = await startGateway({ upstreamUrl: upstream.url, config: { models: { aliases: { "gpt-4o-mini": "haiku" } } } })
   client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
 })
 
@@ -80,11 +80,7 @@ describe("chat completions through the real CLI", () => {
   it("streams text equal to the non-stream text and ends the SSE body with [DONE]", async () => {
     upstream.on("EQ-1", { kind: "message", blocks: [{ type: "text", text: ["Same ", "answer ", "both ", "ways."] }] })
     const plain = await client.chat.completions.create({ model: "haiku", messages: [{ role: "user", content: "EQ-1" }] })
-    const response = await fetch(`${gateway.baseURL}/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: "haiku", messages: [{ role: "user", content: "EQ-1" }], stream: true })
-    })
+    const response = await postChat(gateway, { model: "haiku", messages: [{ role: "user", content: "EQ-1" }], stream: true })
     expect(response.status).toBe(200)
     expect(response.headers.get("content-type")).toContain("text/event-stream")
     const body = await response.text()
@@ -193,11 +189,7 @@ describe("chat completions through the real CLI", () => {
 
 describe("errors use the OpenAI envelope", () => {
   const post = async (body: string) => {
-    const response = await fetch(`${gateway.baseURL}/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body
-    })
+    const response = await postChat(gateway, body)
     return { status: response.status, body: await response.json() as { error: Record<string, unknown> } }
   }
 
@@ -258,11 +250,7 @@ describe("errors use the OpenAI envelope", () => {
 
   it("maps an upstream 529 to 503 overloaded with Retry-After", async () => {
     upstream.on("OVL-1", { kind: "error", status: 529, type: "overloaded_error", message: "Overloaded" })
-    const response = await fetch(`${gateway.baseURL}/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: "sonnet", messages: [{ role: "user", content: "OVL-1" }] })
-    })
+    const response = await postChat(gateway, { model: "sonnet", messages: [{ role: "user", content: "OVL-1" }] })
     expect(response.status).toBe(503)
     expect(response.headers.get("retry-after")).toBe("5")
     const body = await response.json() as { error: { type: string; code: string; message: string } }
@@ -364,6 +352,17 @@ describe("models", () => {
     const model = await client.models.retrieve("sonnet")
     expect(model).toMatchObject({ id: "sonnet", object: "model", owned_by: "anthropic" })
     expect(typeof model.created).toBe("number")
+  })
+
+  it("accepts and lists a configured alias, running the model it maps to", async () => {
+    hello("ALIAS-1")
+    const completion = await client.chat.completions.create({
+      model: "gpt-4o-mini",
+      messages: [{ role: "user", content: "ALIAS-1" }]
+    })
+    expect(completion.model).toBe("claude-haiku-5-5")
+    expect(upstream.requestsFor("ALIAS-1")[0]!.body).toMatchObject({ model: "claude-haiku-5-5" })
+    expect((await client.models.retrieve("gpt-4o-mini")).id).toBe("gpt-4o-mini")
   })
 
   it("answers an unknown model id with 404", async () => {

@@ -1,6 +1,6 @@
 import OpenAI from "openai"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
+import { type Gateway, startGateway, waitForNoCliChildren, postChat } from "../support/gateway.js"
 import { startUpstream, type Upstream } from "../support/upstream.js"
 
 // Request parameters that change the answer: max_tokens, stop, reasoning_effort (real CLI).
@@ -11,7 +11,7 @@ let client: OpenAI
 
 beforeAll(async () => {
   upstream = await startUpstream()
-  gateway = await startGateway({ upstreamUrl: upstream.url })
+  gateway = await startGateway({ upstreamUrl: upstream.url, config: { server: { sse_keepalive_seconds: 1 } } })
   client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
 })
 
@@ -123,5 +123,23 @@ describe("reasoning_effort", () => {
       messages: [{ role: "user", content: "EFFORT-1" }]
     })
     expect(bodyOf("EFFORT-1")).toMatchObject({ output_config: { effort: "low" } })
+  })
+})
+
+describe("SSE keep-alive", () => {
+  it("sends comments during a long silence, which clients ignore", async () => {
+    upstream.on("KEEP-1", { kind: "message", blocks: [{ type: "text", text: ["before ", "after"] }], interDeltaMs: 2500 })
+    const response = await postChat(gateway, { model: "sonnet", stream: true, messages: [{ role: "user", content: "KEEP-1" }] })
+    const body = await response.text()
+    expect(body).toContain(": keep-alive\n\n")
+    expect(body.endsWith("data: [DONE]\n\n")).toBe(true)
+    const stream = await client.chat.completions.create({
+      model: "sonnet",
+      stream: true,
+      messages: [{ role: "user", content: "KEEP-1 again" }]
+    })
+    let text = ""
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ""
+    expect(text).toBe("before after")
   })
 })

@@ -7,7 +7,8 @@ import {
   standbys,
   startGateway,
   waitForHealth,
-  waitForNoCliChildren
+  waitForNoCliChildren,
+  postChat
 } from "../support/gateway.js"
 import { startUpstream, type Upstream } from "../support/upstream.js"
 
@@ -102,11 +103,7 @@ describe("admission queue", () => {
     const waiting = ask(client, "Q-WAIT").catch((e: unknown) => e)
     await waitForHealth(gateway, (h) => h.sessions.queued === 1)
 
-    const response = await fetch(`${gateway.baseURL}/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: "sonnet", messages: [{ role: "user", content: "Q-FULL" }] })
-    })
+    const response = await postChat(gateway, { model: "sonnet", messages: [{ role: "user", content: "Q-FULL" }] })
     expect(response.status).toBe(429)
     expect(response.headers.get("retry-after")).toBe("1")
     expect(await response.json()).toMatchObject({ error: { type: "rate_limit_error", code: "queue_full" } })

@@ -1,7 +1,7 @@
 import OpenAI from "openai"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { cliChildren, type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
+import { cliChildren, type Gateway, startGateway, waitForNoCliChildren, postChat } from "../support/gateway.js"
 
 // Fault injection through a STUB CLI (test/support/stub-cli.mjs), not the real one: crashes,
 // garbage output and hangs cannot be produced on demand by the real CLI.
@@ -71,11 +71,7 @@ describe("a missing CLI", () => {
   afterAll(() => missing?.close())
 
   it("answers 503 cli_unavailable naming the command", async () => {
-    const response = await fetch(`${missing.baseURL}/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: "sonnet", messages: [{ role: "user", content: "hi" }] })
-    })
+    const response = await postChat(missing, { model: "sonnet", messages: [{ role: "user", content: "hi" }] })
     expect(response.status).toBe(503)
     const body = await response.json() as { error: { code: string; message: string } }
     expect(body.error.code).toBe("cli_unavailable")

@@ -116,3 +116,11 @@ export const waitForHealth = async (gateway: Gateway, ready: (h: HealthBody) => 
 
 /** Total ready standbys across signatures. */
 export const standbys = (h: HealthBody) => h.pool.signatures.reduce((n, s) => n + s.standby, 0)
+
+/** POST a raw body (an object is JSON-encoded) to /v1/chat/completions, bypassing client validation. */
+export const postChat = (gateway: Gateway, body: unknown) =>
+  fetch(`${gateway.baseURL}/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body)
+  })
