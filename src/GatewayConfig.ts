@@ -44,6 +44,8 @@ export const ConfigSchema = Schema.Struct({
     api_keys: withDefault(StringList, () => []),
     /** Serve a non-loopback address without API keys. Refused unless set. */
     allow_unauthenticated_remote: withDefault(Bool, () => false),
+    /** Origins allowed to call the API from a browser (CORS); ["*"] for any. Empty: no CORS headers. */
+    cors_origins: withDefault(StringList, () => []),
     /** An SSE comment is sent this often on open streams, so that proxies keep quiet ones alive. 0: never. */
     sse_keepalive_seconds: withDefault(NonNegativeInt, () => 15),
     /** Largest request body accepted (base64 images count). */
@@ -64,6 +66,15 @@ export const ConfigSchema = Schema.Struct({
     permission_mode: withDefault(PermissionMode, () => "default" as const),
     /** The CLI's built-in tools: ["default"] for all of them, [] for none, or a list of names. */
     tools: withDefault(StringList, () => ["default"]),
+    /** Extra directories the CLI's tools may use (`--add-dir`). */
+    add_dirs: withDefault(StringList, () => []),
+    /** MCP servers for the CLI (`--mcp-config <file>`); with mcp_strict only those (`--strict-mcp-config`). */
+    mcp_config: Schema.optional(Schema.String),
+    mcp_strict: withDefault(Bool, () => false),
+    /** Model to switch to when the main one is overloaded (`--fallback-model`). */
+    fallback_model: Schema.optional(Schema.String),
+    /** Spending limit per request, by the CLI's own list-price estimate (`--max-budget-usd`). */
+    max_budget_usd: Schema.optional(Schema.Union(Schema.Number, Schema.NumberFromString).pipe(Schema.positive())),
     /** Model of the prewarmed standbys and of the start-up model probe. */
     default_model: withDefault(Schema.String, () => "sonnet")
   })),

@@ -73,8 +73,13 @@ export const cliArgs = (config: Config, launch: LaunchOptions): Array<string> =>
     "--model", launch.model,
     "--permission-mode", config.claude.permission_mode
   ]
-  const tools = config.claude.tools
+  const { tools, add_dirs, mcp_config, mcp_strict, fallback_model, max_budget_usd } = config.claude
   if (!(tools.length === 1 && tools[0] === "default")) args.push("--tools", tools.join(","))
+  for (const dir of add_dirs) args.push("--add-dir", dir)
+  if (mcp_config !== undefined) args.push("--mcp-config", mcp_config)
+  if (mcp_strict) args.push("--strict-mcp-config")
+  if (fallback_model !== undefined) args.push("--fallback-model", fallback_model)
+  if (max_budget_usd !== undefined) args.push("--max-budget-usd", String(max_budget_usd))
   if (launch.effort !== undefined) args.push("--effort", launch.effort)
   if (launch.systemPrompt !== undefined) args.push("--system-prompt", launch.systemPrompt)
   return args

@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Layer, Option, Predicate, Redacted } from "effect"
@@ -94,6 +94,13 @@ export const ServerLive = Layer.unwrapEffect(
       })
     }
     const keys = api_keys.map((key) => Redacted.make(key))
+    const cors = config.server.cors_origins.length === 0
+      ? (app: HttpApp.Default) => app
+      : HttpMiddleware.cors({
+        allowedOrigins: config.server.cors_origins.includes("*") ? () => true : config.server.cors_origins,
+        allowedHeaders: ["authorization", "x-api-key", "content-type", "x-request-id"],
+        exposedHeaders: ["x-request-id", "x-claude-cost-usd", "retry-after"]
+      })
     const server = createServer()
     // Built after the app, so released before it: stop accepting, let running turns finish
     // (up to the grace period), then the layers below kill every CLI.
@@ -112,7 +119,8 @@ export const ServerLive = Layer.unwrapEffect(
     })).pipe(Layer.provide(Admission.Default))
     return HttpApiBuilder.serve().pipe(
       // API-level middleware: it wraps the router, so it sees RouteNotFound before the default 404.
-      Layer.provide(HttpApiBuilder.middleware(gatewayMiddleware(keys))),
+      // CORS outermost: a preflight carries no API key and matches no route.
+      Layer.provide(HttpApiBuilder.middleware((app) => cors(gatewayMiddleware(keys)(app)))),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(ApiLive),
       HttpServer.withLogAddress,

@@ -1,0 +1,88 @@
+import OpenAI from "openai"
+import { Cause, Effect, Exit, Layer } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { GatewayConfig } from "../../src/GatewayConfig.js"
+import { ServerLive } from "../../src/http/Server.js"
+import { type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
+import { startUpstream, type Upstream } from "../support/upstream.js"
+
+// API keys, CORS and the bind check, against the real app (real CLI behind it).
+
+let upstream: Upstream
+let gateway: Gateway
+
+beforeAll(async () => {
+  upstream = await startUpstream()
+  gateway = await startGateway({
+    upstreamUrl: upstream.url,
+    config: { server: { api_keys: ["key-one", "key-two"], cors_origins: ["http://app.example"] } }
+  })
+})
+
+afterAll(async () => {
+  await gateway?.close()
+  await upstream?.close()
+  expect(await waitForNoCliChildren()).toEqual([])
+})
+
+describe("API keys", () => {
+  it("refuses a missing or wrong key with 401 in the OpenAI envelope", async () => {
+    for (const headers of [{}, { authorization: "Bearer nope" }, { "x-api-key": "key-one-but-longer" }]) {
+      const response = await fetch(`${gateway.baseURL}/models`, { headers })
+      expect(response.status).toBe(401)
+      expect(await response.json()).toMatchObject({ error: { type: "invalid_request_error", code: "invalid_api_key" } })
+    }
+  })
+
+  it("accepts any configured key as Bearer (the openai client) or x-api-key", async () => {
+    const client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "key-two", maxRetries: 0 })
+    upstream.on("AUTHED-1", { kind: "message", blocks: [{ type: "text", text: "hello" }] })
+    const completion = await client.chat.completions.create({
+      model: "sonnet",
+      messages: [{ role: "user", content: "AUTHED-1" }]
+    })
+    expect(completion.choices[0]!.message.content).toBe("hello")
+    const response = await fetch(`${gateway.baseURL}/models`, { headers: { "x-api-key": "key-one" } })
+    expect(response.status).toBe(200)
+  })
+
+  it("leaves /health open", async () => {
+    expect((await fetch(`${gateway.url}/health`)).status).toBe(200)
+  })
+})
+
+describe("CORS", () => {
+  it("answers a preflight from an allowed origin without a key", async () => {
+    const response = await fetch(`${gateway.baseURL}/chat/completions`, {
+      method: "OPTIONS",
+      headers: {
+        origin: "http://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type"
+      }
+    })
+    expect(response.status).toBeLessThan(300)
+    expect(response.headers.get("access-control-allow-origin")).toBe("http://app.example")
+    expect(response.headers.get("access-control-allow-headers")).toContain("authorization")
+  })
+
+  it("adds CORS headers to answers, errors included, and never allows another origin", async () => {
+    const allowed = await fetch(`${gateway.baseURL}/models`, { headers: { origin: "http://app.example" } })
+    expect(allowed.status).toBe(401)
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("http://app.example")
+    const other = await fetch(`${gateway.baseURL}/models`, { headers: { origin: "http://evil.example" } })
+    expect(other.headers.get("access-control-allow-origin")).not.toBe("http://evil.example")
+  })
+})
+
+describe("bind check", () => {
+  const build = (server: Record<string, unknown>) =>
+    Effect.runPromiseExit(Effect.scoped(Layer.build(
+      ServerLive.pipe(Layer.provide(GatewayConfig.layerWith({ server: { port: 0, ...server }, pool: { enabled: false } })))
+    )))
+
+  it("refuses a non-loopback address without API keys, naming the keys to set", async () => {
+    const exit = await build({ host: "0.0.0.0" })
+    expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toContain("server.api_keys")
+  })
+})
