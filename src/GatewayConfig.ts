@@ -105,6 +105,15 @@ export const ConfigSchema = Schema.Struct({
     /** Longest wait for a free session before 429. */
     max_wait_seconds: withDefault(PositiveInt, () => 30)
   })),
+  images: Section(Schema.Struct({
+    /** Largest image fetched or read (decoded bytes). */
+    max_bytes: withDefault(PositiveInt, () => 5 * 1024 * 1024),
+    fetch_timeout_seconds: withDefault(PositiveInt, () => 10),
+    /** Fetch from loopback, private and link-local addresses too (refused by default: SSRF). */
+    allow_private: withDefault(Bool, () => false),
+    /** Local image paths (absolute or file://) are read only inside these directories. */
+    allowed_dirs: withDefault(StringList, () => [])
+  })),
   models: Section(Schema.Struct({
     /** Extra model names mapped to a CLI model, e.g. { "gpt-4o" = "sonnet" }; listed by /v1/models. */
     aliases: withDefault(

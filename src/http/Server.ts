@@ -8,6 +8,7 @@ import { Admission } from "../Admission.js"
 import { ChatService } from "../ChatService.js"
 import { RouteNotFound, Unauthorized } from "../Errors.js"
 import { ConfigError, GatewayConfig } from "../GatewayConfig.js"
+import { ImageFetcher } from "../ImageFetcher.js"
 import { ModelCatalog } from "../ModelCatalog.js"
 import { OpenAIHttp } from "../openai/Http.js"
 import { Pool } from "../Pool.js"
@@ -74,7 +75,13 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
   })
 
 /** The gateway's services, for Effect apps that embed them without the HTTP server. */
-export const GatewayServices = Layer.mergeAll(ChatService.Default, ModelCatalog.Default, Pool.Default, Admission.Default)
+export const GatewayServices = Layer.mergeAll(
+  ChatService.Default,
+  ModelCatalog.Default,
+  Pool.Default,
+  Admission.Default,
+  ImageFetcher.Default
+)
 
 /** The HttpApi with its handlers; needs GatewayConfig. */
 export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(

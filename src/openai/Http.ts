@@ -8,6 +8,7 @@ import { GatewayApi } from "../http/Api.js"
 import { errorResponse, type GatewayError, toHttpError } from "../http/errors.js"
 import { peelUntil } from "../lib/peel.js"
 import { GatewayConfig } from "../GatewayConfig.js"
+import { ImageFetcher } from "../ImageFetcher.js"
 import { ModelCatalog } from "../ModelCatalog.js"
 import type { TurnEvent } from "../Turn.js"
 import { aggregate, sseFrames } from "./render.js"
@@ -44,6 +45,7 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
   Effect.gen(function*() {
     const chat = yield* ChatService
     const catalog = yield* ModelCatalog
+    const images = yield* ImageFetcher
     const { config } = yield* GatewayConfig
 
     const modelObject = (id: string, created: number): Model => ({ id, object: "model", created, owned_by: "anthropic" })
@@ -65,7 +67,13 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
           const body = yield* readJson(request, config.server.max_body_bytes)
           const chatRequest = yield* decodeChatRequest(body)
           const model = yield* catalog.resolve(chatRequest.model)
-          const turn = yield* toTurnRequest(chatRequest, model)
+          const pending = yield* toTurnRequest(chatRequest, model)
+          const input = yield* Effect.forEach(
+            pending.input,
+            (block) => (block.type === "image_ref" ? images.load(block.url, block.param) : Effect.succeed(block)),
+            { concurrency: 4 }
+          )
+          const turn = { ...pending, input }
           const meta = {
             id: `chatcmpl-${crypto.randomUUID().replaceAll("-", "")}`,
             created: Math.floor(Date.now() / 1000),

@@ -72,14 +72,31 @@ const textOf = (content: string | ReadonlyArray<{ readonly text?: string | undef
 
 const DATA_URL = /^data:([^;,]+);base64,(.*)$/s
 
-const imageBlock = (url: string, param: string): Either.Either<InputBlock, InvalidRequest> => {
+/** An image given by reference (http(s) URL, file URL or path), loaded by the ImageFetcher. */
+export interface ImageRef {
+  readonly type: "image_ref"
+  readonly url: string
+  readonly param: string
+}
+
+export type PendingBlock = InputBlock | ImageRef
+
+/** A TurnRequest whose input may still hold image references. */
+export interface PendingTurn extends Omit<TurnRequest, "input"> {
+  readonly input: ReadonlyArray<PendingBlock>
+}
+
+const imageBlock = (url: string, param: string): Either.Either<PendingBlock, InvalidRequest> => {
   const match = DATA_URL.exec(url)
   if (!match) {
-    return Either.left(invalid(
-      `Unsupported image URL at '${param}': only base64 data URLs (data:image/png;base64,…) are accepted.`,
-      param,
-      "unsupported_image_url"
-    ))
+    if (url.startsWith("data:")) {
+      return Either.left(invalid(
+        `Unsupported image URL at '${param}': a data URL must be data:image/<type>;base64,<data>.`,
+        param,
+        "unsupported_image_url"
+      ))
+    }
+    return Either.right({ type: "image_ref", url, param })
   }
   const mediaType = match[1]!.toLowerCase()
   const data = match[2]!
@@ -102,7 +119,7 @@ const imageBlock = (url: string, param: string): Either.Either<InputBlock, Inval
 const userBlocks = (
   content: string | ReadonlyArray<unknown>,
   index: number
-): Either.Either<Array<InputBlock>, InvalidRequest> => {
+): Either.Either<Array<PendingBlock>, InvalidRequest> => {
   if (typeof content === "string") return Either.right([{ type: "text", text: content }])
   return Either.all(content.map((raw, i) => {
     const prefix = `messages[${index}].content[${i}]`
@@ -114,7 +131,7 @@ const userBlocks = (
         "unsupported_content_type"
       ))
     }
-    return Either.flatMap(decodeOrFail(UserPart, raw, prefix), (part): Either.Either<InputBlock, InvalidRequest> =>
+    return Either.flatMap(decodeOrFail(UserPart, raw, prefix), (part): Either.Either<PendingBlock, InvalidRequest> =>
       part.type === "text"
         ? Either.right({ type: "text", text: part.text })
         : imageBlock(part.image_url.url, `${prefix}.image_url.url`))
@@ -172,7 +189,7 @@ const limits = (request: ChatRequest) =>
  * user message is the turn's input; earlier turns of a stateless history travel with it as a
  * clearly delimited transcript, roles intact.
  */
-export const toTurnRequest = (request: ChatRequest, model: string): Either.Either<TurnRequest, InvalidRequest> =>
+export const toTurnRequest = (request: ChatRequest, model: string): Either.Either<PendingTurn, InvalidRequest> =>
   Either.gen(function*() {
     const problem = unsupported(request)
     if (problem) return yield* Either.left(problem)
@@ -187,7 +204,7 @@ export const toTurnRequest = (request: ChatRequest, model: string): Either.Eithe
       ))
     }
     const system: Array<string> = []
-    const history: Array<InputBlock> = []
+    const history: Array<PendingBlock> = []
     let text = ""
     const flush = () => {
       if (text !== "") history.push({ type: "text", text })
@@ -232,7 +249,7 @@ export const toTurnRequest = (request: ChatRequest, model: string): Either.Eithe
       }
     }
     const input = yield* userBlocks(final.content, last)
-    if (!input.some((block) => block.type === "image" || block.text.trim() !== "")) {
+    if (!input.some((block) => block.type !== "text" || block.text.trim() !== "")) {
       return yield* Either.left(invalid(
         `Invalid value for 'messages[${last}].content': the last user message is empty.`,
         `messages[${last}].content`

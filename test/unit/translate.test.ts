@@ -2,8 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
 import type { InputBlock } from "../../src/cli/Protocol.js"
 import { InvalidRequest } from "../../src/Errors.js"
-import { decodeChatRequest, MAX_IMAGE_BYTES, toTurnRequest } from "../../src/openai/translate.js"
-import type { TurnRequest } from "../../src/Turn.js"
+import { decodeChatRequest, MAX_IMAGE_BYTES, type PendingTurn, toTurnRequest } from "../../src/openai/translate.js"
 
 const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 const pngUrl = `data:image/png;base64,${PNG}`
@@ -11,10 +10,10 @@ const pngUrl = `data:image/png;base64,${PNG}`
 const HISTORY_HEADER =
   "<conversation_history>\nThe conversation so far, oldest first. Continue it: answer the final user message that follows the history.\n"
 
-const translate = (body: unknown, model = "claude-sonnet-5-5"): Either.Either<TurnRequest, InvalidRequest> =>
+const translate = (body: unknown, model = "claude-sonnet-5-5"): Either.Either<PendingTurn, InvalidRequest> =>
   Either.flatMap(decodeChatRequest(body), (request) => toTurnRequest(request, model))
 
-const ok = (body: unknown, model?: string): TurnRequest => {
+const ok = (body: unknown, model?: string): PendingTurn => {
   const result = translate(body, model)
   if (Either.isLeft(result)) throw new Error(`expected success, got ${result.left.message} (param ${result.left.param})`)
   return result.right
@@ -177,18 +176,17 @@ describe("toTurnRequest: images that are refused", () => {
     expect(error.code).toBe("image_too_large")
   })
 
-  it("refuses http(s) image URLs", () => {
-    for (const url of ["http://example.com/cat.png", "https://example.com/cat.png"]) {
-      const error = fail(chat([user([text("x"), image(url)])]))
-      expect(error.param).toBe(at)
-      expect(error.code).toBe("unsupported_image_url")
+  it("leaves http(s) URLs and paths as references for the ImageFetcher, naming their part", () => {
+    for (const url of ["http://example.com/cat.png", "https://example.com/cat.png", "/srv/images/cat.png"]) {
+      const turn = ok(chat([user([text("x"), image(url)])]))
+      expect(turn.input).toContainEqual({ type: "image_ref", url, param: at })
     }
   })
 
   it("names the exact part of an earlier message", () => {
     const error = fail(chat([
       { role: "system", content: "s" },
-      user([text("a"), text("b"), image("https://example.com/x.png")]),
+      user([text("a"), text("b"), image("data:image/png,notbase64")]),
       { role: "assistant", content: "ok" },
       user("final")
     ]))
