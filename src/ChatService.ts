@@ -5,6 +5,7 @@ import { Admission, type Overloaded } from "./Admission.js"
 import { GatewayConfig } from "./GatewayConfig.js"
 import { Pool } from "./Pool.js"
 import { applyStop } from "./StopSequences.js"
+import { structuredOnly } from "./StructuredOutput.js"
 import type { TurnEvent, TurnRequest } from "./Turn.js"
 
 /**
@@ -31,7 +32,9 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
           Effect.timeoutFail({ duration: `${timeoutSeconds} seconds`, onTimeout: () => new CliTimeout({ seconds: timeoutSeconds }) })
         )
         yield* Effect.annotateCurrentSpan("cli.pid", process.pid)
-        return applyStop(toTurnEvents(process.turn(request.input)), request.stop).pipe(Stream.interruptWhen(deadline))
+        const events = toTurnEvents(process.turn(request.input))
+        const answer = request.launch.jsonSchema === undefined ? applyStop(events, request.stop) : structuredOnly(events)
+        return answer.pipe(Stream.interruptWhen(deadline))
       })
 
     return { turn } as const

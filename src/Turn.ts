@@ -14,6 +14,8 @@ export interface LaunchOptions {
   readonly effort?: string | undefined
   /** Upstream max_tokens per API call (CLAUDE_CODE_MAX_OUTPUT_TOKENS). */
   readonly maxOutputTokens?: number | undefined
+  /** JSON Schema (as JSON text) the answer must match: the CLI's structured output (`--json-schema`). */
+  readonly jsonSchema?: string | undefined
 }
 
 export interface TurnRequest {
@@ -44,6 +46,8 @@ export type TurnEvent = Data.TaggedEnum<{
     readonly usage: TurnUsage
     readonly costUsd: number | undefined
     readonly sessionId: string
+    /** The validated structured output, when the launch asked for a JSON schema. */
+    readonly structuredOutput?: unknown
   }
 }>
 export const TurnEvent = Data.taggedEnum<TurnEvent>()

@@ -81,6 +81,7 @@ export const cliArgs = (config: Config, launch: LaunchOptions): Array<string> =>
   if (fallback_model !== undefined) args.push("--fallback-model", fallback_model)
   if (max_budget_usd !== undefined) args.push("--max-budget-usd", String(max_budget_usd))
   if (launch.effort !== undefined) args.push("--effort", launch.effort)
+  if (launch.jsonSchema !== undefined) args.push("--json-schema", launch.jsonSchema)
   if (launch.systemPrompt !== undefined) args.push("--system-prompt", launch.systemPrompt)
   return args
 }

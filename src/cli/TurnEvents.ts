@@ -35,7 +35,8 @@ const resultEvent = (
         reason: finishReason(result.stop_reason ?? lastStopReason),
         usage: usageOf(result),
         costUsd: result.total_cost_usd,
-        sessionId: result.session_id
+        sessionId: result.session_id,
+        ...(result.structured_output !== undefined ? { structuredOutput: result.structured_output } : {})
       })
     )
   }

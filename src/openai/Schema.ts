@@ -37,7 +37,15 @@ export const ChatRequest = Schema.Struct({
   parallel_tool_calls: Opt(Schema.Boolean),
   functions: Opt(Schema.Array(Schema.Unknown)),
   function_call: Opt(Schema.Unknown),
-  response_format: Opt(Schema.Struct({ type: Schema.String })),
+  response_format: Opt(Schema.Struct({
+    type: Schema.String,
+    json_schema: Schema.optional(Schema.Struct({
+      name: Schema.optional(Schema.String),
+      description: Schema.optional(Schema.String),
+      schema: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown })),
+      strict: Opt(Schema.Boolean)
+    }))
+  })),
   reasoning_effort: Opt(Schema.String),
   modalities: Opt(Schema.Array(Schema.String)),
   audio: Opt(Schema.Unknown),

@@ -145,8 +145,9 @@ const unsupported = (request: ChatRequest): InvalidRequest | undefined => {
   if (request.logprobs === true) return reject("logprobs", "the Claude Code CLI does not report log probabilities")
   if (request.tools != null && request.tools.length > 0) return reject("tools", "client function tools are not available yet")
   if (request.functions != null && request.functions.length > 0) return reject("functions", "client function tools are not available yet")
-  if (request.response_format != null && request.response_format.type !== "text") {
-    return reject("response_format", `type '${request.response_format.type}' is not available yet`)
+  const format = request.response_format?.type
+  if (format != null && format !== "text" && format !== "json_object" && format !== "json_schema") {
+    return reject("response_format", `type '${format}' is not one of text, json_object, json_schema`)
   }
   if (request.modalities?.includes("audio")) return reject("modalities", "audio output is not available")
   if (request.audio != null) return reject("audio", "audio output is not available")
@@ -181,7 +182,14 @@ const limits = (request: ChatRequest) =>
         "reasoning_effort"
       ))
     }
-    return { maxOutputTokens: tokens ?? undefined, stop, effort }
+    // JSON output goes through the CLI's structured output (--json-schema): validated, retried by the CLI.
+    const format = request.response_format
+    const jsonSchema = format?.type === "json_schema"
+      ? JSON.stringify(format.json_schema?.schema ?? { type: "object" })
+      : format?.type === "json_object"
+      ? JSON.stringify({ type: "object" })
+      : undefined
+    return { maxOutputTokens: tokens ?? undefined, stop, effort, jsonSchema }
   })
 
 /**
@@ -193,7 +201,7 @@ export const toTurnRequest = (request: ChatRequest, model: string): Either.Eithe
   Either.gen(function*() {
     const problem = unsupported(request)
     if (problem) return yield* Either.left(problem)
-    const { effort, maxOutputTokens, stop } = yield* limits(request)
+    const { effort, jsonSchema, maxOutputTokens, stop } = yield* limits(request)
     const messages = yield* Either.all(request.messages.map(decodeMessage))
     const last = messages.length - 1
     const final = messages[last]!
@@ -264,7 +272,13 @@ export const toTurnRequest = (request: ChatRequest, model: string): Either.Eithe
       flush()
     }
     return {
-      launch: { model, systemPrompt: system.length > 0 ? system.join("\n\n") : undefined, effort, maxOutputTokens },
+      launch: {
+        model,
+        systemPrompt: system.length > 0 ? system.join("\n\n") : undefined,
+        effort,
+        maxOutputTokens,
+        jsonSchema
+      },
       input: [...history, ...input],
       stop
     }

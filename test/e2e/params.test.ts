@@ -143,3 +143,51 @@ describe("SSE keep-alive", () => {
     expect(text).toBe("before after")
   })
 })
+
+describe("response_format", () => {
+  it("answers json_schema with the CLI's validated structured output as the content", async () => {
+    upstream.on("JSON-1", {
+      kind: "message",
+      blocks: [{ type: "text", text: "Here you go." }, { type: "tool_use", name: "StructuredOutput", input: { name: "Ada", age: 36 } }]
+    })
+    const schema = {
+      type: "object",
+      properties: { name: { type: "string" }, age: { type: "integer" } },
+      required: ["name", "age"],
+      additionalProperties: false
+    }
+    const completion = await client.chat.completions.create({
+      model: "sonnet",
+      response_format: { type: "json_schema", json_schema: { name: "person", schema, strict: true } },
+      messages: [{ role: "user", content: "JSON-1 who?" }]
+    })
+    expect(JSON.parse(completion.choices[0]!.message.content!)).toEqual({ name: "Ada", age: 36 })
+    expect(completion.choices[0]!.finish_reason).toBe("stop")
+    const tools = (upstream.requestsFor("JSON-1")[0]!.body as { tools: Array<{ name: string; input_schema: unknown }> }).tools
+    expect(tools.find((t) => t.name === "StructuredOutput")?.input_schema).toMatchObject(schema)
+  })
+
+  it("streams the structured output as content too", async () => {
+    upstream.on("JSON-2", { kind: "message", blocks: [{ type: "tool_use", name: "StructuredOutput", input: { ok: true } }] })
+    const stream = await client.chat.completions.create({
+      model: "sonnet",
+      stream: true,
+      response_format: { type: "json_object" },
+      messages: [{ role: "user", content: "JSON-2" }]
+    })
+    let text = ""
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ""
+    expect(JSON.parse(text)).toEqual({ ok: true })
+  })
+
+  it("answers an error, never unvalidated JSON, when the model gives no structured output", async () => {
+    upstream.on("JSON-3", { kind: "message", blocks: [{ type: "text", text: "{\"not\": \"validated\"}" }] })
+    const error = await client.chat.completions.create({
+      model: "sonnet",
+      response_format: { type: "json_object" },
+      messages: [{ role: "user", content: "JSON-3" }]
+    }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(OpenAI.APIError)
+    expect((error as InstanceType<typeof OpenAI.APIError>).code).toBe("structured_output_missing")
+  })
+})

@@ -212,8 +212,7 @@ describe("toTurnRequest: unsupported request fields", () => {
     ["logprobs", { logprobs: true }],
     ["tools", { tools: [{ type: "function", function: { name: "f", parameters: {} } }] }],
     ["functions", { functions: [{ name: "f" }] }],
-    ["response_format", { response_format: { type: "json_schema", json_schema: { name: "x", schema: {} } } }],
-    ["response_format", { response_format: { type: "json_object" } }],
+    ["response_format", { response_format: { type: "xml" } }],
     ["modalities", { modalities: ["text", "audio"] }],
     ["audio", { audio: { voice: "alloy", format: "mp3" } }]
   ]
@@ -281,5 +280,17 @@ describe("decodeChatRequest", () => {
     const error = fail("not an object")
     expect(error.param).toBeNull()
     expect(error.message).toContain("JSON object")
+  })
+})
+
+describe("toTurnRequest: response_format", () => {
+  it("launches the CLI with the schema for json_schema, and a plain object schema for json_object", () => {
+    const schema = { type: "object", properties: { a: { type: "string" } } }
+    const withSchema = ok({ model: "m", messages: [{ role: "user", content: "x" }], response_format: { type: "json_schema", json_schema: { name: "n", schema } } })
+    expect(withSchema.launch.jsonSchema).toBe(JSON.stringify(schema))
+    const object = ok({ model: "m", messages: [{ role: "user", content: "x" }], response_format: { type: "json_object" } })
+    expect(object.launch.jsonSchema).toBe(JSON.stringify({ type: "object" }))
+    const text = ok({ model: "m", messages: [{ role: "user", content: "x" }], response_format: { type: "text" } })
+    expect(text.launch.jsonSchema).toBeUndefined()
   })
 })
