@@ -59,6 +59,8 @@ export const ConfigSchema = Schema.Struct({
     /** Limit for one turn once it has a CLI (starting it, then the answer); past it: 504, CLI killed. */
     timeout_seconds: withDefault(PositiveInt, () => 300),
     max_concurrent_sessions: withDefault(PositiveInt, () => 10),
+    /** Largest `n` (choices per request); each choice runs on a CLI of its own. */
+    max_choices: withDefault(PositiveInt, () => 4),
     /** The CLI's own upstream retries (its default retries for ~3 minutes). */
     max_retries: withDefault(NonNegativeInt, () => 2),
     /** Working directory of every CLI process (its tools run there). */

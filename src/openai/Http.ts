@@ -11,7 +11,7 @@ import { GatewayConfig } from "../GatewayConfig.js"
 import { ImageFetcher } from "../ImageFetcher.js"
 import { ModelCatalog } from "../ModelCatalog.js"
 import type { TurnEvent } from "../Turn.js"
-import { aggregate, sseFrames } from "./render.js"
+import { aggregate, mergeChoices, sseFrames } from "./render.js"
 import type { Model } from "./Schema.js"
 import { decodeChatRequest, toTurnRequest } from "./translate.js"
 
@@ -47,6 +47,8 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
     const catalog = yield* ModelCatalog
     const images = yield* ImageFetcher
     const { config } = yield* GatewayConfig
+    // More choices than sessions would wait on each other: n is capped by both.
+    const maxChoices = Math.min(config.claude.max_choices, config.claude.max_concurrent_sessions)
 
     const modelObject = (id: string, created: number): Model => ({ id, object: "model", created, owned_by: "anthropic" })
     const created = Math.floor(Date.now() / 1000)
@@ -67,7 +69,7 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
           const body = yield* readJson(request, config.server.max_body_bytes)
           const chatRequest = yield* decodeChatRequest(body)
           const model = yield* catalog.resolve(chatRequest.model)
-          const pending = yield* toTurnRequest(chatRequest, model)
+          const pending = yield* toTurnRequest(chatRequest, model, { maxChoices })
           const input = yield* Effect.forEach(
             pending.input,
             (block) => (block.type === "image_ref" ? images.load(block.url, block.param) : Effect.succeed(block)),
@@ -79,17 +81,24 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
             created: Math.floor(Date.now() / 1000),
             model
           }
-          const events = yield* chat.turn(turn)
+          // `n` independent runs, each on its own CLI (n is checked against the session limit).
+          const runs = yield* Effect.forEach(
+            Array.from({ length: chatRequest.n ?? 1 }),
+            () => chat.turn(turn),
+            { concurrency: "unbounded" }
+          )
 
           if (chatRequest.stream !== true) {
-            const { completion, costUsd } = yield* aggregate(events, meta)
+            const results = yield* Effect.forEach(runs, (events) => aggregate(events, meta), { concurrency: "unbounded" })
+            const { completion, costUsd } = mergeChoices(results)
             return HttpServerResponse.unsafeJson(completion, {
               headers: costUsd === undefined ? {} : { "x-claude-cost-usd": String(costUsd) }
             })
           }
 
-          const [head, rest] = yield* peelUntil(events, commits)
-          const frames = sseFrames(Stream.concat(Stream.fromChunk(head), rest), meta, {
+          const peeled = yield* Effect.forEach(runs, (events) =>
+            Effect.map(peelUntil(events, commits), ([head, rest]) => Stream.concat(Stream.fromChunk(head), rest)))
+          const frames = sseFrames(peeled, meta, {
             includeUsage: chatRequest.stream_options?.include_usage === true,
             onError: (error) => toHttpError(error).body
           })

@@ -36,6 +36,7 @@ interface Aggregate {
 
 export interface AggregatedCompletion {
   readonly completion: ChatCompletion
+  readonly usage: TurnUsage
   readonly costUsd: number | undefined
   readonly sessionId: string | undefined
 }
@@ -96,6 +97,7 @@ export const aggregate = <E, R>(
       usage: completionUsage(acc.usage),
       system_fingerprint: null
     },
+    usage: acc.usage,
     costUsd: acc.costUsd,
     sessionId: acc.sessionId
   })))
@@ -104,70 +106,93 @@ const frame = (data: string) => Sse.encoder.write({ _tag: "Event", event: "messa
 
 export const DONE = frame("[DONE]")
 
+const addUsage = (a: TurnUsage, b: TurnUsage): TurnUsage => ({
+  inputTokens: a.inputTokens + b.inputTokens,
+  outputTokens: a.outputTokens + b.outputTokens,
+  cacheReadTokens: a.cacheReadTokens + b.cacheReadTokens,
+  cacheCreationTokens: a.cacheCreationTokens + b.cacheCreationTokens
+})
+
+/** Several independent runs of one request (`n`) as one completion: choice i is run i. */
+export const mergeChoices = (runs: ReadonlyArray<AggregatedCompletion>): AggregatedCompletion => {
+  const [first] = runs
+  if (runs.length === 1 || first === undefined) return first!
+  const usages = runs.map((run) => run.usage)
+  const usage = usages.reduce(addUsage)
+  const costs = runs.map((run) => run.costUsd)
+  return {
+    completion: {
+      ...first.completion,
+      choices: runs.map((run, index) => ({ ...run.completion.choices[0]!, index })),
+      usage: completionUsage(usage)
+    },
+    usage,
+    costUsd: costs.every((c) => c !== undefined) ? costs.reduce((a, b) => a! + b!, 0) : undefined,
+    sessionId: first.sessionId
+  }
+}
+
 /**
- * Render a turn as `chat.completion.chunk` SSE frames: the role first, a delta per CLI delta (as
- * soon as it arrives), the finish reason, the usage chunk when asked, then `[DONE]`. A failure
- * after the first byte becomes an SSE error payload, which openai-node raises as an APIError.
+ * Render runs (one per choice) as `chat.completion.chunk` SSE frames: per choice the role first, a
+ * delta per CLI delta (as soon as it arrives), the finish reason; then the usage chunk when asked,
+ * and `[DONE]` once every choice has finished. A failure after the first byte becomes an SSE error
+ * payload (openai-node raises it as an APIError) and ends the stream.
  */
 export const sseFrames = <E, R>(
-  events: Stream.Stream<TurnEvent, E, R>,
+  runs: ReadonlyArray<Stream.Stream<TurnEvent, E, R>>,
   meta: CompletionMeta,
   options: { readonly includeUsage: boolean; readonly onError: (error: E) => ErrorBody }
 ): Stream.Stream<string, never, R> =>
   Stream.suspend(() => {
     let model = meta.model
-    const chunk = (
-      delta: ChatCompletionChunk["choices"][number]["delta"],
-      finish: FinishReason | null = null
-    ): string => {
-      const body: ChatCompletionChunk = {
-        id: meta.id,
-        object: "chat.completion.chunk",
-        created: meta.created,
-        model,
-        system_fingerprint: null,
-        choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
-        ...(options.includeUsage ? { usage: null } : {})
-      }
-      return frame(JSON.stringify(body))
-    }
-    let roleSent = false
-    const role = (): Array<string> => {
-      if (roleSent) return []
-      roleSent = true
-      return [chunk({ role: "assistant", content: "" })]
-    }
-    return events.pipe(
-      Stream.mapConcat((event): Array<string> => {
-        switch (event._tag) {
-          case "Started":
-            model = event.model
-            return []
-          case "Usage":
-            return []
-          case "TextDelta":
-            return [...role(), chunk({ content: event.text })]
-          case "ThinkingDelta":
-            return [...role(), chunk({ reasoning_content: event.text })]
-          case "Finished": {
-            const frames = [...role(), chunk({}, event.reason)]
-            if (options.includeUsage) {
-              const usageChunk: ChatCompletionChunk = {
-                id: meta.id,
-                object: "chat.completion.chunk",
-                created: meta.created,
-                model,
-                system_fingerprint: null,
-                choices: [],
-                usage: completionUsage(event.usage)
-              }
-              frames.push(frame(JSON.stringify(usageChunk)))
-            }
-            frames.push(DONE)
-            return frames
-          }
+    let usage: TurnUsage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheCreationTokens: 0 }
+    const head = () => ({ id: meta.id, object: "chat.completion.chunk" as const, created: meta.created, model, system_fingerprint: null })
+    const choiceFrames = (events: Stream.Stream<TurnEvent, E, R>, index: number) => {
+      const chunk = (
+        delta: ChatCompletionChunk["choices"][number]["delta"],
+        finish: FinishReason | null = null
+      ): string => {
+        const body: ChatCompletionChunk = {
+          ...head(),
+          choices: [{ index, delta, finish_reason: finish, logprobs: null }],
+          ...(options.includeUsage ? { usage: null } : {})
         }
-      }),
+        return frame(JSON.stringify(body))
+      }
+      let roleSent = false
+      const role = (): Array<string> => {
+        if (roleSent) return []
+        roleSent = true
+        return [chunk({ role: "assistant", content: "" })]
+      }
+      return events.pipe(
+        Stream.mapConcat((event): Array<string> => {
+          switch (event._tag) {
+            case "Started":
+              model = event.model
+              return []
+            case "Usage":
+              return []
+            case "TextDelta":
+              return [...role(), chunk({ content: event.text })]
+            case "ThinkingDelta":
+              return [...role(), chunk({ reasoning_content: event.text })]
+            case "Finished":
+              usage = addUsage(usage, event.usage)
+              return [...role(), chunk({}, event.reason)]
+          }
+        })
+      )
+    }
+    const choices = runs.length === 1
+      ? choiceFrames(runs[0]!, 0)
+      : Stream.mergeAll(runs.map(choiceFrames), { concurrency: "unbounded" })
+    const ending = Stream.sync(() => {
+      const usageChunk: ChatCompletionChunk = { ...head(), choices: [], usage: completionUsage(usage) }
+      return options.includeUsage ? [frame(JSON.stringify(usageChunk)), DONE] : [DONE]
+    }).pipe(Stream.flattenIterables)
+    return choices.pipe(
+      Stream.concat(ending),
       Stream.catchAll((error) => Stream.succeed(frame(JSON.stringify(options.onError(error)))))
     )
   })

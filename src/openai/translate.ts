@@ -139,9 +139,11 @@ const userBlocks = (
 }
 
 /** Checks for fields whose meaning the gateway would otherwise silently break. */
-const unsupported = (request: ChatRequest): InvalidRequest | undefined => {
+const unsupported = (request: ChatRequest, options: TranslateOptions): InvalidRequest | undefined => {
   const reject = (param: string, why: string) => invalid(`'${param}' is not supported: ${why}`, param, "unsupported_parameter")
-  if (request.n != null && request.n !== 1) return reject("n", "only n=1 is available")
+  if (request.n != null && (!Number.isInteger(request.n) || request.n < 1 || request.n > options.maxChoices)) {
+    return invalid(`Invalid value for 'n': expected an integer from 1 to ${options.maxChoices}.`, "n")
+  }
   if (request.logprobs === true) return reject("logprobs", "the Claude Code CLI does not report log probabilities")
   if (request.tools != null && request.tools.length > 0) return reject("tools", "client function tools are not available yet")
   if (request.functions != null && request.functions.length > 0) return reject("functions", "client function tools are not available yet")
@@ -197,9 +199,18 @@ const limits = (request: ChatRequest) =>
  * user message is the turn's input; earlier turns of a stateless history travel with it as a
  * clearly delimited transcript, roles intact.
  */
-export const toTurnRequest = (request: ChatRequest, model: string): Either.Either<PendingTurn, InvalidRequest> =>
+export interface TranslateOptions {
+  /** Largest `n`: each choice is a CLI run of its own. */
+  readonly maxChoices: number
+}
+
+export const toTurnRequest = (
+  request: ChatRequest,
+  model: string,
+  options: TranslateOptions = { maxChoices: 1 }
+): Either.Either<PendingTurn, InvalidRequest> =>
   Either.gen(function*() {
-    const problem = unsupported(request)
+    const problem = unsupported(request, options)
     if (problem) return yield* Either.left(problem)
     const { effort, jsonSchema, maxOutputTokens, stop } = yield* limits(request)
     const messages = yield* Either.all(request.messages.map(decodeMessage))

@@ -191,3 +191,43 @@ describe("response_format", () => {
     expect((error as InstanceType<typeof OpenAI.APIError>).code).toBe("structured_output_missing")
   })
 })
+
+describe("n", () => {
+  it("runs n independent turns, one choice each, with summed usage", async () => {
+    upstream.on("CHOICES-A", { kind: "message", blocks: [{ type: "text", text: ["same ", "answer"] }], usage: { input_tokens: 10, output_tokens: 3 } })
+    const completion = await client.chat.completions.create({
+      model: "sonnet",
+      n: 2,
+      messages: [{ role: "user", content: "CHOICES-A" }]
+    })
+    expect(completion.choices.map((c) => c.index)).toEqual([0, 1])
+    expect(completion.choices.map((c) => c.message.content)).toEqual(["same answer", "same answer"])
+    expect(completion.usage).toMatchObject({ prompt_tokens: 20, completion_tokens: 6 })
+    const sessions = upstream.requestsFor("CHOICES-A").map((r) => r.headers["x-claude-code-session-id"])
+    expect(new Set(sessions).size).toBe(2)
+  })
+
+  it("streams n choices, each assembled by openai-node's stream helper", async () => {
+    upstream.on("CHOICES-B", { kind: "message", blocks: [{ type: "text", text: ["x", "y"] }], interDeltaMs: 20 })
+    const final = await client.chat.completions.stream({
+      model: "sonnet",
+      n: 3,
+      messages: [{ role: "user", content: "CHOICES-B" }]
+    }).finalChatCompletion()
+    expect(final.choices.map((c) => [c.index, c.message.content, c.finish_reason])).toEqual([
+      [0, "xy", "stop"],
+      [1, "xy", "stop"],
+      [2, "xy", "stop"]
+    ])
+  })
+
+  it("refuses n above claude.max_choices with 400", async () => {
+    const error = await client.chat.completions.create({
+      model: "sonnet",
+      n: 5,
+      messages: [{ role: "user", content: "x" }]
+    }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError)
+    expect((error as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("n")
+  })
+})

@@ -28,7 +28,7 @@ const onError = (error: Boom): ErrorBody => ({
 })
 
 const collectFrames = <E>(events: Stream.Stream<TurnEvent, E>, includeUsage: boolean, handle: (error: E) => ErrorBody) =>
-  sseFrames(events, meta, { includeUsage, onError: handle }).pipe(Stream.runCollect, Effect.map(Chunk.toReadonlyArray))
+  sseFrames([events], meta, { includeUsage, onError: handle }).pipe(Stream.runCollect, Effect.map(Chunk.toReadonlyArray))
 
 const noError = (): ErrorBody => {
   throw new Error("no error expected")

@@ -208,7 +208,6 @@ describe("toTurnRequest: images that are refused", () => {
 
 describe("toTurnRequest: unsupported request fields", () => {
   const cases: ReadonlyArray<readonly [string, Record<string, unknown>]> = [
-    ["n", { n: 2 }],
     ["logprobs", { logprobs: true }],
     ["tools", { tools: [{ type: "function", function: { name: "f", parameters: {} } }] }],
     ["functions", { functions: [{ name: "f" }] }],
@@ -292,5 +291,16 @@ describe("toTurnRequest: response_format", () => {
     expect(object.launch.jsonSchema).toBe(JSON.stringify({ type: "object" }))
     const text = ok({ model: "m", messages: [{ role: "user", content: "x" }], response_format: { type: "text" } })
     expect(text.launch.jsonSchema).toBeUndefined()
+  })
+})
+
+describe("toTurnRequest: n", () => {
+  const body = (n: number) => ({ model: "m", n, messages: [{ role: "user", content: "x" }] })
+  it("accepts n up to maxChoices and refuses more, naming n", () => {
+    expect(Either.isRight(toTurnRequest(Either.getOrThrow(decodeChatRequest(body(3))), "m", { maxChoices: 3 }))).toBe(true)
+    const refused = toTurnRequest(Either.getOrThrow(decodeChatRequest(body(4))), "m", { maxChoices: 3 })
+    expect(Either.isLeft(refused) && refused.left.param).toBe("n")
+    const zero = toTurnRequest(Either.getOrThrow(decodeChatRequest(body(0))), "m", { maxChoices: 3 })
+    expect(Either.isLeft(zero) && zero.left.message).toContain("from 1 to 3")
   })
 })
