@@ -68,6 +68,10 @@ export const ConfigSchema = Schema.Struct({
     permission_mode: withDefault(PermissionMode, () => "default" as const),
     /** The CLI's built-in tools: ["default"] for all of them, [] for none, or a list of names. */
     tools: withDefault(StringList, () => ["default"]),
+    /** Tools allowed without a permission prompt (`--allowedTools`), e.g. ["Bash(git log:*)", "Edit"]. */
+    allowed_tools: withDefault(StringList, () => []),
+    /** Tools removed from the model's reach (`--disallowedTools`). */
+    disallowed_tools: withDefault(StringList, () => []),
     /** Extra directories the CLI's tools may use (`--add-dir`). */
     add_dirs: withDefault(StringList, () => []),
     /** MCP servers for the CLI (`--mcp-config <file>`); with mcp_strict only those (`--strict-mcp-config`). */

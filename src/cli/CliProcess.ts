@@ -73,8 +73,11 @@ export const cliArgs = (config: Config, launch: LaunchOptions): Array<string> =>
     "--model", launch.model,
     "--permission-mode", config.claude.permission_mode
   ]
-  const { tools, add_dirs, mcp_config, mcp_strict, fallback_model, max_budget_usd } = config.claude
+  const { tools, allowed_tools, disallowed_tools, add_dirs, mcp_config, mcp_strict, fallback_model, max_budget_usd } =
+    config.claude
   if (!(tools.length === 1 && tools[0] === "default")) args.push("--tools", tools.join(","))
+  if (allowed_tools.length > 0) args.push("--allowedTools", allowed_tools.join(","))
+  if (disallowed_tools.length > 0) args.push("--disallowedTools", disallowed_tools.join(","))
   for (const dir of add_dirs) args.push("--add-dir", dir)
   if (mcp_config !== undefined) args.push("--mcp-config", mcp_config)
   if (mcp_strict) args.push("--strict-mcp-config")
@@ -219,9 +222,6 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
             case "ControlRequest":
               run(answer(message))
               return
-            case "SystemNotice":
-              if (message.subtype === "api_retry") run(Effect.logInfo("upstream retry", message.raw).pipe(log))
-              break
           }
           if (listener) Queue.unsafeOffer(listener, { _tag: "Message", message })
         }

@@ -120,6 +120,11 @@ export const toTurnEvents = <E extends CliError>(
           }
           case "ResultMessage":
             return Effect.map(resultEvent(message, lastStopReason), (event) => [event])
+          case "SystemNotice":
+            // Logged here, in the request's fiber, so that the line carries its request id.
+            return message.subtype === "api_retry"
+              ? Effect.as(Effect.logInfo("the CLI retries an upstream call", message.raw), [])
+              : Effect.succeed([])
           default:
             return Effect.succeed([])
         }

@@ -1,6 +1,8 @@
 import OpenAI from "openai"
+import { zodResponseFormat } from "openai/helpers/zod"
+import { z } from "zod"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Gateway, startGateway, waitForNoCliChildren, postChat } from "../support/gateway.js"
+import { type Gateway, type LogLine, postChat, startGateway, waitForNoCliChildren } from "../support/gateway.js"
 import { startUpstream, type Upstream } from "../support/upstream.js"
 
 // Request parameters that change the answer: max_tokens, stop, reasoning_effort (real CLI).
@@ -8,10 +10,15 @@ import { startUpstream, type Upstream } from "../support/upstream.js"
 let upstream: Upstream
 let gateway: Gateway
 let client: OpenAI
+const logs: Array<LogLine> = []
 
 beforeAll(async () => {
   upstream = await startUpstream()
-  gateway = await startGateway({ upstreamUrl: upstream.url, config: { server: { sse_keepalive_seconds: 1 } } })
+  gateway = await startGateway({
+    upstreamUrl: upstream.url,
+    config: { server: { sse_keepalive_seconds: 1 }, claude: { max_retries: 1 }, log: { level: "info" } },
+    onLog: (line) => logs.push(line)
+  })
   client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
 })
 
@@ -167,6 +174,17 @@ describe("response_format", () => {
     expect(tools.find((t) => t.name === "StructuredOutput")?.input_schema).toMatchObject(schema)
   })
 
+  it("is parsed by openai-node's parse() helper with a zod schema", async () => {
+    upstream.on("JSON-ZOD", { kind: "message", blocks: [{ type: "tool_use", name: "StructuredOutput", input: { city: "Paris", days: 3 } }] })
+    const Trip = z.object({ city: z.string(), days: z.number().int() })
+    const completion = await client.chat.completions.parse({
+      model: "sonnet",
+      response_format: zodResponseFormat(Trip, "trip"),
+      messages: [{ role: "user", content: "JSON-ZOD plan a trip" }]
+    })
+    expect(completion.choices[0]!.message.parsed).toEqual({ city: "Paris", days: 3 })
+  })
+
   it("streams the structured output as content too", async () => {
     upstream.on("JSON-2", { kind: "message", blocks: [{ type: "tool_use", name: "StructuredOutput", input: { ok: true } }] })
     const stream = await client.chat.completions.create({
@@ -229,5 +247,21 @@ describe("n", () => {
     }).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(OpenAI.BadRequestError)
     expect((error as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("n")
+  })
+})
+
+describe("retries", () => {
+  it("logs each upstream retry the CLI makes, with the request id", async () => {
+    upstream.on(
+      "RETRY-1",
+      { kind: "error", status: 529, type: "overloaded_error", message: "Overloaded", headers: { "x-should-retry": "true", "retry-after": "0" } },
+      { kind: "message", blocks: [{ type: "text", text: "after a retry" }] }
+    )
+    const response = await postChat(gateway, { model: "sonnet", messages: [{ role: "user", content: "RETRY-1" }] })
+    expect(response.status).toBe(200)
+    const requestId = response.headers.get("x-request-id")
+    const retry = logs.find((line) => JSON.stringify(line.message).includes("retries an upstream call"))
+    expect(retry?.annotations.request_id).toBe(requestId)
+    expect(JSON.stringify(retry?.message)).toContain("529")
   })
 })

@@ -1,5 +1,5 @@
 import { HttpServer } from "@effect/platform"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect, HashMap, Layer, Logger, ManagedRuntime } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -26,7 +26,18 @@ type Overrides = Record<string, Record<string, unknown>>
  * The real app on a random port, driving the real CLI against the scripted upstream. The CLI's
  * environment is built here from scratch (temp HOME, dummy key): nothing leaks from the shell.
  */
-export const startGateway = async (options: { readonly upstreamUrl: string; readonly config?: Overrides }) => {
+export interface LogLine {
+  readonly level: string
+  readonly message: unknown
+  readonly annotations: Record<string, unknown>
+}
+
+export const startGateway = async (options: {
+  readonly upstreamUrl: string
+  readonly config?: Overrides
+  /** Receives every log line of the app (with its annotations). */
+  readonly onLog?: (line: LogLine) => void
+}) => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-test-"))
   const env = {
     PATH: process.env.PATH,
@@ -42,9 +53,14 @@ export const startGateway = async (options: { readonly upstreamUrl: string; read
     claude: { command: CLAUDE_BIN, workspace: path.join(home, "workspace"), max_retries: 0, ...overrides.claude },
     log: { level: "warning", ...overrides.log }
   }
+  const onLog = options.onLog
+  const logger = onLog === undefined ? Layer.empty : Logger.add(Logger.make(({ annotations, logLevel, message }) =>
+    onLog({ level: logLevel.label, message, annotations: Object.fromEntries(HashMap.toEntries(annotations)) })
+  ))
   const layer = GatewayLive.pipe(
     Layer.provide(GatewayConfig.layerWith(config)),
-    Layer.provide(Layer.succeed(CliEnvironment, env))
+    Layer.provide(Layer.succeed(CliEnvironment, env)),
+    Layer.provide(logger)
   )
   const runtime = ManagedRuntime.make(layer)
   const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))

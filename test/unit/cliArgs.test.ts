@@ -17,6 +17,8 @@ describe("cliArgs", () => {
   it("passes the CLI controls from config", () => {
     const args = cliArgs(config({
       tools: [],
+      allowed_tools: ["Read", "Bash(git log:*)"],
+      disallowed_tools: ["WebFetch"],
       add_dirs: ["/a", "/b"],
       mcp_config: "/etc/mcp.json",
       mcp_strict: true,
@@ -24,7 +26,9 @@ describe("cliArgs", () => {
       max_budget_usd: 0.5,
       permission_mode: "acceptEdits"
     }), { ...launch, effort: "low", systemPrompt: "Be brief." })
-    expect(args.join(" ")).toContain("--permission-mode acceptEdits --tools  --add-dir /a --add-dir /b")
+    expect(args.join(" ")).toContain(
+      "--permission-mode acceptEdits --tools  --allowedTools Read,Bash(git log:*) --disallowedTools WebFetch --add-dir /a --add-dir /b"
+    )
     expect(args).toEqual(expect.arrayContaining(["--mcp-config", "/etc/mcp.json", "--strict-mcp-config", "--fallback-model", "haiku", "--max-budget-usd", "0.5", "--effort", "low"]))
     expect(args.slice(-2)).toEqual(["--system-prompt", "Be brief."])
   })
