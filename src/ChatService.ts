@@ -1,4 +1,4 @@
-import { Effect, type Scope, Stream } from "effect"
+import { Duration, Effect, type Scope, Stream } from "effect"
 import { CliTimeout } from "./cli/CliErrors.js"
 import { toTurnEvents, type TurnError } from "./cli/TurnEvents.js"
 import { Admission, type Overloaded } from "./Admission.js"
@@ -24,17 +24,20 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
       request: TurnRequest
     ): Effect.Effect<Stream.Stream<TurnEvent, TurnError>, TurnError | Overloaded, Scope.Scope> =>
       Effect.gen(function*() {
-        const deadline = Effect.sleep(`${timeoutSeconds} seconds`).pipe(
-          Effect.zipRight(Effect.fail(new CliTimeout({ seconds: timeoutSeconds })))
-        )
         yield* admission.admit
+        // One deadline for the whole turn, from the moment it has a session slot: getting the
+        // process and the answer share it.
+        const timedOut = new CliTimeout({ seconds: timeoutSeconds })
+        const deadline = Date.now() + timeoutSeconds * 1000
+        const remaining = () => Duration.millis(Math.max(0, deadline - Date.now()))
         const process = yield* pool.take(request.launch).pipe(
-          Effect.timeoutFail({ duration: `${timeoutSeconds} seconds`, onTimeout: () => new CliTimeout({ seconds: timeoutSeconds }) })
+          Effect.timeoutFail({ duration: remaining(), onTimeout: () => timedOut })
         )
-        yield* Effect.annotateCurrentSpan("cli.pid", process.pid)
         const events = toTurnEvents(process.turn(request.input))
         const answer = request.launch.jsonSchema === undefined ? applyStop(events, request.stop) : structuredOnly(events)
-        return answer.pipe(Stream.interruptWhen(deadline))
+        return answer.pipe(
+          Stream.interruptWhen(Effect.suspend(() => Effect.sleep(remaining())).pipe(Effect.zipRight(Effect.fail(timedOut))))
+        )
       })
 
     return { turn } as const

@@ -56,7 +56,7 @@ export const ConfigSchema = Schema.Struct({
   claude: Section(Schema.Struct({
     /** The CLI to run; `claude` resolves through PATH (npm scripts put the pinned one first). */
     command: withDefault(Schema.String, () => "claude"),
-    /** Limit for one turn once it has a CLI (starting it, then the answer); past it: 504, CLI killed. */
+    /** Limit for one turn from the moment it has a session slot (getting a CLI, then the answer): 504, CLI killed. */
     timeout_seconds: withDefault(PositiveInt, () => 300),
     max_concurrent_sessions: withDefault(PositiveInt, () => 10),
     /** Largest `n` (choices per request); each choice runs on a CLI of its own. */
