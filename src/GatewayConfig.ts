@@ -120,6 +120,14 @@ export const ConfigSchema = Schema.Struct({
     /** Local image paths (absolute or file://) are read only inside these directories. */
     allowed_dirs: withDefault(StringList, () => [])
   })),
+  tools: Section(Schema.Struct({
+    /** A turn waiting for the client's tool results keeps its CLI this long, then it is killed. */
+    park_ttl_seconds: withDefault(PositiveInt, () => 300),
+    /** Turns parked at once; parking one more ends the oldest. */
+    max_parked: withDefault(PositiveInt, () => 32),
+    /** Keep the CLI's own tools (and configured MCP servers) next to the client's functions. */
+    with_builtin: withDefault(Bool, () => false)
+  })),
   models: Section(Schema.Struct({
     /** Extra model names mapped to a CLI model, e.g. { "gpt-4o" = "sonnet" }; listed by /v1/models. */
     aliases: withDefault(

@@ -16,6 +16,37 @@ export interface LaunchOptions {
   readonly maxOutputTokens?: number | undefined
   /** JSON Schema (as JSON text) the answer must match: the CLI's structured output (`--json-schema`). */
   readonly jsonSchema?: string | undefined
+  /** The client's functions, offered to the model through the CLI's in-process MCP server. */
+  readonly tools?: ReadonlyArray<ClientTool> | undefined
+  /** How the model is told to use the tools (tool_choice, parallel_tool_calls): `--append-system-prompt`. */
+  readonly toolInstruction?: string | undefined
+}
+
+/** A client function as the CLI sees it. */
+export interface ClientTool {
+  /** The MCP tool name (the client's name, or a reversible stand-in when MCP cannot carry it). */
+  readonly name: string
+  /** The name the client gave the function. */
+  readonly clientName: string
+  readonly description: string | undefined
+  /** JSON Schema of the arguments (an object schema). */
+  readonly parameters: Readonly<Record<string, unknown>>
+}
+
+/** A call of a client function the model made. */
+export interface ToolCall {
+  /** The CLI's tool_use id: the OpenAI tool_call_id. */
+  readonly id: string
+  /** The client's function name. */
+  readonly name: string
+  /** The arguments as JSON text. */
+  readonly arguments: string
+}
+
+/** The client's answer to one tool call. */
+export interface ToolResult {
+  readonly id: string
+  readonly content: string
 }
 
 export interface TurnRequest {
@@ -23,6 +54,12 @@ export interface TurnRequest {
   readonly input: ReadonlyArray<InputBlock>
   /** Stop sequences: the answer ends before the first one found, and the CLI turn is ended. */
   readonly stop?: ReadonlyArray<string> | undefined
+  /**
+   * The request ends with the client's results for earlier tool calls: they answer a parked turn
+   * when one waits for exactly these ids; otherwise `input` (the history as a transcript) starts a
+   * new turn.
+   */
+  readonly toolResults?: ReadonlyArray<ToolResult> | undefined
 }
 
 export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter"
@@ -41,6 +78,10 @@ export type TurnEvent = Data.TaggedEnum<{
   /** Running usage of the turn so far (the final figures come with Finished). */
   Usage: { readonly usage: TurnUsage }
   ThinkingDelta: { readonly text: string }
+  /** The model started a call of a client function (index: its position in this answer). */
+  ToolCallStarted: { readonly index: number; readonly id: string; readonly name: string }
+  /** A piece of that call's arguments (JSON text), as the model produces it. */
+  ToolCallDelta: { readonly index: number; readonly arguments: string }
   Finished: {
     readonly reason: FinishReason
     readonly usage: TurnUsage
@@ -48,6 +89,8 @@ export type TurnEvent = Data.TaggedEnum<{
     readonly sessionId: string
     /** The validated structured output, when the launch asked for a JSON schema. */
     readonly structuredOutput?: unknown
+    /** With reason "tool_calls": the calls the client is to answer (the turn is parked meanwhile). */
+    readonly toolCalls?: ReadonlyArray<ToolCall>
   }
 }>
 export const TurnEvent = Data.taggedEnum<TurnEvent>()

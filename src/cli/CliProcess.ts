@@ -1,9 +1,10 @@
-import { Context, Deferred, Effect, Either, Exit, FiberId, Queue, Runtime, Stream } from "effect"
+import { Context, Deferred, Effect, Either, Exit, FiberId, FiberSet, Queue, Runtime, Stream } from "effect"
 import { type ChildProcess, spawn as spawnChild } from "node:child_process"
 import * as fs from "node:fs"
 import type { Config } from "../GatewayConfig.js"
 import { GatewayConfig } from "../GatewayConfig.js"
 import type { LaunchOptions } from "../Turn.js"
+import { makeMcpBridge, type McpBridge, SERVER_CONFIG, TOOL_PREFIX } from "./McpBridge.js"
 import { CliExited, CliNotFound, CliProtocolError, CliSpawnFailed, ControlRequestFailed } from "./CliErrors.js"
 import type { CliError } from "./CliErrors.js"
 import { type CliMessage, type ControlRequest, decodeCliLine, encodeStdinLine, type InputBlock, userInput } from "./Protocol.js"
@@ -26,6 +27,8 @@ export interface CliHandle {
   readonly isRunning: Effect.Effect<boolean>
   /** Completes when the process has exited (its stdout ended). */
   readonly exited: Effect.Effect<CliExited>
+  /** The client's functions served to this process, when its launch has any. */
+  readonly tools: McpBridge | undefined
 }
 
 /** Answers the CLI's own control requests (permission prompts, MCP messages…). */
@@ -75,27 +78,37 @@ export const cliArgs = (config: Config, launch: LaunchOptions): Array<string> =>
   ]
   const { tools, allowed_tools, disallowed_tools, add_dirs, mcp_config, mcp_strict, fallback_model, max_budget_usd } =
     config.claude
-  if (!(tools.length === 1 && tools[0] === "default")) args.push("--tools", tools.join(","))
-  if (allowed_tools.length > 0) args.push("--allowedTools", allowed_tools.join(","))
-  if (disallowed_tools.length > 0) args.push("--disallowedTools", disallowed_tools.join(","))
+  const clientTools = launch.tools ?? []
+  // With client functions the CLI's own tools and MCP servers stay off unless config keeps both.
+  const builtin = clientTools.length === 0 || config.tools.with_builtin
+  const allowed = [...(builtin ? allowed_tools : []), ...clientTools.map((tool) => TOOL_PREFIX + tool.name)]
+  if (!builtin) args.push("--tools", "")
+  else if (!(tools.length === 1 && tools[0] === "default")) args.push("--tools", tools.join(","))
+  if (allowed.length > 0) args.push("--allowedTools", allowed.join(","))
+  if (builtin && disallowed_tools.length > 0) args.push("--disallowedTools", disallowed_tools.join(","))
   for (const dir of add_dirs) args.push("--add-dir", dir)
-  if (mcp_config !== undefined) args.push("--mcp-config", mcp_config)
-  if (mcp_strict) args.push("--strict-mcp-config")
+  const mcp = [...(clientTools.length > 0 ? [SERVER_CONFIG] : []), ...(builtin && mcp_config !== undefined ? [mcp_config] : [])]
+  if (mcp.length > 0) args.push("--mcp-config", ...mcp)
+  if (!builtin || mcp_strict) args.push("--strict-mcp-config")
   if (fallback_model !== undefined) args.push("--fallback-model", fallback_model)
   if (max_budget_usd !== undefined) args.push("--max-budget-usd", String(max_budget_usd))
   if (launch.effort !== undefined) args.push("--effort", launch.effort)
   if (launch.jsonSchema !== undefined) args.push("--json-schema", launch.jsonSchema)
   if (launch.systemPrompt !== undefined) args.push("--system-prompt", launch.systemPrompt)
+  if (launch.toolInstruction !== undefined) args.push("--append-system-prompt", launch.toolInstruction)
   return args
 }
 
 /** Per-launch environment on top of the built one. */
-export const launchEnv = (launch: LaunchOptions): Record<string, string> =>
-  launch.maxOutputTokens === undefined ? {} : { CLAUDE_CODE_MAX_OUTPUT_TOKENS: String(launch.maxOutputTokens) }
+export const launchEnv = (config: Config, launch: LaunchOptions): Record<string, string> => ({
+  ...(launch.maxOutputTokens === undefined ? {} : { CLAUDE_CODE_MAX_OUTPUT_TOKENS: String(launch.maxOutputTokens) }),
+  // A parked call may wait for the client as long as the park lasts (the CLI's own limit is shorter).
+  ...(launch.tools === undefined ? {} : { MCP_TOOL_TIMEOUT: String((config.tools.park_ttl_seconds + 60) * 1000) })
+})
 
-/** Two launches share standbys exactly when their argv and environment are equal. */
+/** Two launches share standbys exactly when their argv, environment and client tools are equal. */
 export const launchSignature = (config: Config, launch: LaunchOptions): string =>
-  JSON.stringify([cliArgs(config, launch), launchEnv(launch)])
+  JSON.stringify([cliArgs(config, launch), launchEnv(config, launch), launch.tools ?? []])
 
 type Signal =
   | { readonly _tag: "Message"; readonly message: CliMessage }
@@ -143,7 +156,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
     const start = (launch: LaunchOptions) =>
       Effect.acquireRelease(
         Effect.async<ChildProcess, CliError>((resume) => {
-          const extra = launchEnv(launch)
+          const extra = launchEnv(config, launch)
           const child = spawnChild(command, cliArgs(config, launch), {
             cwd,
             env: Object.keys(extra).length === 0 ? env : { ...env, ...extra },
@@ -163,11 +176,16 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
         terminate
       )
 
-    const spawn = (launch: LaunchOptions, onControl: ControlHandler = refuseAll) =>
+    const spawn = (launch: LaunchOptions) =>
       Effect.gen(function*() {
         const child = yield* start(launch)
+        const tools = launch.tools === undefined || launch.tools.length === 0 ? undefined : makeMcpBridge(launch.tools)
+        const onControl: ControlHandler = tools?.handler ?? refuseAll
         const runtime = yield* Effect.runtime<never>()
         const run = Runtime.runFork(runtime)
+        // Answers to the CLI's control requests (a parked tool call waits for long) end with the process.
+        const answering = yield* FiberSet.make()
+        const runAnswer = yield* FiberSet.runtime(answering)<never>()
         const log = Effect.annotateLogs({ pid: child.pid })
         const closed = yield* Deferred.make<never, CliExited>()
         const pending = new Map<string, { readonly subtype: string; readonly waiter: Deferred.Deferred<unknown, ControlRequestFailed | CliExited> }>()
@@ -220,7 +238,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
               return
             }
             case "ControlRequest":
-              run(answer(message))
+              runAnswer(answer(message))
               return
           }
           if (listener) Queue.unsafeOffer(listener, { _tag: "Message", message })
@@ -283,7 +301,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
 
         const isRunning = Effect.sync(() => closedError === undefined && child.exitCode === null && child.signalCode === null)
         const exited = Effect.flip(Deferred.await(closed))
-        return { pid: child.pid!, turn, control, isRunning, exited } satisfies CliHandle
+        return { pid: child.pid!, turn, control, isRunning, exited, tools } satisfies CliHandle
       })
 
     return { spawn } as const

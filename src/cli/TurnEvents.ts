@@ -1,5 +1,5 @@
 import { Effect, Stream } from "effect"
-import type { FinishReason, TurnUsage } from "../Turn.js"
+import type { FinishReason, ToolCall, TurnUsage } from "../Turn.js"
 import { TurnEvent, TurnFailed, UpstreamError } from "../Turn.js"
 import type { CliError } from "./CliErrors.js"
 import type { CliMessage, ResultMessage } from "./Protocol.js"
@@ -25,15 +25,26 @@ const usageOf = (result: ResultMessage): TurnUsage => ({
   cacheCreationTokens: result.usage?.cache_creation_input_tokens ?? 0
 })
 
+const ZERO: TurnUsage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheCreationTokens: 0 }
+
+const minus = (a: TurnUsage, b: TurnUsage): TurnUsage => ({
+  inputTokens: a.inputTokens - b.inputTokens,
+  outputTokens: a.outputTokens - b.outputTokens,
+  cacheReadTokens: a.cacheReadTokens - b.cacheReadTokens,
+  cacheCreationTokens: a.cacheCreationTokens - b.cacheCreationTokens
+})
+
+/** The turn's end; `before` is the usage already reported with earlier tool-call rounds. */
 const resultEvent = (
   result: ResultMessage,
-  lastStopReason: string | null
+  lastStopReason: string | null,
+  before: TurnUsage
 ): Effect.Effect<TurnEvent, UpstreamError | TurnFailed> => {
   if (!result.is_error) {
     return Effect.succeed(
       TurnEvent.Finished({
         reason: finishReason(result.stop_reason ?? lastStopReason),
-        usage: usageOf(result),
+        usage: minus(usageOf(result), before),
         costUsd: result.total_cost_usd,
         sessionId: result.session_id,
         ...(result.structured_output !== undefined ? { structuredOutput: result.structured_output } : {})
@@ -57,17 +68,38 @@ const resultEvent = (
 
 export type TurnError = CliError | UpstreamError | TurnFailed
 
+interface OpenCall {
+  readonly index: number
+  readonly id: string
+  readonly name: string
+  arguments: string
+}
+
+/** The end of a turn; a `tool_calls` finish only pauses it (the turn is parked until the results come). */
+export const endsTurn = (event: TurnEvent) => event._tag === "Finished" && event.reason !== "tool_calls"
+
+/**
+ * `toolNames` maps the CLI's names of the client's functions (`mcp__client__…`) to the client's:
+ * their calls become ToolCall events, and the model stopping for them a `tool_calls` finish. The
+ * stream goes on after it once the results are supplied; usage is reported per round.
+ */
 export const toTurnEvents = <E extends CliError>(
-  messages: Stream.Stream<CliMessage, E>
+  messages: Stream.Stream<CliMessage, E>,
+  toolNames: ReadonlyMap<string, string> = new Map()
 ): Stream.Stream<TurnEvent, E | UpstreamError | TurnFailed> =>
   Stream.suspend(() => {
     let lastStopReason: string | null = null
     let textSoFar = false
     let separateNext = false
     // Usage of the API calls finished so far, and of the current one.
-    let done: TurnUsage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheCreationTokens: 0 }
+    let done: TurnUsage = ZERO
     let current = done
+    // Usage already reported with an earlier tool-call round.
+    let reported: TurnUsage = ZERO
     let sessionId = ""
+    // Client tool calls of this round, and the current message's content blocks that are one.
+    let calls: Array<OpenCall> = []
+    const callBlocks = new Map<number, OpenCall>()
     return messages.pipe(
       Stream.mapEffect((message): Effect.Effect<ReadonlyArray<TurnEvent>, UpstreamError | TurnFailed> => {
         switch (message._tag) {
@@ -79,6 +111,7 @@ export const toTurnEvents = <E extends CliError>(
             if (message.parent_tool_use_id) return Effect.succeed([])
             const event = message.event
             if (event.type === "message_start" && "message" in event) {
+              callBlocks.clear()
               separateNext = textSoFar
               done = current
               const usage = event.message.usage
@@ -97,14 +130,44 @@ export const toTurnEvents = <E extends CliError>(
               const usage = TurnEvent.Usage({ usage: current })
               // The CLI would recover from max_tokens (raise the limit, ask the model to resume); an
               // OpenAI client asked for the answer to end there.
-              return Effect.succeed(
-                event.delta.stop_reason === "max_tokens"
-                  ? [usage, TurnEvent.Finished({ reason: "length", usage: current, costUsd: undefined, sessionId })]
-                  : [usage]
-              )
+              if (event.delta.stop_reason === "max_tokens") {
+                return Effect.succeed([usage, TurnEvent.Finished({ reason: "length", usage: minus(current, reported), costUsd: undefined, sessionId })])
+              }
+              if (event.delta.stop_reason === "tool_use" && calls.length > 0) {
+                const toolCalls: Array<ToolCall> = calls.map(({ arguments: args, id, name }) => ({ id, name, arguments: args }))
+                const finished = TurnEvent.Finished({ reason: "tool_calls", usage: minus(current, reported), costUsd: undefined, sessionId, toolCalls })
+                // The next round (after the results) is a new answer: its own indexes, usage and first paragraph.
+                reported = current
+                calls = []
+                textSoFar = false
+                return Effect.succeed([usage, finished])
+              }
+              return Effect.succeed([usage])
+            }
+            if (event.type === "content_block_start" && "content_block" in event) {
+              const block = event.content_block
+              const name = block.type === "tool_use" && "name" in block ? toolNames.get(block.name) : undefined
+              if (name === undefined || !("id" in block)) return Effect.succeed([])
+              const call: OpenCall = { index: calls.length, id: block.id, name, arguments: "" }
+              calls.push(call)
+              callBlocks.set(event.index, call)
+              return Effect.succeed([TurnEvent.ToolCallStarted({ index: call.index, id: call.id, name })])
+            }
+            if (event.type === "content_block_stop" && "index" in event) {
+              const call = callBlocks.get(event.index)
+              // A call without arguments still has a JSON object as its arguments.
+              if (call === undefined || call.arguments !== "") return Effect.succeed([])
+              call.arguments = "{}"
+              return Effect.succeed([TurnEvent.ToolCallDelta({ index: call.index, arguments: "{}" })])
             }
             if (event.type !== "content_block_delta" || !("delta" in event)) return Effect.succeed([])
             const delta = event.delta
+            if (delta.type === "input_json_delta" && "partial_json" in delta) {
+              const call = callBlocks.get(event.index)
+              if (call === undefined || delta.partial_json === "") return Effect.succeed([])
+              call.arguments += delta.partial_json
+              return Effect.succeed([TurnEvent.ToolCallDelta({ index: call.index, arguments: delta.partial_json })])
+            }
             if (delta.type === "text_delta" && "text" in delta) {
               if (delta.text === "") return Effect.succeed([])
               // Text of a later API call in the same turn (after the CLI's own tool use) is a new paragraph.
@@ -119,7 +182,7 @@ export const toTurnEvents = <E extends CliError>(
             return Effect.succeed([])
           }
           case "ResultMessage":
-            return Effect.map(resultEvent(message, lastStopReason), (event) => [event])
+            return Effect.map(resultEvent(message, lastStopReason, reported), (event) => [event])
           case "SystemNotice":
             // Logged here, in the request's fiber, so that the line carries its request id.
             return message.subtype === "api_retry"
@@ -130,6 +193,6 @@ export const toTurnEvents = <E extends CliError>(
         }
       }),
       Stream.flattenIterables,
-      Stream.takeUntil((event) => event._tag === "Finished")
+      Stream.takeUntil(endsTurn)
     )
   })

@@ -23,7 +23,9 @@ export const Health = Schema.Struct({
       standby: Schema.Number,
       spawning: Schema.Number
     }))
-  })
+  }),
+  /** Turns waiting for the client's tool results. */
+  tools: Schema.Struct({ parked: Schema.Number })
 })
 
 export class SystemApi extends HttpApiGroup.make("system")

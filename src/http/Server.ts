@@ -12,6 +12,7 @@ import { ImageFetcher } from "../ImageFetcher.js"
 import { ModelCatalog } from "../ModelCatalog.js"
 import { OpenAIHttp } from "../openai/Http.js"
 import { Pool } from "../Pool.js"
+import { ToolBridge } from "../ToolBridge.js"
 import { GatewayApi } from "./Api.js"
 import { errorResponse } from "./errors.js"
 
@@ -20,9 +21,10 @@ const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
     const catalog = yield* ModelCatalog
     const pool = yield* Pool
     const admission = yield* Admission
+    const bridge = yield* ToolBridge
     const { config } = yield* GatewayConfig
     return handlers.handle("health", () =>
-      Effect.map(Effect.all([catalog.state, pool.stats, admission.stats]), ([state, poolStats, sessions]) => {
+      Effect.map(Effect.all([catalog.state, pool.stats, admission.stats, bridge.count]), ([state, poolStats, sessions, parked]) => {
         const body = {
           status: state._tag === "Ready" ? "ok" as const : "degraded" as const,
           cli: {
@@ -31,7 +33,8 @@ const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
             error: state._tag === "Ready" ? null : state.reason
           },
           sessions,
-          pool: poolStats
+          pool: poolStats,
+          tools: { parked }
         }
         return state._tag === "Ready" ? body : HttpServerResponse.unsafeJson(body, { status: 503 })
       }))
@@ -80,7 +83,8 @@ export const GatewayServices = Layer.mergeAll(
   ModelCatalog.Default,
   Pool.Default,
   Admission.Default,
-  ImageFetcher.Default
+  ImageFetcher.Default,
+  ToolBridge.Default
 )
 
 /** The HttpApi with its handlers; needs GatewayConfig. */

@@ -82,6 +82,11 @@ export const AssistantMessage = Schema.Struct({
   refusal: Opt(Schema.String),
   name: Opt(Schema.String)
 })
+export const AssistantToolCall = Schema.Struct({
+  id: Schema.String.pipe(Schema.minLength(1)),
+  type: Schema.Literal("function"),
+  function: Schema.Struct({ name: Schema.String, arguments: Schema.String })
+})
 export const ToolMessage = Schema.Struct({
   role: Schema.Literal("tool"),
   tool_call_id: Schema.String,
@@ -120,7 +125,12 @@ export const ChatCompletion = Schema.Struct({
       role: Schema.Literal("assistant"),
       content: Schema.NullOr(Schema.String),
       refusal: Schema.NullOr(Schema.String),
-      reasoning_content: Schema.optional(Schema.String)
+      reasoning_content: Schema.optional(Schema.String),
+      tool_calls: Schema.optional(Schema.Array(Schema.Struct({
+        id: Schema.String,
+        type: Schema.Literal("function"),
+        function: Schema.Struct({ name: Schema.String, arguments: Schema.String })
+      })))
     }),
     finish_reason: FinishReason,
     logprobs: Schema.Null
@@ -136,7 +146,13 @@ export const ChatCompletionChunk = Schema.Struct({
     delta: Schema.Struct({
       role: Schema.optional(Schema.Literal("assistant")),
       content: Schema.optional(Schema.String),
-      reasoning_content: Schema.optional(Schema.String)
+      reasoning_content: Schema.optional(Schema.String),
+      tool_calls: Schema.optional(Schema.Array(Schema.Struct({
+        index: Schema.Number,
+        id: Schema.optional(Schema.String),
+        type: Schema.optional(Schema.Literal("function")),
+        function: Schema.Struct({ name: Schema.optional(Schema.String), arguments: Schema.String })
+      })))
     }),
     finish_reason: Schema.NullOr(FinishReason),
     logprobs: Schema.Null

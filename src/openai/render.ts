@@ -1,6 +1,6 @@
 import * as Sse from "@effect/experimental/Sse"
 import { Effect, Stream } from "effect"
-import type { FinishReason, TurnEvent, TurnUsage } from "../Turn.js"
+import type { FinishReason, ToolCall, TurnEvent, TurnUsage } from "../Turn.js"
 import type { ChatCompletion, ChatCompletionChunk, CompletionUsage, ErrorBody } from "./Schema.js"
 
 /** TurnEvents → OpenAI chat completion objects and SSE frames. */
@@ -29,6 +29,7 @@ interface Aggregate {
   text: string
   reasoning: string
   finish: FinishReason
+  toolCalls: ReadonlyArray<ToolCall>
   usage: TurnUsage
   costUsd: number | undefined
   sessionId: string | undefined
@@ -53,6 +54,7 @@ export const aggregate = <E, R>(
       text: "",
       reasoning: "",
       finish: "stop",
+      toolCalls: [],
       usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheCreationTokens: 0 },
       costUsd: undefined,
       sessionId: undefined
@@ -70,6 +72,7 @@ export const aggregate = <E, R>(
           break
         case "Finished":
           acc.finish = event.reason
+          acc.toolCalls = event.toolCalls ?? []
           acc.usage = event.usage
           acc.costUsd = event.costUsd
           acc.sessionId = event.sessionId
@@ -87,9 +90,19 @@ export const aggregate = <E, R>(
         index: 0,
         message: {
           role: "assistant",
-          content: acc.text,
+          // OpenAI's shape: no text next to tool calls is null, not "".
+          content: acc.text === "" && acc.toolCalls.length > 0 ? null : acc.text,
           refusal: null,
-          ...(acc.reasoning !== "" ? { reasoning_content: acc.reasoning } : {})
+          ...(acc.reasoning !== "" ? { reasoning_content: acc.reasoning } : {}),
+          ...(acc.toolCalls.length > 0
+            ? {
+              tool_calls: acc.toolCalls.map((call) => ({
+                id: call.id,
+                type: "function" as const,
+                function: { name: call.name, arguments: call.arguments }
+              }))
+            }
+            : {})
         },
         finish_reason: acc.finish,
         logprobs: null
@@ -177,6 +190,13 @@ export const sseFrames = <E, R>(
               return [...role(), chunk({ content: event.text })]
             case "ThinkingDelta":
               return [...role(), chunk({ reasoning_content: event.text })]
+            case "ToolCallStarted":
+              return [
+                ...role(),
+                chunk({ tool_calls: [{ index: event.index, id: event.id, type: "function", function: { name: event.name, arguments: "" } }] })
+              ]
+            case "ToolCallDelta":
+              return [chunk({ tool_calls: [{ index: event.index, function: { arguments: event.arguments } }] })]
             case "Finished":
               usage = addUsage(usage, event.usage)
               return [...role(), chunk({}, event.reason)]

@@ -2,8 +2,9 @@ import { Either, ParseResult, Schema } from "effect"
 import type { InputBlock } from "../cli/Protocol.js"
 import { ImageMediaType } from "../cli/Protocol.js"
 import { InvalidRequest } from "../Errors.js"
-import type { TurnRequest } from "../Turn.js"
-import { AssistantMessage, ChatRequest, MessageRole, SystemMessage, ToolMessage, UserMessage, UserPart } from "./Schema.js"
+import type { ToolResult, TurnRequest } from "../Turn.js"
+import { AssistantMessage, AssistantToolCall, ChatRequest, MessageRole, SystemMessage, ToolMessage, UserMessage, UserPart } from "./Schema.js"
+import { decodeTools } from "./tools.js"
 
 /** OpenAI chat request → TurnRequest. Every rejection names the field it is about. */
 
@@ -145,12 +146,15 @@ const unsupported = (request: ChatRequest, options: TranslateOptions): InvalidRe
     return invalid(`Invalid value for 'n': expected an integer from 1 to ${options.maxChoices}.`, "n")
   }
   if (request.logprobs === true) return reject("logprobs", "the Claude Code CLI does not report log probabilities")
-  if (request.tools != null && request.tools.length > 0) return reject("tools", "client function tools are not available yet")
-  if (request.functions != null && request.functions.length > 0) return reject("functions", "client function tools are not available yet")
+  if (request.functions != null && request.functions.length > 0) return reject("functions", "it is deprecated; use 'tools'")
+  if (request.function_call != null) return reject("function_call", "it is deprecated; use 'tool_choice'")
+  const tools = request.tools != null && request.tools.length > 0
+  if (tools && request.n != null && request.n > 1) return reject("n", "more than one choice cannot be combined with 'tools'")
   const format = request.response_format?.type
   if (format != null && format !== "text" && format !== "json_object" && format !== "json_schema") {
     return reject("response_format", `type '${format}' is not one of text, json_object, json_schema`)
   }
+  if (tools && format != null && format !== "text") return reject("response_format", "JSON output cannot be combined with 'tools'")
   if (request.modalities?.includes("audio")) return reject("modalities", "audio output is not available")
   if (request.audio != null) return reject("audio", "audio output is not available")
   return undefined
@@ -204,6 +208,9 @@ export interface TranslateOptions {
   readonly maxChoices: number
 }
 
+const toolCallText = (call: typeof AssistantToolCall.Type) =>
+  `<tool_call id="${call.id}" name="${call.function.name}">${call.function.arguments}</tool_call>\n`
+
 export const toTurnRequest = (
   request: ChatRequest,
   model: string,
@@ -213,12 +220,13 @@ export const toTurnRequest = (
     const problem = unsupported(request, options)
     if (problem) return yield* Either.left(problem)
     const { effort, jsonSchema, maxOutputTokens, stop } = yield* limits(request)
+    const { instruction, tools } = yield* decodeTools(request, decodeOrFail)
     const messages = yield* Either.all(request.messages.map(decodeMessage))
     const last = messages.length - 1
     const final = messages[last]!
-    if (final.role !== "user") {
+    if (final.role !== "user" && final.role !== "tool") {
       return yield* Either.left(invalid(
-        `Invalid value for 'messages[${last}].role': the last message must have role 'user' (got '${final.role}').`,
+        `Invalid value for 'messages[${last}].role': the last message must have role 'user' or 'tool' (got '${final.role}').`,
         `messages[${last}].role`
       ))
     }
@@ -229,8 +237,25 @@ export const toTurnRequest = (
       if (text !== "") history.push({ type: "text", text })
       text = ""
     }
+    // Tool calls of the latest assistant message: each needs its result before the next message.
+    let open: { readonly index: number; readonly ids: Set<string> } | undefined
+    const results: Array<ToolResult> = []
+    const closeOpen = () => {
+      if (open === undefined || open.ids.size === 0) return Either.void
+      const param = `messages[${open.index}].tool_calls`
+      return Either.left(invalid(
+        `Invalid value for '${param}': an assistant message with tool_calls must be followed by tool messages answering each of them (missing: ${[...open.ids].join(", ")}).`,
+        param
+      ))
+    }
+    const finalUser = final.role === "user"
     for (const [index, message] of messages.entries()) {
-      if (index === last) break
+      if (index === last && finalUser) break
+      if (message.role !== "tool") {
+        yield* closeOpen()
+        open = undefined
+        results.length = 0
+      }
       switch (message.role) {
         case "system":
         case "developer":
@@ -249,26 +274,33 @@ export const toTurnRequest = (
           text += `\n</message>\n`
           break
         }
-        case "assistant":
-          if (message.tool_calls != null && message.tool_calls.length > 0) {
+        case "assistant": {
+          const toolCalls = yield* Either.all((message.tool_calls ?? []).map((raw, i) =>
+            decodeOrFail(AssistantToolCall, raw, `messages[${index}].tool_calls[${i}]`)))
+          text += `<message role="assistant">\n${textOf(message.content)}\n${toolCalls.map(toolCallText).join("")}</message>\n`
+          if (toolCalls.length > 0) open = { index, ids: new Set(toolCalls.map((call) => call.id)) }
+          break
+        }
+        case "tool": {
+          const param = `messages[${index}].tool_call_id`
+          if (open === undefined || !open.ids.has(message.tool_call_id)) {
             return yield* Either.left(invalid(
-              "Assistant tool_calls are not supported yet.",
-              `messages[${index}].tool_calls`,
-              "unsupported_parameter"
+              `Invalid value for '${param}': '${message.tool_call_id}' does not answer an unanswered tool call of the preceding assistant message.`,
+              param,
+              "unknown_tool_call_id"
             ))
           }
-          text += `<message role="assistant">\n${textOf(message.content)}\n</message>\n`
+          open.ids.delete(message.tool_call_id)
+          const content = textOf(message.content)
+          results.push({ id: message.tool_call_id, content })
+          text += `<message role="tool" tool_call_id="${message.tool_call_id}">\n${content}\n</message>\n`
           break
-        case "tool":
-          return yield* Either.left(invalid(
-            "Tool messages are not supported yet.",
-            `messages[${index}].role`,
-            "unsupported_parameter"
-          ))
+        }
       }
     }
-    const input = yield* userBlocks(final.content, last)
-    if (!input.some((block) => block.type !== "text" || block.text.trim() !== "")) {
+    yield* closeOpen()
+    const input = finalUser ? yield* userBlocks(final.content, last) : []
+    if (finalUser && !input.some((block) => block.type !== "text" || block.text.trim() !== "")) {
       return yield* Either.left(invalid(
         `Invalid value for 'messages[${last}].content': the last user message is empty.`,
         `messages[${last}].content`
@@ -277,7 +309,9 @@ export const toTurnRequest = (
     if (history.length > 0 || text !== "") {
       history.unshift({
         type: "text",
-        text: "<conversation_history>\nThe conversation so far, oldest first. Continue it: answer the final user message that follows the history.\n"
+        text: finalUser
+          ? "<conversation_history>\nThe conversation so far, oldest first. Continue it: answer the final user message that follows the history.\n"
+          : "<conversation_history>\nThe conversation so far, oldest first. It ends with the results of your tool calls: continue from them.\n"
       })
       text += "</conversation_history>\n"
       flush()
@@ -288,9 +322,11 @@ export const toTurnRequest = (
         systemPrompt: system.length > 0 ? system.join("\n\n") : undefined,
         effort,
         maxOutputTokens,
-        jsonSchema
+        jsonSchema,
+        ...(tools.length > 0 ? { tools, toolInstruction: instruction } : {})
       },
       input: [...history, ...input],
-      stop
+      stop,
+      ...(finalUser ? {} : { toolResults: [...results] })
     }
   })

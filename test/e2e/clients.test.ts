@@ -1,5 +1,6 @@
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible"
-import { generateText, streamText } from "ai"
+import { generateText, stepCountIs, streamText, tool } from "ai"
+import { z } from "zod"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
 import { startUpstream, type Upstream } from "../support/upstream.js"
@@ -57,5 +58,60 @@ describe("Vercel AI SDK (openai-compatible provider)", () => {
     const error = await generateText({ model: provider()("sonnet"), prompt: "AISDK-3", maxRetries: 0 }).catch((e: unknown) => e)
     expect(String(error)).toMatch(/rate limit|429|slow down/i)
     expect((error as { statusCode?: number }).statusCode).toBe(429)
+  })
+
+  it("tools: generateText runs the client's function and the gateway continues the parked turn", async () => {
+    upstream.on("AISDK-TOOL", {
+      kind: "message",
+      blocks: [{ type: "tool_use", name: "mcp__client__get_weather", input: { city: "Paris" } }]
+    })
+    upstream.on("AISDK-WEATHER", { kind: "message", blocks: [{ type: "text", text: "Sunny, says the tool." }] })
+    const seen: Array<string> = []
+    const result = await generateText({
+      model: provider()("sonnet"),
+      prompt: "AISDK-TOOL",
+      maxRetries: 0,
+      stopWhen: stepCountIs(3),
+      tools: {
+        get_weather: tool({
+          description: "Current weather for a city",
+          inputSchema: z.object({ city: z.string() }),
+          execute: async ({ city }) => {
+            seen.push(city)
+            return `AISDK-WEATHER: sunny in ${city}`
+          }
+        })
+      }
+    })
+    expect(seen).toEqual(["Paris"])
+    expect(result.steps.map((step) => step.finishReason)).toEqual(["tool-calls", "stop"])
+    expect(result.text).toBe("Sunny, says the tool.")
+    const sessions = [...upstream.requestsFor("AISDK-TOOL"), ...upstream.requestsFor("AISDK-WEATHER")]
+      .map((r) => r.headers["x-claude-code-session-id"])
+    expect(new Set(sessions).size).toBe(1)
+  })
+
+  it("tools: streamText streams the call and the continuation", async () => {
+    upstream.on("AISDK-STOOL", {
+      kind: "message",
+      blocks: [{ type: "text", text: "Looking. " }, { type: "tool_use", name: "mcp__client__add", input: { a: 2, b: 3 }, chunks: 3 }]
+    })
+    upstream.on("AISDK-SUM", { kind: "message", blocks: [{ type: "text", text: ["It is ", "5."] }] })
+    const result = streamText({
+      model: provider()("sonnet"),
+      prompt: "AISDK-STOOL",
+      maxRetries: 0,
+      stopWhen: stepCountIs(3),
+      tools: {
+        add: tool({
+          inputSchema: z.object({ a: z.number(), b: z.number() }),
+          execute: async ({ a, b }) => `AISDK-SUM: ${a + b}`
+        })
+      }
+    })
+    const steps = await result.steps
+    expect(steps.map((step) => step.text)).toEqual(["Looking. ", "It is 5."])
+    expect(steps[0]!.toolCalls.map((call) => [call.toolName, call.input])).toEqual([["add", { a: 2, b: 3 }]])
+    expect(await result.finishReason).toBe("stop")
   })
 })

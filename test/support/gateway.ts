@@ -114,6 +114,7 @@ export interface HealthBody {
     readonly spawned: number
     readonly signatures: ReadonlyArray<{ readonly model: string; readonly standby: number; readonly spawning: number }>
   }
+  readonly tools: { readonly parked: number }
 }
 
 export const health = async (gateway: Gateway): Promise<HealthBody> =>

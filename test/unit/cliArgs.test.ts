@@ -38,7 +38,7 @@ describe("cliArgs", () => {
     expect(launchSignature(c, launch)).toBe(launchSignature(c, { ...launch }))
     expect(launchSignature(c, launch)).not.toBe(launchSignature(c, { ...launch, maxOutputTokens: 10 }))
     expect(launchSignature(c, launch)).not.toBe(launchSignature(c, { ...launch, systemPrompt: "x" }))
-    expect(launchEnv({ ...launch, maxOutputTokens: 10 })).toEqual({ CLAUDE_CODE_MAX_OUTPUT_TOKENS: "10" })
+    expect(launchEnv(c, { ...launch, maxOutputTokens: 10 })).toEqual({ CLAUDE_CODE_MAX_OUTPUT_TOKENS: "10" })
   })
 })
 

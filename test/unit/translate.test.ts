@@ -209,8 +209,8 @@ describe("toTurnRequest: images that are refused", () => {
 describe("toTurnRequest: unsupported request fields", () => {
   const cases: ReadonlyArray<readonly [string, Record<string, unknown>]> = [
     ["logprobs", { logprobs: true }],
-    ["tools", { tools: [{ type: "function", function: { name: "f", parameters: {} } }] }],
     ["functions", { functions: [{ name: "f" }] }],
+    ["function_call", { function_call: "auto" }],
     ["response_format", { response_format: { type: "xml" } }],
     ["modalities", { modalities: ["text", "audio"] }],
     ["audio", { audio: { voice: "alloy", format: "mp3" } }]
@@ -233,15 +233,6 @@ describe("toTurnRequest: message roles", () => {
   it("refuses a system message last", () => {
     const error = fail(chat([{ role: "system", content: "s" }]))
     expect(error.param).toBe("messages[0].role")
-  })
-
-  it("refuses tool messages and assistant tool_calls in the history", () => {
-    const toolCall = { id: "call_1", type: "function", function: { name: "f", arguments: "{}" } }
-    const calls = fail(chat([user("a"), { role: "assistant", content: null, tool_calls: [toolCall] }, user("b")]))
-    expect(calls.param).toBe("messages[1].tool_calls")
-    const tool = fail(chat([user("a"), { role: "tool", tool_call_id: "call_1", content: "42" }, user("b")]))
-    expect(tool.param).toBe("messages[1].role")
-    expect(tool.code).toBe("unsupported_parameter")
   })
 
   it("refuses an unknown role and a missing role", () => {
@@ -302,5 +293,86 @@ describe("toTurnRequest: n", () => {
     expect(Either.isLeft(refused) && refused.left.param).toBe("n")
     const zero = toTurnRequest(Either.getOrThrow(decodeChatRequest(body(0))), "m", { maxChoices: 3 })
     expect(Either.isLeft(zero) && zero.left.message).toContain("from 1 to 3")
+  })
+})
+
+describe("toTurnRequest: client tools", () => {
+  const fn = (name: string, parameters?: unknown) => ({ type: "function", function: { name, ...(parameters ? { parameters } : {}) } })
+  const toolCall = (id: string, name = "f") => ({ id, type: "function", function: { name, arguments: "{\"a\":1}" } })
+
+  it("offers the functions as MCP tools, with an object schema by default", () => {
+    const turn = ok(chat([user("hi")], { tools: [fn("f"), fn("g", { type: "object", properties: { x: { type: "string" } } })] }))
+    expect(turn.launch.tools).toEqual([
+      { name: "f", clientName: "f", description: undefined, parameters: { type: "object", properties: {} } },
+      { name: "g", clientName: "g", description: undefined, parameters: { type: "object", properties: { x: { type: "string" } } } }
+    ])
+    expect(turn.launch.toolInstruction).toBeUndefined()
+  })
+
+  it("maps names MCP cannot carry to short unique ones", () => {
+    const long = "a".repeat(60)
+    const turn = ok(chat([user("hi")], { tools: [fn(long), fn("x__y")] }))
+    const [first, second] = turn.launch.tools!
+    expect(first!.clientName).toBe(long)
+    expect(`mcp__client__${first!.name}`.length).toBeLessThanOrEqual(64)
+    expect(second!.name).not.toContain("__")
+  })
+
+  it("accepts a schema that declares another draft", () => {
+    const parameters = { $schema: "https://json-schema.org/draft/2020-12/schema", type: "object", properties: {} }
+    expect(ok(chat([user("hi")], { tools: [fn("f", parameters)] })).launch.tools).toHaveLength(1)
+  })
+
+  it("tool_choice none offers nothing; required and parallel_tool_calls=false are instructions", () => {
+    expect(ok(chat([user("hi")], { tools: [fn("f")], tool_choice: "none" })).launch.tools).toBeUndefined()
+    const required = ok(chat([user("hi")], { tools: [fn("f")], tool_choice: "required", parallel_tool_calls: false }))
+    expect(required.launch.toolInstruction).toContain("must call at least one")
+    expect(required.launch.toolInstruction).toContain("at most one tool")
+  })
+
+  it("refuses what it cannot honour with tools: n > 1, JSON output, tool_choice without tools", () => {
+    expect(fail(chat([user("hi")], { tools: [fn("f")], n: 2 })).param).toBe("n")
+    expect(fail(chat([user("hi")], { tools: [fn("f")], response_format: { type: "json_object" } })).param).toBe("response_format")
+    expect(fail(chat([user("hi")], { tool_choice: "required" })).param).toBe("tool_choice")
+    expect(fail(chat([user("hi")], { tools: [fn("f"), fn("f")] })).param).toBe("tools[1].function.name")
+  })
+
+  it("puts earlier calls and results into the transcript", () => {
+    const turn = ok(chat([
+      user("a"),
+      { role: "assistant", content: null, tool_calls: [toolCall("call_1")] },
+      { role: "tool", tool_call_id: "call_1", content: "42" },
+      { role: "assistant", content: "done" },
+      user("b")
+    ]))
+    const history = (turn.input[0] as { text: string }).text + (turn.input[1] as { text: string }).text
+    expect(history).toContain(`<tool_call id="call_1" name="f">{"a":1}</tool_call>`)
+    expect(history).toContain(`<message role="tool" tool_call_id="call_1">\n42\n</message>`)
+    expect(turn.toolResults).toBeUndefined()
+  })
+
+  it("ends with tool results: they are the turn's results, the history its fallback input", () => {
+    const turn = ok(chat([
+      user("a"),
+      { role: "assistant", content: "let me see", tool_calls: [toolCall("call_1"), toolCall("call_2")] },
+      { role: "tool", tool_call_id: "call_1", content: "one" },
+      { role: "tool", tool_call_id: "call_2", content: [{ type: "text", text: "two" }] }
+    ], { tools: [fn("f")] }))
+    expect(turn.toolResults).toEqual([{ id: "call_1", content: "one" }, { id: "call_2", content: "two" }])
+    expect((turn.input[0] as { text: string }).text).toContain("It ends with the results of your tool calls")
+  })
+
+  it("refuses unanswered calls and results that answer no call", () => {
+    const calls = fail(chat([user("a"), { role: "assistant", content: null, tool_calls: [toolCall("call_1")] }, user("b")]))
+    expect(calls.param).toBe("messages[1].tool_calls")
+    const stray = fail(chat([user("a"), { role: "tool", tool_call_id: "call_1", content: "42" }, user("b")]))
+    expect(stray.param).toBe("messages[1].tool_call_id")
+    expect(stray.code).toBe("unknown_tool_call_id")
+    const missing = fail(chat([
+      user("a"),
+      { role: "assistant", content: null, tool_calls: [toolCall("call_1"), toolCall("call_2")] },
+      { role: "tool", tool_call_id: "call_1", content: "42" }
+    ]))
+    expect(missing.message).toContain("call_2")
   })
 })

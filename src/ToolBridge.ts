@@ -1,0 +1,90 @@
+import { Chunk, Effect, Exit, Fiber, Option, Runtime, Scope } from "effect"
+import type { McpBridge } from "./cli/McpBridge.js"
+import type { TurnError } from "./cli/TurnEvents.js"
+import { GatewayConfig } from "./GatewayConfig.js"
+import type { TurnEvent } from "./Turn.js"
+
+/**
+ * Turns that wait for the client's tool results. When the model calls the client's functions the
+ * HTTP response ends with the calls, and the turn, with its CLI process and the unanswered MCP
+ * calls, is parked here under the calls' ids. The follow-up request carrying the results claims it
+ * and reads on. Parked turns end after `tools.park_ttl_seconds`, when more than `tools.max_parked`
+ * wait (oldest first), and on shutdown.
+ */
+
+/** A turn whose events are read by several requests in a row. */
+export interface LiveTurn {
+  /** Owns the CLI process (and the reading of its output). */
+  readonly scope: Scope.CloseableScope
+  readonly bridge: McpBridge
+  /** The next events; fails with None once the turn has ended. */
+  readonly pull: Effect.Effect<Chunk.Chunk<TurnEvent>, Option.Option<TurnError>>
+  /** Events read past the end of the previous request's part. */
+  buffer: Chunk.Chunk<TurnEvent>
+}
+
+interface Parked {
+  readonly turn: LiveTurn
+  readonly ids: ReadonlyArray<string>
+  expiry: Fiber.RuntimeFiber<void> | undefined
+}
+
+export class ToolBridge extends Effect.Service<ToolBridge>()("ToolBridge", {
+  scoped: Effect.gen(function*() {
+    const { config } = yield* GatewayConfig
+    const ttl = `${config.tools.park_ttl_seconds} seconds` as const
+    const byId = new Map<string, Parked>()
+    // Oldest first: the cap ends these.
+    const parked: Array<Parked> = []
+    const daemon = yield* Effect.runtime<never>()
+
+    const forget = (entry: Parked) => {
+      const index = parked.indexOf(entry)
+      if (index >= 0) parked.splice(index, 1)
+      for (const id of entry.ids) byId.delete(id)
+    }
+
+    const end = (entry: Parked, why: string) =>
+      Effect.suspend(() => {
+        forget(entry)
+        return Effect.logInfo(`ending a parked tool-call turn: ${why}`, { tool_call_ids: entry.ids }).pipe(
+          Effect.zipRight(Scope.close(entry.turn.scope, Exit.void))
+        )
+      })
+
+    /** End a parked turn from outside its expiry timer (which must not outlive it). */
+    const drop = (entry: Parked, why: string) =>
+      Effect.zipRight(entry.expiry ? Fiber.interrupt(entry.expiry) : Effect.void, end(entry, why))
+
+    yield* Effect.addFinalizer(() => Effect.forEach([...parked], (entry) => drop(entry, "shutdown"), { discard: true }))
+
+    /** Park a turn until the results for `ids` come (or it expires). */
+    const park = (turn: LiveTurn, ids: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const entry: Parked = { turn, ids, expiry: undefined }
+        parked.push(entry)
+        for (const id of ids) byId.set(id, entry)
+        // Started from the bridge's own context: the parked turn outlives the request.
+        entry.expiry = Runtime.runFork(daemon)(Effect.sleep(ttl).pipe(Effect.zipRight(end(entry, "no results in time"))))
+        while (parked.length > config.tools.max_parked) yield* drop(parked[0]!, "too many parked turns")
+      })
+
+    /** The parked turn waiting for exactly these results, taken out of the registry. */
+    const claim = (ids: ReadonlyArray<string>): Effect.Effect<Option.Option<LiveTurn>> =>
+      Effect.gen(function*() {
+        const entry = ids.length > 0 ? byId.get(ids[0]!) : undefined
+        if (entry === undefined) return Option.none()
+        forget(entry)
+        if (entry.expiry) yield* Fiber.interrupt(entry.expiry)
+        const matches = entry.ids.length === ids.length && entry.ids.every((id) => ids.includes(id))
+        if (matches) return Option.some(entry.turn)
+        // The model waits for other calls than these results answer: that turn cannot go on.
+        yield* Scope.close(entry.turn.scope, Exit.void)
+        return Option.none()
+      })
+
+    const count = Effect.sync(() => parked.length)
+
+    return { park, claim, count } as const
+  })
+}) {}
