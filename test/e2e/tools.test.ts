@@ -190,6 +190,34 @@ describe("an expired parked turn", () => {
   })
 })
 
+describe("the parked-turn cap", () => {
+  it("ends the oldest parked turn when one more would pass tools.max_parked", async () => {
+    // The transcript holds both markers: the result's is tried first.
+    upstream.on("CAP-RESULT", { kind: "message", blocks: [{ type: "text", text: "via transcript" }] })
+    upstream.on("TOOL-CAP", { kind: "message", blocks: [toolUse("get_weather", { city: "Kyiv" })] })
+    const capped = await startGateway({ upstreamUrl: upstream.url, config: { tools: { max_parked: 1 }, pool: { enabled: false } } })
+    try {
+      const cappedClient = new OpenAI({ baseURL: capped.baseURL, apiKey: "unused", maxRetries: 0 })
+      const park = () => cappedClient.chat.completions.create({ model: "sonnet", messages: [{ role: "user", content: "TOOL-CAP" }], tools: [weather] })
+      const first = await park()
+      await park()
+      const h = await waitForHealth(capped, (h) => h.pool.leased === 1)
+      expect(h.tools.parked).toBe(1)
+      // The first turn is gone: its results now go through a transcript on a new CLI.
+      const call = first.choices[0]!.message.tool_calls![0]!
+      const answer = await cappedClient.chat.completions.create({
+        model: "sonnet",
+        tools: [weather],
+        messages: [{ role: "user", content: "TOOL-CAP" }, first.choices[0]!.message, { role: "tool", tool_call_id: call.id, content: "CAP-RESULT" }]
+      })
+      expect(answer.choices[0]!.message.content).toBe("via transcript")
+      expect((await health(capped)).tools.parked).toBe(1)
+    } finally {
+      await capped.close()
+    }
+  })
+})
+
 describe("tool_choice", () => {
   it("none: the functions are not offered", async () => {
     upstream.on("TOOL-NONE", { kind: "message", blocks: [{ type: "text", text: "no tools" }] })

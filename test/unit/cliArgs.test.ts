@@ -3,7 +3,8 @@ import { describe, expect, it } from "vitest"
 import { cliArgs, cliEnv, launchEnv, launchSignature } from "../../src/cli/CliProcess.js"
 import { decodeConfig } from "../../src/GatewayConfig.js"
 
-const config = (claude: Record<string, unknown> = {}) => Either.getOrThrow(decodeConfig({ claude }))
+const config = (claude: Record<string, unknown> = {}, tools: Record<string, unknown> = {}) =>
+  Either.getOrThrow(decodeConfig({ claude, tools }))
 const launch = { model: "sonnet", systemPrompt: undefined }
 
 describe("cliArgs", () => {
@@ -31,6 +32,28 @@ describe("cliArgs", () => {
     )
     expect(args).toEqual(expect.arrayContaining(["--mcp-config", "/etc/mcp.json", "--strict-mcp-config", "--fallback-model", "haiku", "--max-budget-usd", "0.5", "--effort", "low"]))
     expect(args.slice(-2)).toEqual(["--system-prompt", "Be brief."])
+  })
+
+  it("offers client functions as the only tools, unless config keeps the CLI's own too", () => {
+    const withTools = {
+      ...launch,
+      tools: [{ name: "f", clientName: "f", description: undefined, parameters: { type: "object" } }],
+      toolInstruction: "Call f."
+    }
+    const controls = { allowed_tools: ["Read"], mcp_config: "/etc/mcp.json", disallowed_tools: ["WebFetch"] }
+    const only = cliArgs(config(controls), withTools).join(" ")
+    expect(only).toContain(`--tools  --allowedTools mcp__client__f --mcp-config {"mcpServers":{"client":{"type":"sdk","name":"client"}}} --strict-mcp-config`)
+    expect(only).not.toContain("/etc/mcp.json")
+    expect(only).not.toContain("WebFetch")
+    expect(only.endsWith("--append-system-prompt Call f.")).toBe(true)
+    const both = cliArgs(config(controls, { with_builtin: true }), withTools).join(" ")
+    expect(both).toContain("--allowedTools Read,mcp__client__f --disallowedTools WebFetch")
+    expect(both).toContain(`"name":"client"}}} /etc/mcp.json`)
+    expect(both).not.toContain("--strict-mcp-config")
+    // Same argv, other function definitions: other standbys.
+    const c = config()
+    const changed = { ...withTools, tools: [{ ...withTools.tools[0]!, description: "new" }] }
+    expect(launchSignature(c, withTools)).not.toBe(launchSignature(c, changed))
   })
 
   it("keys standbys by everything that changes argv or environment", () => {
