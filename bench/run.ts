@@ -89,7 +89,8 @@ const startGateway = async (options: {
   const port = await freePort()
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-bench-"))
   const args = [BIN, "--port", String(port), "--claude-command", options.command, "--log-level", "error"]
-  for (const s of [`claude.workspace=${path.join(home, "workspace")}`, ...options.set]) args.push("--set", s)
+  // Each request is its own conversation here: no CLI kept after it unless a run asks for it.
+  for (const s of [`claude.workspace=${path.join(home, "workspace")}`, "conversation.max_live=0", ...options.set]) args.push("--set", s)
   const child = spawn(process.execPath, args, {
     env: cliEnv(home, options.upstream ?? "http://127.0.0.1:9"),
     stdio: ["ignore", "inherit", "inherit"]
@@ -197,6 +198,19 @@ const latency = async (turns = 15) => {
     }
     await warmGateway.stop()
 
+    // Later turns of one conversation (conversation_id): the gateway writes them to the conversation's live CLI.
+    const liveGateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["conversation.max_live=8"] })
+    const opening = await post(`${liveGateway.url}/v1/chat/completions`, chatBody("open", false))
+    const conversationId = (JSON.parse(opening.text) as { conversation_id: string }).conversation_id
+    const continued: Array<number> = []
+    for (let i = 0; i < turns; i++) {
+      const body = JSON.stringify({ model: "sonnet", conversation_id: conversationId, messages: [{ role: "user", content: `next ${i}` }] })
+      const r = await post(`${liveGateway.url}/v1/chat/completions`, body)
+      if (r.status !== 200) throw new Error(`continued request failed: ${r.status} ${r.text}`)
+      continued.push(r.ms)
+    }
+    await liveGateway.stop()
+
     const coldGateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["pool.enabled=false"] })
     const cold: Array<number> = []
     for (let i = 0; i < turns; i++) {
@@ -209,12 +223,15 @@ const latency = async (turns = 15) => {
     const d = summary(direct)
     const w = summary(warm)
     const c = summary(cold)
+    const l = summary(continued)
     return {
       what: "sequential non-stream turns, real CLI + scripted upstream, ms",
       direct_kept_alive_cli: d,
       gateway_warm_pool: w,
+      gateway_live_conversation: l,
       gateway_pool_off_cold: c,
       warm_over_direct_p50: round(w.p50 / d.p50),
+      live_conversation_over_direct_p50: round(l.p50 / d.p50),
       cold_over_warm_p50: round(c.p50 / w.p50),
       targets: { warm_over_direct_p50: "<= 1.3", cold_over_warm_p50: ">= 5" }
     }

@@ -1,24 +1,35 @@
-import { Chunk, Duration, Effect, Exit, Option, Scope, Stream } from "effect"
+import { Chunk, Duration, Effect, ExecutionStrategy, Exit, Option, Scope, Stream } from "effect"
 import { CliTimeout } from "./cli/CliErrors.js"
+import type { CliError } from "./cli/CliErrors.js"
+import type { CliHandle } from "./cli/CliProcess.js"
+import { launchSignature } from "./cli/CliProcess.js"
 import { TOOL_PREFIX } from "./cli/McpBridge.js"
 import { toTurnEvents, type TurnError } from "./cli/TurnEvents.js"
 import { Admission, type Overloaded } from "./Admission.js"
+import type { Conversation } from "./ConversationStore.js"
+import { Conversations, type OwnedProcess, type Resolved } from "./Conversations.js"
+import type { ConversationNotFound } from "./Errors.js"
 import { GatewayConfig } from "./GatewayConfig.js"
 import { Pool } from "./Pool.js"
 import { applyStop } from "./StopSequences.js"
 import { structuredOnly } from "./StructuredOutput.js"
 import { type LiveTurn, ToolBridge } from "./ToolBridge.js"
-import type { TurnEvent, TurnRequest } from "./Turn.js"
+import type { LaunchOptions, ToolCall, TurnEvent, TurnRequest } from "./Turn.js"
 
 /**
- * Orchestrates one turn: a session slot (Admission), a CLI process for the request (Pool), the
- * user input written to it, and the CLI's output as TurnEvents. Slot and process belong to the
- * caller's scope, so they end with the request (client gone, timeout, end of stream) — except a
- * turn that stops for the client's tool calls: its process is parked (ToolBridge) for the request
- * that brings the results.
+ * Orchestrates one turn: the conversation it continues (Conversations), one request at a time
+ * per conversation, a session slot (Admission), a CLI process (the conversation's live one, a
+ * resumed session, or a pool standby), the input written to it, and the CLI's output as
+ * TurnEvents. The process outlives the request when the turn is parked for the client's tool
+ * calls (ToolBridge) or when it stays alive for the conversation's next turn; otherwise it ends
+ * with the request (client gone, timeout, a cut answer).
  */
 
-const isToolStop = (event: TurnEvent) => event._tag === "Finished" && event.reason === "tool_calls"
+export interface TurnResult {
+  readonly events: Stream.Stream<TurnEvent, TurnError>
+  /** The conversation the turn belongs to (absent for the runs of `n` > 1). */
+  readonly conversationId: string | undefined
+}
 
 /** The next events of a live turn, up to and including the end of this request's part. */
 const nextPart = (turn: LiveTurn, ended: { done: boolean }) =>
@@ -37,78 +48,155 @@ const nextPart = (turn: LiveTurn, ended: { done: boolean }) =>
     )
   })
 
+/** A conversation's own settings fill in what the request leaves open. */
+const withConversation = (launch: LaunchOptions, conversation: Conversation): LaunchOptions => ({
+  ...launch,
+  systemPrompt: launch.systemPrompt ?? conversation.systemPrompt ?? undefined,
+  ...(conversation.workingDirectory !== null ? { cwd: conversation.workingDirectory } : {})
+})
+
+interface Recording {
+  readonly resolved: Resolved
+  readonly signature: string
+  readonly request: TurnRequest
+}
+
 export class ChatService extends Effect.Service<ChatService>()("ChatService", {
   effect: Effect.gen(function*() {
     const pool = yield* Pool
     const admission = yield* Admission
     const bridge = yield* ToolBridge
+    const conversations = yield* Conversations
     const { config } = yield* GatewayConfig
     const timeoutSeconds = config.claude.timeout_seconds
 
-    /** This request's part of a live turn; a stop for tool calls parks the turn, anything else ends it. */
-    const readPart = (turn: LiveTurn, request: TurnRequest) =>
+    /** A process owned by a scope of its own (not the request's). */
+    const own = (acquire: Effect.Effect<CliHandle, CliError, Scope.Scope>, signature: string) =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const handle = yield* Scope.extend(acquire, scope).pipe(
+          Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+        )
+        return { scope, handle, signature } satisfies OwnedProcess
+      })
+
+    /** Write the input and read the turn's events from a scope of the turn's own. */
+    const startTurn = (process: OwnedProcess, request: TurnRequest, input: TurnRequest["input"], conversationId: string | undefined) =>
+      Effect.gen(function*() {
+        const turnScope = yield* Scope.fork(process.scope, ExecutionStrategy.sequential)
+        const names = new Map((request.launch.tools ?? []).map((tool) => [TOOL_PREFIX + tool.name, tool.clientName]))
+        const pull = yield* Scope.extend(Stream.toPull(toTurnEvents(process.handle.turn(input), names)), turnScope)
+        return { process, turnScope, pull, buffer: Chunk.empty(), conversationId } satisfies LiveTurn
+      })
+
+    /**
+     * This request's part of a live turn. A stop for tool calls parks the turn; a finished turn
+     * is recorded (as soon as it finishes: the client may send its next request at once) and
+     * keeps its CLI for the conversation's next turn; anything else ends the CLI.
+     */
+    const readPart = (turn: LiveTurn, request: TurnRequest, recording: Recording | undefined) =>
       Effect.gen(function*() {
         let parked = false
-        yield* Effect.addFinalizer(() => (parked ? Effect.void : Scope.close(turn.scope, Exit.void)))
+        let finishedByCli = false
         const ended = { done: false }
-        const events = Stream.repeatEffectChunkOption(nextPart(turn, ended))
-        return applyStop(events, request.stop).pipe(
-          // Parked as soon as the calls are known: the client may answer before this response closes.
-          Stream.tap((event) =>
-            isToolStop(event) && event._tag === "Finished"
-              ? Effect.zipRight(Effect.sync(() => (parked = true)), bridge.park(turn, (event.toolCalls ?? []).map((call) => call.id)))
-              : Effect.void
+        yield* Effect.addFinalizer(() =>
+          parked ? Effect.void : Scope.close(turn.turnScope, Exit.void).pipe(
+            Effect.zipRight(
+              recording !== undefined && finishedByCli
+                ? conversations.keepLive(recording.resolved.conversation.id, turn.process)
+                : Scope.close(turn.process.scope, Exit.void)
+            )
           )
+        )
+        let text = ""
+        const events = Stream.repeatEffectChunkOption(nextPart(turn, ended))
+        const answer = request.launch.jsonSchema === undefined ? applyStop(events, request.stop) : structuredOnly(events)
+        const onFinished = (event: Extract<TurnEvent, { _tag: "Finished" }>) =>
+          Effect.gen(function*() {
+            const toolCalls: ReadonlyArray<ToolCall> = event.toolCalls ?? []
+            finishedByCli = ended.done
+            if (recording !== undefined) {
+              yield* conversations.record(recording.resolved, recording.signature, recording.request.conversation?.added ?? [], {
+                text,
+                toolCalls,
+                usage: event.usage,
+                costUsd: event.costUsd,
+                cliSessionId: event.sessionId
+              })
+            }
+            if (event.reason === "tool_calls") {
+              parked = true
+              yield* bridge.park(turn, toolCalls.map((call) => call.id))
+            }
+          })
+        return answer.pipe(
+          Stream.tap((event) => {
+            if (event._tag === "TextDelta") text += event.text
+            return event._tag === "Finished" ? onFinished(event) : Effect.void
+          })
         )
       })
 
     const turn = (
       request: TurnRequest
-    ): Effect.Effect<Stream.Stream<TurnEvent, TurnError>, TurnError | Overloaded, Scope.Scope> =>
+    ): Effect.Effect<TurnResult, TurnError | Overloaded | ConversationNotFound, Scope.Scope> =>
       Effect.gen(function*() {
+        const ref = request.conversation
+        const resultIds = (request.toolResults ?? []).map((result) => result.id)
+        // Which conversation (an unknown id fails here, before any CLI work), then one request at a time.
+        const parkedIn = yield* bridge.conversationOf(resultIds)
+        const found = ref === undefined
+          ? undefined
+          : yield* conversations.resolve(ref.id === undefined && parkedIn !== undefined ? { ...ref, id: parkedIn } : ref, launchSignature(config, request.launch))
+        const conversationId = found?.conversation.id
+        if (found !== undefined) yield* conversations.lock(found.conversation.id)
+        const resolved = found === undefined ? undefined : yield* conversations.refresh(found)
+        const launch = resolved === undefined ? request.launch : withConversation(request.launch, resolved.conversation)
+        const signature = launchSignature(config, launch)
+        const recording = resolved === undefined ? undefined : { resolved, signature, request }
+
         yield* admission.admit
         // One deadline for the whole turn, from the moment it has a session slot: getting the
         // process and the answer share it.
         const timedOut = new CliTimeout({ seconds: timeoutSeconds })
         const deadline = Date.now() + timeoutSeconds * 1000
         const remaining = () => Duration.millis(Math.max(0, deadline - Date.now()))
-        const withDeadline = <A, E, R>(stream: Stream.Stream<A, E, R>) =>
-          stream.pipe(
+        const result = (events: Stream.Stream<TurnEvent, TurnError>): TurnResult => ({
+          events: events.pipe(
             Stream.interruptWhen(Effect.suspend(() => Effect.sleep(remaining())).pipe(Effect.zipRight(Effect.fail(timedOut))))
-          )
-        const takeProcess = pool.take(request.launch).pipe(
-          Effect.timeoutFail({ duration: remaining(), onTimeout: () => timedOut })
-        )
+          ),
+          conversationId
+        })
+        const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+          Effect.timeoutFail(effect, { duration: remaining(), onTimeout: () => timedOut })
 
         // The results of tool calls a parked turn waits for: that turn reads on.
-        if (request.toolResults !== undefined) {
-          const parked = yield* bridge.claim(request.toolResults.map((result) => result.id))
+        if (resultIds.length > 0) {
+          const parked = yield* bridge.claim(resultIds)
           if (Option.isSome(parked)) {
-            yield* parked.value.bridge.supply(request.toolResults)
-            return withDeadline(yield* readPart(parked.value, request))
+            yield* (parked.value.process.handle.tools?.supply(request.toolResults ?? []) ?? Effect.void)
+            return result(yield* readPart(parked.value, request, recording))
           }
         }
 
-        const tools = request.launch.tools ?? []
-        if (tools.length === 0) {
-          const process = yield* takeProcess
-          const events = toTurnEvents(process.turn(request.input))
-          const answer = request.launch.jsonSchema === undefined ? applyStop(events, request.stop) : structuredOnly(events)
-          return withDeadline(answer)
+        // The conversation's live CLI, else one that resumes its session, else a fresh one.
+        let input = request.input
+        let process: OwnedProcess
+        const sessionId = resolved?.continues === true ? resolved.conversation.cliSessionId : null
+        if (resolved !== undefined && sessionId !== null) {
+          input = input.slice(request.newInputFrom ?? 0)
+          const kept = yield* conversations.takeLive(resolved.conversation.id, signature)
+          process = Option.isSome(kept) ? kept.value : yield* timed(own(pool.spawn({ ...launch, resume: sessionId }), signature))
+        } else {
+          process = yield* timed(own(pool.take(launch), signature))
         }
-
-        const scope = yield* Scope.make()
-        const live = yield* Effect.gen(function*() {
-          const process = yield* Scope.extend(takeProcess, scope)
-          if (process.tools === undefined) return yield* Effect.dieMessage("a CLI launched with client tools has no tool bridge")
-          const names = new Map(tools.map((tool) => [TOOL_PREFIX + tool.name, tool.clientName]))
-          const pull = yield* Scope.extend(Stream.toPull(toTurnEvents(process.turn(request.input), names)), scope)
-          return { scope, bridge: process.tools, pull, buffer: Chunk.empty() } satisfies LiveTurn
-        }).pipe(Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))))
-        return withDeadline(yield* readPart(live, request))
+        const live = yield* startTurn(process, request, input, conversationId).pipe(
+          Effect.onError(() => Scope.close(process.scope, Exit.void))
+        )
+        return result(yield* readPart(live, request, recording))
       })
 
     return { turn } as const
   }),
-  dependencies: [Pool.Default, Admission.Default, ToolBridge.Default]
+  dependencies: [Pool.Default, Admission.Default, ToolBridge.Default, Conversations.Default]
 }) {}

@@ -19,6 +19,12 @@ export class ModelNotFound extends Data.TaggedError("ModelNotFound")<{
   }
 }
 
+export class ConversationNotFound extends Data.TaggedError("ConversationNotFound")<{ readonly id: string }> {
+  override get message() {
+    return `No conversation with id '${this.id}'.`
+  }
+}
+
 export class RouteNotFound extends Data.TaggedError("RouteNotFound")<{
   readonly method: string
   readonly path: string
@@ -30,4 +36,4 @@ export class RouteNotFound extends Data.TaggedError("RouteNotFound")<{
 
 export class Unauthorized extends Data.TaggedError("Unauthorized")<{ readonly message: string }> {}
 
-export type RequestError = InvalidRequest | ModelNotFound | RouteNotFound | Unauthorized
+export type RequestError = InvalidRequest | ModelNotFound | ConversationNotFound | RouteNotFound | Unauthorized

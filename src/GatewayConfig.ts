@@ -96,12 +96,12 @@ export const ConfigSchema = Schema.Struct({
     /** All CLI processes, running or standing by; standbys are not spawned past it. */
     max_processes: withDefault(PositiveInt, () => 16),
     /**
-     * What a standby does before it counts as ready, so that the first real turn skips the CLI's
-     * lazy start-up: "local" runs the local /cost command (no upstream traffic), "context" asks for
-     * the context usage (count_tokens calls upstream, which also opens the upstream connection),
-     * "none" only waits for the CLI to answer.
+     * What a standby does before it counts as ready: "none" only waits for the CLI to answer;
+     * "context" also asks for the context usage (count_tokens calls upstream, which opens the
+     * upstream connection). A local command turn would be faster still, but the CLI records it in
+     * the session and the model would see it as context.
      */
-    warmup: withDefault(Schema.Literal("none", "local", "context"), () => "local" as const),
+    warmup: withDefault(Schema.Literal("none", "context"), () => "none" as const),
     /** A signature unused this long loses its standbys (the default one keeps its prewarm). */
     idle_ttl_seconds: withDefault(PositiveInt, () => 600)
   })),
@@ -127,6 +127,18 @@ export const ConfigSchema = Schema.Struct({
     max_parked: withDefault(PositiveInt, () => 32),
     /** Keep the CLI's own tools (and configured MCP servers) next to the client's functions. */
     with_builtin: withDefault(Bool, () => false)
+  })),
+  conversation: Section(Schema.Struct({
+    /** Where the conversation database (SQLite) lives; created at start-up. */
+    data_dir: withDefault(Schema.String, () => path.join(os.homedir(), ".claude-code-api")),
+    /** A conversation's CLI stays alive this long after its last turn; later turns resume its session. */
+    session_timeout_minutes: withDefault(PositiveInt, () => 30),
+    /** Conversations kept alive at once (each is a running CLI); one more ends the least recently used. 0: none. */
+    max_live: withDefault(NonNegativeInt, () => 8),
+    /** Earlier messages a new conversation's transcript carries (the most recent ones). */
+    max_history_messages: withDefault(PositiveInt, () => 200),
+    /** How long a stateless client's history can still be matched to its conversation. */
+    fingerprint_ttl_minutes: withDefault(PositiveInt, () => 1440)
   })),
   models: Section(Schema.Struct({
     /** Extra model names mapped to a CLI model, e.g. { "gpt-4o" = "sonnet" }; listed by /v1/models. */

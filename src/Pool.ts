@@ -1,4 +1,4 @@
-import { Deferred, Effect, ExecutionStrategy, Exit, Runtime, Scope, Stream } from "effect"
+import { Deferred, Effect, ExecutionStrategy, Exit, Runtime, Scope } from "effect"
 import type { CliError } from "./cli/CliErrors.js"
 import { type CliHandle, CliProcess, launchSignature } from "./cli/CliProcess.js"
 import { Admission } from "./Admission.js"
@@ -127,11 +127,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
     const warm = (handle: CliHandle) =>
       Effect.zipRight(
         handle.control("get_binary_version"),
-        settings.warmup === "local"
-          ? Stream.runDrain(handle.turn([{ type: "text", text: "/cost" }]))
-          : settings.warmup === "context"
-          ? handle.control("get_context_usage")
-          : Effect.void
+        settings.warmup === "context" ? handle.control("get_context_usage") : Effect.void
       )
 
     /** Keep a ready standby (or hand it to a waiter); if it dies unused, drop it and spawn another. */
@@ -208,6 +204,13 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
         return handle
       })
 
+    /** A process of its own, never a standby (e.g. one that resumes a CLI session), bound to the caller's scope. */
+    const spawn = (launch: LaunchOptions): Effect.Effect<CliHandle, CliError, Scope.Scope> =>
+      Effect.suspend(() => {
+        misses++
+        return Effect.flatMap(spawnOwned(launch), lease)
+      })
+
     /** A waiter that gives up: unregister it, and keep a standby that reached it meanwhile. */
     const abandon = (entry: Entry, waiter: Deferred.Deferred<Standby>) =>
       Effect.gen(function*() {
@@ -249,7 +252,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
       }))
     }))
 
-    return { take, stats } as const
+    return { take, spawn, stats } as const
   }),
   dependencies: [CliProcess.Default, Admission.Default]
 }) {}

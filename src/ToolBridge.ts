@@ -1,6 +1,6 @@
 import { Chunk, Effect, Exit, Fiber, Option, Runtime, Scope } from "effect"
-import type { McpBridge } from "./cli/McpBridge.js"
 import type { TurnError } from "./cli/TurnEvents.js"
+import type { OwnedProcess } from "./Conversations.js"
 import { GatewayConfig } from "./GatewayConfig.js"
 import type { TurnEvent } from "./Turn.js"
 
@@ -12,15 +12,16 @@ import type { TurnEvent } from "./Turn.js"
  * wait (oldest first), and on shutdown.
  */
 
-/** A turn whose events are read by several requests in a row. */
+/** A turn whose events may be read by several requests in a row. */
 export interface LiveTurn {
-  /** Owns the CLI process (and the reading of its output). */
-  readonly scope: Scope.CloseableScope
-  readonly bridge: McpBridge
+  readonly process: OwnedProcess
+  /** The reading of this turn's output (a child of the process's scope). */
+  readonly turnScope: Scope.CloseableScope
   /** The next events; fails with None once the turn has ended. */
   readonly pull: Effect.Effect<Chunk.Chunk<TurnEvent>, Option.Option<TurnError>>
   /** Events read past the end of the previous request's part. */
   buffer: Chunk.Chunk<TurnEvent>
+  readonly conversationId: string | undefined
 }
 
 interface Parked {
@@ -48,7 +49,7 @@ export class ToolBridge extends Effect.Service<ToolBridge>()("ToolBridge", {
       Effect.suspend(() => {
         forget(entry)
         return Effect.logInfo(`ending a parked tool-call turn: ${why}`, { tool_call_ids: entry.ids }).pipe(
-          Effect.zipRight(Scope.close(entry.turn.scope, Exit.void))
+          Effect.zipRight(Scope.close(entry.turn.process.scope, Exit.void))
         )
       })
 
@@ -79,12 +80,16 @@ export class ToolBridge extends Effect.Service<ToolBridge>()("ToolBridge", {
         const matches = entry.ids.length === ids.length && entry.ids.every((id) => ids.includes(id))
         if (matches) return Option.some(entry.turn)
         // The model waits for other calls than these results answer: that turn cannot go on.
-        yield* Scope.close(entry.turn.scope, Exit.void)
+        yield* Scope.close(entry.turn.process.scope, Exit.void)
         return Option.none()
       })
 
+    /** The conversation of the parked turn waiting for these results, if any. */
+    const conversationOf = (ids: ReadonlyArray<string>) =>
+      Effect.sync(() => (ids.length > 0 ? byId.get(ids[0]!)?.turn.conversationId : undefined))
+
     const count = Effect.sync(() => parked.length)
 
-    return { park, claim, count } as const
+    return { park, claim, conversationOf, count } as const
   })
 }) {}

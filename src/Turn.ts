@@ -20,6 +20,10 @@ export interface LaunchOptions {
   readonly tools?: ReadonlyArray<ClientTool> | undefined
   /** How the model is told to use the tools (tool_choice, parallel_tool_calls): `--append-system-prompt`. */
   readonly toolInstruction?: string | undefined
+  /** Working directory (absolute), when not `claude.workspace`. */
+  readonly cwd?: string | undefined
+  /** A CLI session to continue (`--resume`): never a pool standby. */
+  readonly resume?: string | undefined
 }
 
 /** A client function as the CLI sees it. */
@@ -60,6 +64,39 @@ export interface TurnRequest {
    * new turn.
    */
   readonly toolResults?: ReadonlyArray<ToolResult> | undefined
+  /** Where in `input` the request's new part starts: a CLI session that holds the history gets only that. */
+  readonly newInputFrom?: number | undefined
+  /** What conversations need; absent: the turn belongs to none (e.g. one of `n` runs). */
+  readonly conversation?: ConversationRef | undefined
+}
+
+/** One message as the client sent or received it, in the form conversations record and match. */
+export interface HistoryMessage {
+  readonly role: string
+  readonly content: string | null
+  readonly tool_calls?: ReadonlyArray<ToolCall>
+  readonly tool_call_id?: string
+}
+
+export const historyMessage = (
+  role: string,
+  text: string,
+  toolCalls: ReadonlyArray<ToolCall> = [],
+  toolCallId?: string
+): HistoryMessage => ({
+  role,
+  content: text === "" ? null : text,
+  ...(toolCalls.length > 0 ? { tool_calls: toolCalls.map(({ arguments: args, id, name }) => ({ id, name, arguments: args })) } : {}),
+  ...(toolCallId !== undefined ? { tool_call_id: toolCallId } : {})
+})
+
+export interface ConversationRef {
+  /** The client named the conversation (`conversation_id`); else it is found by its history, or new. */
+  readonly id: string | undefined
+  /** The client's messages before the new ones. */
+  readonly history: ReadonlyArray<HistoryMessage>
+  /** The messages this request adds (a user message, or tool results). */
+  readonly added: ReadonlyArray<HistoryMessage>
 }
 
 export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter"

@@ -25,6 +25,8 @@ export interface CliHandle {
     fields?: Record<string, unknown>
   ) => Effect.Effect<unknown, CliError | ControlRequestFailed>
   readonly isRunning: Effect.Effect<boolean>
+  /** Running and between turns: the last user message has its result. */
+  readonly isIdle: Effect.Effect<boolean>
   /** Completes when the process has exited (its stdout ended). */
   readonly exited: Effect.Effect<CliExited>
   /** The client's functions served to this process, when its launch has any. */
@@ -96,6 +98,7 @@ export const cliArgs = (config: Config, launch: LaunchOptions): Array<string> =>
   if (launch.jsonSchema !== undefined) args.push("--json-schema", launch.jsonSchema)
   if (launch.systemPrompt !== undefined) args.push("--system-prompt", launch.systemPrompt)
   if (launch.toolInstruction !== undefined) args.push("--append-system-prompt", launch.toolInstruction)
+  if (launch.resume !== undefined) args.push("--resume", launch.resume)
   return args
 }
 
@@ -108,7 +111,7 @@ export const launchEnv = (config: Config, launch: LaunchOptions): Record<string,
 
 /** Two launches share standbys exactly when their argv, environment and client tools are equal. */
 export const launchSignature = (config: Config, launch: LaunchOptions): string =>
-  JSON.stringify([cliArgs(config, launch), launchEnv(config, launch), launch.tools ?? []])
+  JSON.stringify([cliArgs(config, launch), launchEnv(config, launch), launch.tools ?? [], launch.cwd ?? null])
 
 type Signal =
   | { readonly _tag: "Message"; readonly message: CliMessage }
@@ -158,7 +161,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
         Effect.async<ChildProcess, CliError>((resume) => {
           const extra = launchEnv(config, launch)
           const child = spawnChild(command, cliArgs(config, launch), {
-            cwd,
+            cwd: launch.cwd ?? cwd,
             env: Object.keys(extra).length === 0 ? env : { ...env, ...extra },
             stdio: "pipe",
             detached: true
@@ -194,6 +197,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
         let stderrTail = ""
         let buffer = ""
         let nextId = 0
+        let inFlight = false
 
         const write = (line: string) => {
           if (closedError === undefined) child.stdin!.write(line)
@@ -224,6 +228,9 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           }
           const message = decoded.right
           switch (message._tag) {
+            case "ResultMessage":
+              inFlight = false
+              break
             case "ControlResponse": {
               const entry = pending.get(message.response.request_id)
               if (!entry) return
@@ -281,6 +288,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
                   if (listener === queue) listener = undefined
                 })
               )
+              inFlight = true
               write(encodeStdinLine(userInput(input)))
               return Stream.fromQueue(queue).pipe(
                 Stream.takeUntil((s) => s._tag !== "Message" || s.message._tag === "ResultMessage"),
@@ -300,8 +308,9 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           })
 
         const isRunning = Effect.sync(() => closedError === undefined && child.exitCode === null && child.signalCode === null)
+        const isIdle = Effect.map(isRunning, (running) => running && !inFlight)
         const exited = Effect.flip(Deferred.await(closed))
-        return { pid: child.pid!, turn, control, isRunning, exited, tools } satisfies CliHandle
+        return { pid: child.pid!, turn, control, isRunning, isIdle, exited, tools } satisfies CliHandle
       })
 
     return { spawn } as const

@@ -1,5 +1,6 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+import { ConversationsApi } from "../conversations/Api.js"
 import { OpenAIApi } from "../openai/Api.js"
 
 export const Health = Schema.Struct({
@@ -25,7 +26,9 @@ export const Health = Schema.Struct({
     }))
   }),
   /** Turns waiting for the client's tool results. */
-  tools: Schema.Struct({ parked: Schema.Number })
+  tools: Schema.Struct({ parked: Schema.Number }),
+  /** Conversations whose CLI is kept running between turns. */
+  conversations: Schema.Struct({ live: Schema.Number })
 })
 
 export class SystemApi extends HttpApiGroup.make("system")
@@ -36,6 +39,7 @@ export class SystemApi extends HttpApiGroup.make("system")
 export class GatewayApi extends HttpApi.make("claude-code-api")
   .add(SystemApi)
   .add(OpenAIApi)
+  .add(ConversationsApi)
   .annotate(OpenApi.Title, "claude-code-api")
   .annotate(OpenApi.Version, "0.1.0")
   .annotate(OpenApi.Description, "OpenAI-compatible gateway in front of the Claude Code CLI")

@@ -10,7 +10,9 @@ import { RouteNotFound, Unauthorized } from "../Errors.js"
 import { ConfigError, GatewayConfig } from "../GatewayConfig.js"
 import { ImageFetcher } from "../ImageFetcher.js"
 import { ModelCatalog } from "../ModelCatalog.js"
+import { ConversationsHttp } from "../conversations/Http.js"
 import { OpenAIHttp } from "../openai/Http.js"
+import { Conversations } from "../Conversations.js"
 import { Pool } from "../Pool.js"
 import { ToolBridge } from "../ToolBridge.js"
 import { GatewayApi } from "./Api.js"
@@ -22,9 +24,10 @@ const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
     const pool = yield* Pool
     const admission = yield* Admission
     const bridge = yield* ToolBridge
+    const conversations = yield* Conversations
     const { config } = yield* GatewayConfig
     return handlers.handle("health", () =>
-      Effect.map(Effect.all([catalog.state, pool.stats, admission.stats, bridge.count]), ([state, poolStats, sessions, parked]) => {
+      Effect.map(Effect.all([catalog.state, pool.stats, admission.stats, bridge.count, conversations.liveIds]), ([state, poolStats, sessions, parked, live]) => {
         const body = {
           status: state._tag === "Ready" ? "ok" as const : "degraded" as const,
           cli: {
@@ -34,7 +37,8 @@ const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
           },
           sessions,
           pool: poolStats,
-          tools: { parked }
+          tools: { parked },
+          conversations: { live: live.size }
         }
         return state._tag === "Ready" ? body : HttpServerResponse.unsafeJson(body, { status: 503 })
       }))
@@ -84,12 +88,13 @@ export const GatewayServices = Layer.mergeAll(
   Pool.Default,
   Admission.Default,
   ImageFetcher.Default,
-  ToolBridge.Default
+  ToolBridge.Default,
+  Conversations.Default
 )
 
 /** The HttpApi with its handlers; needs GatewayConfig. */
 export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
-  Layer.provide([OpenAIHttp, SystemHttp]),
+  Layer.provide([OpenAIHttp, ConversationsHttp, SystemHttp]),
   Layer.provide(GatewayServices)
 )
 
@@ -109,8 +114,8 @@ export const ServerLive = Layer.unwrapEffect(
       ? (app: HttpApp.Default) => app
       : HttpMiddleware.cors({
         allowedOrigins: config.server.cors_origins.includes("*") ? () => true : config.server.cors_origins,
-        allowedHeaders: ["authorization", "x-api-key", "content-type", "x-request-id"],
-        exposedHeaders: ["x-request-id", "x-claude-cost-usd", "retry-after"]
+        allowedHeaders: ["authorization", "x-api-key", "content-type", "x-request-id", "x-conversation-id"],
+        exposedHeaders: ["x-request-id", "x-claude-cost-usd", "x-conversation-id", "retry-after"]
       })
     const server = createServer()
     // Built after the app, so released before it: stop accepting, let running turns finish

@@ -1,4 +1,5 @@
 import { HttpServerResponse } from "@effect/platform"
+import { Effect } from "effect"
 import type { Overloaded } from "../Admission.js"
 import type { CliError } from "../cli/CliErrors.js"
 import type { ControlRequestFailed } from "../cli/CliErrors.js"
@@ -71,6 +72,8 @@ export const toHttpError = (error: GatewayError): HttpError => {
       return make(400, "invalid_request_error", error.code, error.message, { param: error.param })
     case "ModelNotFound":
       return make(404, "invalid_request_error", "model_not_found", error.message, { param: "model" })
+    case "ConversationNotFound":
+      return make(404, "invalid_request_error", "conversation_not_found", error.message, { param: "conversation_id" })
     case "RouteNotFound":
       return make(404, "invalid_request_error", "unknown_url", error.message)
     case "Unauthorized":
@@ -104,3 +107,7 @@ export const errorResponse = (error: GatewayError): HttpServerResponse.HttpServe
   const http = toHttpError(error)
   return HttpServerResponse.unsafeJson(http.body, { status: http.status, headers: http.headers })
 }
+
+/** Handlers answer their failures themselves, in the OpenAI envelope. */
+export const recover = <A, R>(effect: Effect.Effect<A | HttpServerResponse.HttpServerResponse, GatewayError, R>) =>
+  Effect.catchAll(effect, (error) => Effect.succeed(errorResponse(error)))

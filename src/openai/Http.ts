@@ -1,11 +1,11 @@
-import { HttpApiBuilder, HttpIncomingMessage, HttpServerResponse } from "@effect/platform"
-import type { HttpServerRequest } from "@effect/platform"
-import { Effect, Option, Schedule, Stream } from "effect"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Effect, Schedule, Stream } from "effect"
 import * as crypto from "node:crypto"
 import { ChatService } from "../ChatService.js"
 import { InvalidRequest, ModelNotFound } from "../Errors.js"
 import { GatewayApi } from "../http/Api.js"
-import { errorResponse, type GatewayError, toHttpError } from "../http/errors.js"
+import { recover, toHttpError } from "../http/errors.js"
+import { readJson } from "../http/request.js"
 import { peelUntil } from "../lib/peel.js"
 import { GatewayConfig } from "../GatewayConfig.js"
 import { ImageFetcher } from "../ImageFetcher.js"
@@ -23,23 +23,8 @@ const SSE_HEADERS = {
   connection: "keep-alive"
 }
 
-const readJson = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) =>
-  request.json.pipe(
-    HttpIncomingMessage.withMaxBodySize(Option.some(maxBytes)),
-    Effect.mapError(() =>
-      new InvalidRequest({
-        message: `We could not parse the JSON body of your request: it must be a JSON object of at most ${maxBytes} bytes.`,
-        param: null,
-        code: "invalid_json"
-      })
-    )
-  )
-
 /** Headers are committed with the first byte: wait for the first content (or a failure) before that. */
 const commits = (event: TurnEvent) => event._tag !== "Started"
-
-const recover = <A, R>(effect: Effect.Effect<A | HttpServerResponse.HttpServerResponse, GatewayError, R>) =>
-  Effect.catchAll(effect, (error) => Effect.succeed(errorResponse(error)))
 
 export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) =>
   Effect.gen(function*() {
@@ -49,6 +34,7 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
     const { config } = yield* GatewayConfig
     // More choices than sessions would wait on each other: n is capped by both.
     const maxChoices = Math.min(config.claude.max_choices, config.claude.max_concurrent_sessions)
+    const maxHistoryMessages = config.conversation.max_history_messages
 
     const modelObject = (id: string, created: number): Model => ({ id, object: "model", created, owned_by: "anthropic" })
     const created = Math.floor(Date.now() / 1000)
@@ -67,9 +53,23 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
       .handleRaw("chatCompletions", ({ request }) =>
         recover(Effect.gen(function*() {
           const body = yield* readJson(request, config.server.max_body_bytes)
-          const chatRequest = yield* decodeChatRequest(body)
+          const decoded = yield* decodeChatRequest(body)
+          const headerId = request.headers["x-conversation-id"]
+          const chatRequest = decoded.conversation_id == null && headerId !== undefined && headerId !== ""
+            ? { ...decoded, conversation_id: headerId }
+            : decoded
+          const choices = chatRequest.n ?? 1
+          if (choices > 1 && chatRequest.conversation_id != null) {
+            return yield* Effect.fail(new InvalidRequest({
+              message: "'n' greater than 1 cannot be combined with 'conversation_id': each choice would continue it differently.",
+              param: "n",
+              code: "unsupported_parameter"
+            }))
+          }
           const model = yield* catalog.resolve(chatRequest.model)
-          const pending = yield* toTurnRequest(chatRequest, model, { maxChoices })
+          const translated = yield* toTurnRequest(chatRequest, model, { maxChoices, maxHistoryMessages })
+          // `n` independent runs belong to no conversation.
+          const pending = choices > 1 ? { ...translated, conversation: undefined } : translated
           const input = yield* Effect.forEach(
             pending.input,
             (block) => (block.type === "image_ref" ? images.load(block.url, block.param) : Effect.succeed(block)),
@@ -82,23 +82,26 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
             model
           }
           // `n` independent runs, each on its own CLI (n is checked against the session limit).
-          const runs = yield* Effect.forEach(
-            Array.from({ length: chatRequest.n ?? 1 }),
-            () => chat.turn(turn),
-            { concurrency: "unbounded" }
-          )
+          const started = yield* Effect.forEach(Array.from({ length: choices }), () => chat.turn(turn), {
+            concurrency: "unbounded"
+          })
+          const runs = started.map((run) => run.events)
+          const conversationId = started[0]?.conversationId
+          const conversationHeader = conversationId === undefined ? {} : { "x-conversation-id": conversationId }
 
           if (chatRequest.stream !== true) {
             const results = yield* Effect.forEach(runs, (events) => aggregate(events, meta), { concurrency: "unbounded" })
             const { completion, costUsd } = mergeChoices(results)
-            return HttpServerResponse.unsafeJson(completion, {
-              headers: costUsd === undefined ? {} : { "x-claude-cost-usd": String(costUsd) }
-            })
+            return HttpServerResponse.unsafeJson(
+              conversationId === undefined ? completion : { ...completion, conversation_id: conversationId },
+              { headers: { ...conversationHeader, ...(costUsd === undefined ? {} : { "x-claude-cost-usd": String(costUsd) }) } }
+            )
           }
 
           const peeled = yield* Effect.forEach(runs, (events) =>
             Effect.map(peelUntil(events, commits), ([head, rest]) => Stream.concat(Stream.fromChunk(head), rest)))
           const frames = sseFrames(peeled, meta, {
+            conversationId,
             includeUsage: chatRequest.stream_options?.include_usage === true,
             onError: (error) => toHttpError(error).body
           })
@@ -110,7 +113,7 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
           )
           return HttpServerResponse.stream(Stream.encodeText(withKeepAlive), {
             contentType: "text/event-stream",
-            headers: SSE_HEADERS
+            headers: { ...SSE_HEADERS, ...conversationHeader }
           })
         })))
   }))

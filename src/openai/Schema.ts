@@ -51,7 +51,9 @@ export const ChatRequest = Schema.Struct({
   audio: Opt(Schema.Unknown),
   prediction: Opt(Schema.Unknown),
   web_search_options: Opt(Schema.Unknown),
-  verbosity: Opt(Schema.String)
+  verbosity: Opt(Schema.String),
+  /** Extension: the conversation to continue (also the `x-conversation-id` header). */
+  conversation_id: Opt(Schema.String)
 })
 export type ChatRequest = typeof ChatRequest.Type
 

@@ -154,12 +154,18 @@ export const mergeChoices = (runs: ReadonlyArray<AggregatedCompletion>): Aggrega
 export const sseFrames = <E, R>(
   runs: ReadonlyArray<Stream.Stream<TurnEvent, E, R>>,
   meta: CompletionMeta,
-  options: { readonly includeUsage: boolean; readonly onError: (error: E) => ErrorBody }
+  options: {
+    readonly includeUsage: boolean
+    readonly onError: (error: E) => ErrorBody
+    /** Extension: every chunk names the conversation. */
+    readonly conversationId?: string | undefined
+  }
 ): Stream.Stream<string, never, R> =>
   Stream.suspend(() => {
     let model = meta.model
     let usage: TurnUsage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheCreationTokens: 0 }
-    const head = () => ({ id: meta.id, object: "chat.completion.chunk" as const, created: meta.created, model, system_fingerprint: null })
+    const extra = options.conversationId === undefined ? {} : { conversation_id: options.conversationId }
+    const head = () => ({ id: meta.id, object: "chat.completion.chunk" as const, created: meta.created, model, system_fingerprint: null, ...extra })
     const choiceFrames = (events: Stream.Stream<TurnEvent, E, R>, index: number) => {
       const chunk = (
         delta: ChatCompletionChunk["choices"][number]["delta"],

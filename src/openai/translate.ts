@@ -1,8 +1,9 @@
-import { Either, ParseResult, Schema } from "effect"
+import { Either, Schema } from "effect"
 import type { InputBlock } from "../cli/Protocol.js"
 import { ImageMediaType } from "../cli/Protocol.js"
 import { InvalidRequest } from "../Errors.js"
-import type { ToolResult, TurnRequest } from "../Turn.js"
+import { decodeBody, decodeOrFail } from "../http/request.js"
+import { type HistoryMessage, historyMessage, type ToolResult, type TurnRequest } from "../Turn.js"
 import { AssistantMessage, AssistantToolCall, ChatRequest, MessageRole, SystemMessage, ToolMessage, UserMessage, UserPart } from "./Schema.js"
 import { decodeTools } from "./tools.js"
 
@@ -11,35 +12,10 @@ import { decodeTools } from "./tools.js"
 /** Largest decoded image accepted inline (Anthropic's own per-image limit). */
 export const MAX_IMAGE_BYTES = 5 * 1024 * 1024
 
-const pathToParam = (prefix: string, path: ReadonlyArray<PropertyKey>) =>
-  path.reduce<string>(
-    (acc, key) => (typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`),
-    prefix
-  )
-
 const invalid = (message: string, param: string | null, code: string | null = "invalid_value") =>
   new InvalidRequest({ message, param, code })
 
-const decodeOrFail = <A, I>(schema: Schema.Schema<A, I>, input: unknown, prefix: string): Either.Either<A, InvalidRequest> =>
-  Schema.decodeUnknownEither(schema, { errors: "first" })(input).pipe(
-    Either.mapLeft((error) => {
-      const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
-      const param = pathToParam(prefix, issue?.path ?? [])
-      const missing = issue?.message === "is missing"
-      return invalid(
-        missing
-          ? `Missing required parameter: '${param}'.`
-          : `Invalid value for '${param || "body"}': ${issue?.message ?? String(error)}`,
-        param === "" ? null : param,
-        missing ? "missing_required_parameter" : "invalid_value"
-      )
-    })
-  )
-
-export const decodeChatRequest = (body: unknown) =>
-  typeof body === "object" && body !== null && !Array.isArray(body)
-    ? decodeOrFail(ChatRequest, body, "")
-    : Either.left(invalid("The request body must be a JSON object.", null, "invalid_json"))
+export const decodeChatRequest = (body: unknown) => decodeBody(ChatRequest, body)
 
 type Message =
   | typeof SystemMessage.Type
@@ -206,15 +182,51 @@ const limits = (request: ChatRequest) =>
 export interface TranslateOptions {
   /** Largest `n`: each choice is a CLI run of its own. */
   readonly maxChoices: number
+  /** Earlier messages a transcript carries at most (the most recent). */
+  readonly maxHistoryMessages: number
 }
 
 const toolCallText = (call: typeof AssistantToolCall.Type) =>
   `<tool_call id="${call.id}" name="${call.function.name}">${call.function.arguments}</tool_call>\n`
 
+const HEADER_USER =
+  "<conversation_history>\nThe conversation so far, oldest first. Continue it: answer the final user message that follows the history.\n"
+const HEADER_TOOLS =
+  "<conversation_history>\nThe conversation so far, oldest first. It ends with your tool calls; their results follow the history: continue from them.\n"
+
+/** A message in the form conversations record and match (images stand in as `[image]`). */
+const historyOf = (message: Message): HistoryMessage => {
+  switch (message.role) {
+    case "system":
+    case "developer":
+      return historyMessage(message.role, textOf(message.content))
+    case "user":
+      return historyMessage(
+        "user",
+        typeof message.content === "string"
+          ? message.content
+          : message.content.map((part) => {
+            const p = part as { type?: unknown; text?: unknown }
+            return p.type === "text" && typeof p.text === "string" ? p.text : "[image]"
+          }).join("")
+      )
+    case "assistant":
+      return historyMessage(
+        "assistant",
+        textOf(message.content),
+        (message.tool_calls ?? []).flatMap((raw) =>
+          Schema.is(AssistantToolCall)(raw) ? [{ id: raw.id, name: raw.function.name, arguments: raw.function.arguments }] : []
+        )
+      )
+    case "tool":
+      return historyMessage("tool", textOf(message.content), [], message.tool_call_id)
+  }
+}
+
 export const toTurnRequest = (
   request: ChatRequest,
   model: string,
-  options: TranslateOptions = { maxChoices: 1 }
+  options: TranslateOptions = { maxChoices: 1, maxHistoryMessages: 200 }
 ): Either.Either<PendingTurn, InvalidRequest> =>
   Either.gen(function*() {
     const problem = unsupported(request, options)
@@ -230,6 +242,11 @@ export const toTurnRequest = (
         `messages[${last}].role`
       ))
     }
+    const finalUser = final.role === "user"
+    // The request's new part: its last user message, or the tool results that end it.
+    let newFrom = last
+    while (!finalUser && newFrom > 0 && messages[newFrom - 1]!.role === "tool") newFrom--
+
     const system: Array<string> = []
     const history: Array<PendingBlock> = []
     let text = ""
@@ -248,9 +265,11 @@ export const toTurnRequest = (
         param
       ))
     }
-    const finalUser = final.role === "user"
+    // Earlier turns beyond conversation.max_history_messages are left out of the transcript.
+    const firstInTranscript = Math.max(0, newFrom - options.maxHistoryMessages)
     for (const [index, message] of messages.entries()) {
       if (index === last && finalUser) break
+      const inTranscript = index >= firstInTranscript && index < newFrom
       if (message.role !== "tool") {
         yield* closeOpen()
         open = undefined
@@ -262,8 +281,10 @@ export const toTurnRequest = (
           system.push(textOf(message.content))
           break
         case "user": {
+          const blocks = yield* userBlocks(message.content, index)
+          if (!inTranscript) break
           text += `<message role="user">\n`
-          for (const block of yield* userBlocks(message.content, index)) {
+          for (const block of blocks) {
             if (block.type === "text") {
               text += block.text
             } else {
@@ -277,7 +298,9 @@ export const toTurnRequest = (
         case "assistant": {
           const toolCalls = yield* Either.all((message.tool_calls ?? []).map((raw, i) =>
             decodeOrFail(AssistantToolCall, raw, `messages[${index}].tool_calls[${i}]`)))
-          text += `<message role="assistant">\n${textOf(message.content)}\n${toolCalls.map(toolCallText).join("")}</message>\n`
+          if (inTranscript) {
+            text += `<message role="assistant">\n${textOf(message.content)}\n${toolCalls.map(toolCallText).join("")}</message>\n`
+          }
           if (toolCalls.length > 0) open = { index, ids: new Set(toolCalls.map((call) => call.id)) }
           break
         }
@@ -293,13 +316,20 @@ export const toTurnRequest = (
           open.ids.delete(message.tool_call_id)
           const content = textOf(message.content)
           results.push({ id: message.tool_call_id, content })
-          text += `<message role="tool" tool_call_id="${message.tool_call_id}">\n${content}\n</message>\n`
+          if (inTranscript) text += `<message role="tool" tool_call_id="${message.tool_call_id}">\n${content}\n</message>\n`
           break
         }
       }
     }
     yield* closeOpen()
-    const input = finalUser ? yield* userBlocks(final.content, last) : []
+    const input: Array<PendingBlock> = finalUser
+      ? yield* userBlocks(final.content, last)
+      : [{
+        type: "text",
+        text: `<tool_results>\n${
+          results.map((r) => `<tool_result tool_call_id="${r.id}">\n${r.content}\n</tool_result>\n`).join("")
+        }</tool_results>`
+      }]
     if (finalUser && !input.some((block) => block.type !== "text" || block.text.trim() !== "")) {
       return yield* Either.left(invalid(
         `Invalid value for 'messages[${last}].content': the last user message is empty.`,
@@ -307,15 +337,11 @@ export const toTurnRequest = (
       ))
     }
     if (history.length > 0 || text !== "") {
-      history.unshift({
-        type: "text",
-        text: finalUser
-          ? "<conversation_history>\nThe conversation so far, oldest first. Continue it: answer the final user message that follows the history.\n"
-          : "<conversation_history>\nThe conversation so far, oldest first. It ends with the results of your tool calls: continue from them.\n"
-      })
+      history.unshift({ type: "text", text: finalUser ? HEADER_USER : HEADER_TOOLS })
       text += "</conversation_history>\n"
       flush()
     }
+    const normalized = messages.map(historyOf)
     return {
       launch: {
         model,
@@ -326,7 +352,13 @@ export const toTurnRequest = (
         ...(tools.length > 0 ? { tools, toolInstruction: instruction } : {})
       },
       input: [...history, ...input],
+      newInputFrom: history.length,
       stop,
-      ...(finalUser ? {} : { toolResults: [...results] })
+      ...(finalUser ? {} : { toolResults: [...results] }),
+      conversation: {
+        id: request.conversation_id ?? undefined,
+        history: normalized.slice(0, newFrom),
+        added: normalized.slice(newFrom)
+      }
     }
   })

@@ -11,7 +11,11 @@ let client: OpenAI
 
 beforeAll(async () => {
   upstream = await startUpstream()
-  gateway = await startGateway({ upstreamUrl: upstream.url, config: { models: { aliases: { "gpt-4o-mini": "haiku" } } } })
+  // No CLI kept between turns here: these tests watch each request's own process.
+  gateway = await startGateway({
+    upstreamUrl: upstream.url,
+    config: { models: { aliases: { "gpt-4o-mini": "haiku" } }, conversation: { max_live: 0 } }
+  })
   client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
 })
 
@@ -334,7 +338,7 @@ describe("process lifecycle", () => {
     expect(Date.now() - started).toBeLessThan(1000)
   })
 
-  it("ends the request's CLI when the response is complete", async () => {
+  it("ends the request's CLI when the response is complete (conversation.max_live = 0)", async () => {
     hello("DONE-1")
     const pid = await theStandby()
     await client.chat.completions.create({ model: "sonnet", messages: [{ role: "user", content: "DONE-1" }] })

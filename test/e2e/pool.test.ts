@@ -35,7 +35,7 @@ describe("warm pool", () => {
   let gateway: Gateway
   let client: OpenAI
   beforeAll(async () => {
-    gateway = await startGateway({ upstreamUrl: upstream.url, config: { pool: { prewarm: 1 } } })
+    gateway = await startGateway({ upstreamUrl: upstream.url, config: { pool: { prewarm: 1 }, conversation: { max_live: 0 } } })
     client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
   })
   afterAll(() => gateway?.close())

@@ -17,7 +17,7 @@ export interface Gateway {
   /** For the openai client: `${url}/v1`. */
   readonly baseURL: string
   readonly home: string
-  readonly close: () => Promise<void>
+  readonly close: (options?: { readonly keepHome?: boolean }) => Promise<void>
 }
 
 type Overrides = Record<string, Record<string, unknown>>
@@ -37,8 +37,10 @@ export const startGateway = async (options: {
   readonly config?: Overrides
   /** Receives every log line of the app (with its annotations). */
   readonly onLog?: (line: LogLine) => void
+  /** Reuse a HOME (CLI sessions, conversation database) kept by an earlier gateway's `close({ keepHome: true })`. */
+  readonly home?: string
 }) => {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-test-"))
+  const home = options.home ?? fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-test-"))
   const env = {
     PATH: process.env.PATH,
     HOME: home,
@@ -51,6 +53,7 @@ export const startGateway = async (options: {
     ...overrides,
     server: { port: 0, ...overrides.server },
     claude: { command: CLAUDE_BIN, workspace: path.join(home, "workspace"), max_retries: 0, ...overrides.claude },
+    conversation: { data_dir: path.join(home, "data"), ...overrides.conversation },
     log: { level: "warning", ...overrides.log }
   }
   const onLog = options.onLog
@@ -70,9 +73,9 @@ export const startGateway = async (options: {
     url,
     baseURL: `${url}/v1`,
     home,
-    close: async () => {
+    close: async (closing?: { readonly keepHome?: boolean }) => {
       await runtime.dispose()
-      fs.rmSync(home, { recursive: true, force: true })
+      if (closing?.keepHome !== true) fs.rmSync(home, { recursive: true, force: true })
     }
   } satisfies Gateway
 }
@@ -115,6 +118,7 @@ export interface HealthBody {
     readonly signatures: ReadonlyArray<{ readonly model: string; readonly standby: number; readonly spawning: number }>
   }
   readonly tools: { readonly parked: number }
+  readonly conversations: { readonly live: number }
 }
 
 export const health = async (gateway: Gateway): Promise<HealthBody> =>

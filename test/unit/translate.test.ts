@@ -43,7 +43,9 @@ describe("toTurnRequest: prompt and input", () => {
     expect(turn).toEqual({
       launch: { model: "claude-opus-5-5", systemPrompt: undefined, effort: undefined, maxOutputTokens: undefined },
       input: [{ type: "text", text: "hi" }],
-      stop: []
+      newInputFrom: 0,
+      stop: [],
+      conversation: { id: undefined, history: [], added: [{ role: "user", content: "hi" }] }
     })
   })
 
@@ -288,10 +290,10 @@ describe("toTurnRequest: response_format", () => {
 describe("toTurnRequest: n", () => {
   const body = (n: number) => ({ model: "m", n, messages: [{ role: "user", content: "x" }] })
   it("accepts n up to maxChoices and refuses more, naming n", () => {
-    expect(Either.isRight(toTurnRequest(Either.getOrThrow(decodeChatRequest(body(3))), "m", { maxChoices: 3 }))).toBe(true)
-    const refused = toTurnRequest(Either.getOrThrow(decodeChatRequest(body(4))), "m", { maxChoices: 3 })
+    expect(Either.isRight(toTurnRequest(Either.getOrThrow(decodeChatRequest(body(3))), "m", { maxChoices: 3, maxHistoryMessages: 200 }))).toBe(true)
+    const refused = toTurnRequest(Either.getOrThrow(decodeChatRequest(body(4))), "m", { maxChoices: 3, maxHistoryMessages: 200 })
     expect(Either.isLeft(refused) && refused.left.param).toBe("n")
-    const zero = toTurnRequest(Either.getOrThrow(decodeChatRequest(body(0))), "m", { maxChoices: 3 })
+    const zero = toTurnRequest(Either.getOrThrow(decodeChatRequest(body(0))), "m", { maxChoices: 3, maxHistoryMessages: 200 })
     expect(Either.isLeft(zero) && zero.left.message).toContain("from 1 to 3")
   })
 })
@@ -359,7 +361,15 @@ describe("toTurnRequest: client tools", () => {
       { role: "tool", tool_call_id: "call_2", content: [{ type: "text", text: "two" }] }
     ], { tools: [fn("f")] }))
     expect(turn.toolResults).toEqual([{ id: "call_1", content: "one" }, { id: "call_2", content: "two" }])
-    expect((turn.input[0] as { text: string }).text).toContain("It ends with the results of your tool calls")
+    expect((turn.input[0] as { text: string }).text).toContain("It ends with your tool calls; their results follow")
+    // A session that holds the history gets the results alone.
+    const latest = turn.input.slice(turn.newInputFrom)
+    expect(latest).toEqual([{
+      type: "text",
+      text: `<tool_results>\n<tool_result tool_call_id="call_1">\none\n</tool_result>\n<tool_result tool_call_id="call_2">\ntwo\n</tool_result>\n</tool_results>`
+    }])
+    expect(turn.conversation?.added.map((m) => m.role)).toEqual(["tool", "tool"])
+    expect(turn.conversation?.history.map((m) => m.role)).toEqual(["user", "assistant"])
   })
 
   it("refuses unanswered calls and results that answer no call", () => {

@@ -1,0 +1,224 @@
+import { SqlClient } from "@effect/sql"
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import { Effect, Layer, Option, Schema } from "effect"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { GatewayConfig } from "./GatewayConfig.js"
+
+/**
+ * Where conversations are remembered: their messages, usage, the CLI session that continues them
+ * and the fingerprint of their history. SQLite by default (one file in `conversation.data_dir`);
+ * the interface is all the rest of the gateway sees, so a shared store can replace it.
+ */
+
+export interface ConversationInit {
+  readonly model?: string | undefined
+  readonly systemPrompt?: string | undefined
+  readonly workingDirectory?: string | undefined
+  readonly metadata?: Readonly<Record<string, string>> | undefined
+}
+
+export interface Conversation {
+  readonly id: string
+  /** Unix seconds. */
+  readonly createdAt: number
+  readonly updatedAt: number
+  readonly model: string | null
+  readonly systemPrompt: string | null
+  readonly workingDirectory: string | null
+  readonly metadata: Readonly<Record<string, string>>
+  /** The CLI session that holds the conversation's turns (for `--resume`). */
+  readonly cliSessionId: string | null
+  readonly promptTokens: number
+  readonly completionTokens: number
+  readonly costUsd: number
+}
+
+/** One message as the client sees it (images stand in as `[image]`). */
+export const StoredMessage = Schema.Struct({
+  role: Schema.String,
+  content: Schema.NullOr(Schema.String),
+  tool_calls: Schema.optionalWith(Schema.Array(Schema.Struct({ id: Schema.String, name: Schema.String, arguments: Schema.String })), { exact: true }),
+  tool_call_id: Schema.optionalWith(Schema.String, { exact: true })
+})
+export type StoredMessage = typeof StoredMessage.Type
+
+export interface TurnRecord {
+  /** The messages this turn added: the client's new ones and the answer. */
+  readonly messages: ReadonlyArray<StoredMessage>
+  readonly cliSessionId: string
+  /** Of the whole history after this turn: what the client's next request will start with. */
+  readonly fingerprint: string
+  readonly promptTokens: number
+  readonly completionTokens: number
+  readonly costUsd: number
+}
+
+export interface Page {
+  readonly data: ReadonlyArray<Conversation>
+  readonly hasMore: boolean
+}
+
+// Schema migrations, applied in order; PRAGMA user_version counts the ones done.
+const MIGRATIONS: ReadonlyArray<string> = [
+  `CREATE TABLE conversations (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    model TEXT,
+    system_prompt TEXT,
+    working_directory TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    cli_session_id TEXT,
+    fingerprint TEXT,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0
+  );
+  CREATE INDEX conversations_fingerprint ON conversations (fingerprint);
+  CREATE TABLE messages (
+    conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, position)
+  );`
+]
+
+const Row = Schema.Struct({
+  id: Schema.String,
+  created_at: Schema.Number,
+  updated_at: Schema.Number,
+  model: Schema.NullOr(Schema.String),
+  system_prompt: Schema.NullOr(Schema.String),
+  working_directory: Schema.NullOr(Schema.String),
+  metadata: Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.String })),
+  cli_session_id: Schema.NullOr(Schema.String),
+  prompt_tokens: Schema.Number,
+  completion_tokens: Schema.Number,
+  cost_usd: Schema.Number
+})
+const decodeRows = Schema.decodeUnknown(Schema.Array(Row))
+const decodeMessages = Schema.decodeUnknown(Schema.Array(Schema.Struct({ message: Schema.parseJson(StoredMessage) })))
+
+/** The number in column `name` of a one-row result. */
+const firstNumber = (name: string) => (rows: ReadonlyArray<unknown>) =>
+  Effect.map(
+    Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ [name]: Schema.Number })))(rows.slice(0, 1)),
+    ([row]) => row[name]!
+  )
+
+const toConversation = (row: typeof Row.Type): Conversation => ({
+  id: row.id,
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+  model: row.model,
+  systemPrompt: row.system_prompt,
+  workingDirectory: row.working_directory,
+  metadata: row.metadata,
+  cliSessionId: row.cli_session_id,
+  promptTokens: row.prompt_tokens,
+  completionTokens: row.completion_tokens,
+  costUsd: row.cost_usd
+})
+
+const now = () => Math.floor(Date.now() / 1000)
+
+/** The SQLite file in `conversation.data_dir`. */
+const SqliteLive = Layer.unwrapEffect(Effect.gen(function*() {
+  const { config } = yield* GatewayConfig
+  const dir = config.conversation.data_dir
+  yield* Effect.sync(() => fs.mkdirSync(dir, { recursive: true }))
+  return SqliteClient.layer({ filename: path.join(dir, "conversations.db") })
+}))
+
+export class ConversationStore extends Effect.Service<ConversationStore>()("ConversationStore", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // The store is the gateway's own state: a failing database is a defect, not a client error.
+    const version = yield* sql`PRAGMA user_version`.pipe(Effect.flatMap(firstNumber("user_version")), Effect.orDie)
+    yield* sql`PRAGMA foreign_keys = ON`.pipe(Effect.orDie)
+    for (const [index, migration] of MIGRATIONS.entries()) {
+      if (index < version) continue
+      yield* sql.withTransaction(Effect.gen(function*() {
+        for (const statement of migration.split(";").map((s) => s.trim()).filter((s) => s !== "")) {
+          yield* sql.unsafe(statement)
+        }
+        yield* sql.unsafe(`PRAGMA user_version = ${index + 1}`)
+      })).pipe(Effect.orDie)
+    }
+
+    const select = (query: Effect.Effect<ReadonlyArray<unknown>, unknown>) =>
+      query.pipe(Effect.flatMap(decodeRows), Effect.map((rows) => rows.map(toConversation)), Effect.orDie)
+
+    const get = (id: string): Effect.Effect<Option.Option<Conversation>> =>
+      select(sql`SELECT * FROM conversations WHERE id = ${id}`).pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
+
+    const create = (init: ConversationInit): Effect.Effect<Conversation> =>
+      Effect.gen(function*() {
+        const id = `conv_${crypto.randomUUID().replaceAll("-", "")}`
+        const at = now()
+        yield* sql`INSERT INTO conversations ${sql.insert({
+          id,
+          created_at: at,
+          updated_at: at,
+          model: init.model ?? null,
+          system_prompt: init.systemPrompt ?? null,
+          working_directory: init.workingDirectory ?? null,
+          metadata: JSON.stringify(init.metadata ?? {})
+        })}`.pipe(Effect.orDie)
+        return Option.getOrThrow(yield* get(id))
+      })
+
+    const messages = (id: string): Effect.Effect<ReadonlyArray<StoredMessage>> =>
+      sql`SELECT message FROM messages WHERE conversation_id = ${id} ORDER BY position`.pipe(
+        Effect.flatMap(decodeMessages),
+        Effect.map((rows) => rows.map((row) => row.message)),
+        Effect.orDie
+      )
+
+    /** Newest first; `after` is the last id of the previous page. */
+    const list = (options: { readonly limit: number; readonly after?: string | undefined }): Effect.Effect<Page> =>
+      select(
+        options.after === undefined
+          ? sql`SELECT * FROM conversations ORDER BY rowid DESC LIMIT ${options.limit + 1}`
+          : sql`SELECT * FROM conversations WHERE rowid < (SELECT rowid FROM conversations WHERE id = ${options.after})
+                ORDER BY rowid DESC LIMIT ${options.limit + 1}`
+      ).pipe(Effect.map((rows) => ({ data: rows.slice(0, options.limit), hasMore: rows.length > options.limit })))
+
+    const remove = (id: string): Effect.Effect<boolean> =>
+      Effect.gen(function*() {
+        const found = Option.isSome(yield* get(id))
+        if (found) yield* sql`DELETE FROM conversations WHERE id = ${id}`.pipe(Effect.orDie)
+        return found
+      })
+
+    const recordTurn = (id: string, turn: TurnRecord): Effect.Effect<void> =>
+      sql.withTransaction(Effect.gen(function*() {
+        const at = now()
+        const next = yield* sql`SELECT COALESCE(MAX(position) + 1, 0) AS next FROM messages WHERE conversation_id = ${id}`.pipe(
+          Effect.flatMap(firstNumber("next"))
+        )
+        for (const [i, message] of turn.messages.entries()) {
+          yield* sql`INSERT INTO messages ${sql.insert({ conversation_id: id, position: next + i, created_at: at, message: JSON.stringify(message) })}`
+        }
+        yield* sql`UPDATE conversations SET
+          updated_at = ${at},
+          cli_session_id = ${turn.cliSessionId},
+          fingerprint = ${turn.fingerprint},
+          prompt_tokens = prompt_tokens + ${turn.promptTokens},
+          completion_tokens = completion_tokens + ${turn.completionTokens},
+          cost_usd = cost_usd + ${turn.costUsd}
+          WHERE id = ${id}`
+      })).pipe(Effect.orDie)
+
+    /** The conversation whose history has this fingerprint, if it was updated since `notBefore` (unix s). */
+    const findByFingerprint = (fingerprint: string, notBefore: number): Effect.Effect<Option.Option<Conversation>> =>
+      select(sql`SELECT * FROM conversations WHERE fingerprint = ${fingerprint} AND updated_at >= ${notBefore}
+                 ORDER BY updated_at DESC LIMIT 1`).pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
+
+    return { create, get, messages, list, remove, recordTurn, findByFingerprint } as const
+  }),
+  dependencies: [SqliteLive]
+}) {}

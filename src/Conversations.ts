@@ -1,0 +1,191 @@
+import { Effect, Exit, Fiber, Option, Runtime, Scope } from "effect"
+import * as crypto from "node:crypto"
+import { Admission } from "./Admission.js"
+import type { CliHandle } from "./cli/CliProcess.js"
+import { type Conversation, ConversationStore } from "./ConversationStore.js"
+import { ConversationNotFound } from "./Errors.js"
+import { GatewayConfig } from "./GatewayConfig.js"
+import type { ConversationRef, HistoryMessage, ToolCall, TurnUsage } from "./Turn.js"
+
+/**
+ * Which CLI session continues which conversation. A conversation is named by the client
+ * (`conversation_id`) or found by the fingerprint of the history a stateless client re-sends.
+ * Between turns its CLI stays alive (idle TTL, LRU cap), so the next turn is written to the same
+ * process; after that, or after a restart, a new CLI resumes the recorded session (`--resume`).
+ * Requests of one conversation are served one at a time.
+ */
+
+/** A CLI process owned outside any request: closing the scope kills it. */
+export interface OwnedProcess {
+  readonly scope: Scope.CloseableScope
+  readonly handle: CliHandle
+  /** The launch signature it was started with. */
+  readonly signature: string
+}
+
+/** The conversation a request continues, or a new one. */
+export interface Resolved {
+  readonly conversation: Conversation
+  /** Its CLI session holds the history: only the request's new part is sent. */
+  readonly continues: boolean
+  /** The history before this request's new messages, as recorded. */
+  readonly before: ReadonlyArray<HistoryMessage>
+}
+
+export interface Answer {
+  readonly text: string
+  readonly toolCalls: ReadonlyArray<ToolCall>
+  readonly usage: TurnUsage
+  readonly costUsd: number | undefined
+  readonly cliSessionId: string
+}
+
+export const fingerprint = (signature: string, messages: ReadonlyArray<HistoryMessage>): string =>
+  crypto.createHash("sha256").update(JSON.stringify([signature, messages])).digest("hex")
+
+interface Live {
+  readonly process: OwnedProcess
+  expiry: Fiber.RuntimeFiber<void> | undefined
+}
+
+export class Conversations extends Effect.Service<Conversations>()("Conversations", {
+  scoped: Effect.gen(function*() {
+    const store = yield* ConversationStore
+    const admission = yield* Admission
+    const { config } = yield* GatewayConfig
+    const settings = config.conversation
+    const daemon = yield* Effect.runtime<never>()
+    // Insertion order is use order: the first entry is the least recently used.
+    const live = new Map<string, Live>()
+    const locks = new Map<string, { readonly semaphore: Effect.Semaphore; users: number }>()
+
+    const close = (id: string, entry: Live) =>
+      Effect.suspend(() => {
+        if (live.get(id) === entry) live.delete(id)
+        return Scope.close(entry.process.scope, Exit.void)
+      })
+
+    /** End a live process from outside its idle timer (which must not outlive it). */
+    const drop = (id: string, entry: Live) =>
+      Effect.zipRight(entry.expiry ? Fiber.interrupt(entry.expiry) : Effect.void, close(id, entry))
+
+    // Running turns finish (and are recorded) before the store closes; then the live CLIs end.
+    yield* Effect.addFinalizer(() =>
+      Effect.zipRight(admission.drain, Effect.forEach([...live], ([id, entry]) => drop(id, entry), { discard: true }))
+    )
+
+    /** Hold the conversation for the caller's scope: its requests run one at a time. */
+    const lock = (id: string): Effect.Effect<void, never, Scope.Scope> =>
+      Effect.gen(function*() {
+        const entry = yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            let entry = locks.get(id)
+            if (!entry) {
+              entry = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 }
+              locks.set(id, entry)
+            }
+            entry.users++
+            return entry
+          }),
+          (entry) =>
+            Effect.sync(() => {
+              if (--entry.users === 0) locks.delete(id)
+            })
+        )
+        yield* Effect.acquireRelease(entry.semaphore.take(1), () => entry.semaphore.release(1))
+      })
+
+    /** The conversation's live CLI, if it was started with this signature and is idle. */
+    const takeLive = (id: string, signature: string): Effect.Effect<Option.Option<OwnedProcess>> =>
+      Effect.gen(function*() {
+        const entry = live.get(id)
+        if (entry === undefined) return Option.none()
+        live.delete(id)
+        if (entry.expiry) yield* Fiber.interrupt(entry.expiry)
+        if (entry.process.signature === signature && (yield* entry.process.handle.isIdle)) return Option.some(entry.process)
+        yield* Scope.close(entry.process.scope, Exit.void)
+        return Option.none()
+      })
+
+    /** Keep a conversation's CLI between turns (only an idle one: a turn cut short would talk on). */
+    const keepLive = (id: string, process: OwnedProcess): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        if (settings.max_live === 0 || !(yield* process.handle.isIdle)) return yield* Scope.close(process.scope, Exit.void)
+        const previous = live.get(id)
+        if (previous !== undefined) yield* drop(id, previous)
+        const entry: Live = { process, expiry: undefined }
+        live.set(id, entry)
+        entry.expiry = Runtime.runFork(daemon)(
+          Effect.sleep(`${settings.session_timeout_minutes} minutes`).pipe(Effect.zipRight(close(id, entry)))
+        )
+        for (const [oldest, entry] of live) {
+          if (live.size <= settings.max_live) break
+          yield* drop(oldest, entry)
+        }
+      })
+
+    /** Forget a conversation and end its live CLI. */
+    const remove = (id: string): Effect.Effect<boolean> =>
+      Effect.gen(function*() {
+        const entry = live.get(id)
+        if (entry !== undefined) yield* drop(id, entry)
+        return yield* store.remove(id)
+      })
+
+    /**
+     * The conversation a request continues: the one it names (404 if unknown), the one whose
+     * recorded history it re-sends, or a new one.
+     */
+    const resolve = (ref: ConversationRef, signature: string): Effect.Effect<Resolved, ConversationNotFound> =>
+      Effect.gen(function*() {
+        if (ref.id !== undefined) {
+          const found = yield* store.get(ref.id)
+          if (Option.isNone(found)) return yield* Effect.fail(new ConversationNotFound({ id: ref.id }))
+          const conversation = found.value
+          const continues = conversation.cliSessionId !== null
+          return { conversation, continues, before: continues ? yield* store.messages(conversation.id) : ref.history }
+        }
+        if (ref.history.length > 0) {
+          const notBefore = Math.floor(Date.now() / 1000) - settings.fingerprint_ttl_minutes * 60
+          const found = yield* store.findByFingerprint(fingerprint(signature, ref.history), notBefore)
+          if (Option.isSome(found) && found.value.cliSessionId !== null) {
+            return { conversation: found.value, continues: true, before: ref.history }
+          }
+        }
+        return { conversation: yield* store.create({}), continues: false, before: ref.history }
+      })
+
+    /** The same conversation as it is now (another request may have had a turn meanwhile). */
+    const refresh = (resolved: Resolved): Effect.Effect<Resolved> =>
+      Effect.gen(function*() {
+        const current = Option.getOrElse(yield* store.get(resolved.conversation.id), () => resolved.conversation)
+        if (current.cliSessionId === null) return { ...resolved, conversation: current }
+        return { conversation: current, continues: true, before: yield* store.messages(current.id) }
+      })
+
+    /** Record a turn's new messages and answer, and the fingerprint the next request will match. */
+    const record = (resolved: Resolved, signature: string, added: ReadonlyArray<HistoryMessage>, answer: Answer) =>
+      Effect.suspend(() => {
+        const reply: HistoryMessage = {
+          role: "assistant",
+          content: answer.text === "" ? null : answer.text,
+          ...(answer.toolCalls.length > 0 ? { tool_calls: answer.toolCalls } : {})
+        }
+        const messages = [...added, reply]
+        const usage = answer.usage
+        return store.recordTurn(resolved.conversation.id, {
+          messages: resolved.continues ? messages : [...resolved.before, ...messages],
+          cliSessionId: answer.cliSessionId,
+          fingerprint: fingerprint(signature, [...resolved.before, ...messages]),
+          promptTokens: usage.inputTokens + usage.cacheReadTokens + usage.cacheCreationTokens,
+          completionTokens: usage.outputTokens,
+          costUsd: answer.costUsd ?? 0
+        })
+      })
+
+    const liveIds = Effect.sync((): ReadonlySet<string> => new Set(live.keys()))
+
+    return { lock, takeLive, keepLive, remove, resolve, refresh, record, liveIds, store } as const
+  }),
+  dependencies: [ConversationStore.Default, Admission.Default]
+}) {}

@@ -1,0 +1,122 @@
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Effect, Option } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type { Conversation } from "../ConversationStore.js"
+import { Conversations } from "../Conversations.js"
+import { ConversationNotFound, InvalidRequest } from "../Errors.js"
+import { GatewayConfig } from "../GatewayConfig.js"
+import { GatewayApi } from "../http/Api.js"
+import { recover } from "../http/errors.js"
+import { decodeBody, readJson } from "../http/request.js"
+import { ModelCatalog } from "../ModelCatalog.js"
+import { CreateConversation } from "./Api.js"
+
+const invalid = (message: string, param: string) => new InvalidRequest({ message, param, code: "invalid_value" })
+
+export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations", (handlers) =>
+  Effect.gen(function*() {
+    const conversations = yield* Conversations
+    const catalog = yield* ModelCatalog
+    const { config } = yield* GatewayConfig
+    const store = conversations.store
+    const workspace = path.resolve(config.claude.workspace)
+
+    /** A working directory inside the workspace (relative to it, or absolute within it), created if missing. */
+    const workingDirectory = (requested: string) =>
+      Effect.gen(function*() {
+        const resolved = path.resolve(workspace, requested)
+        if (resolved !== workspace && !resolved.startsWith(workspace + path.sep)) {
+          return yield* Effect.fail(invalid(
+            `Invalid value for 'working_directory': it must lie inside the gateway's workspace (${workspace}).`,
+            "working_directory"
+          ))
+        }
+        yield* Effect.sync(() => fs.mkdirSync(resolved, { recursive: true }))
+        return resolved
+      })
+
+    const render = (conversation: Conversation, live: ReadonlySet<string>) => ({
+      id: conversation.id,
+      object: "conversation" as const,
+      created_at: conversation.createdAt,
+      updated_at: conversation.updatedAt,
+      model: conversation.model,
+      system: conversation.systemPrompt,
+      working_directory: conversation.workingDirectory,
+      metadata: conversation.metadata,
+      live: live.has(conversation.id),
+      usage: {
+        prompt_tokens: conversation.promptTokens,
+        completion_tokens: conversation.completionTokens,
+        total_tokens: conversation.promptTokens + conversation.completionTokens
+      },
+      cost_usd: conversation.costUsd
+    })
+
+    const find = (id: string) =>
+      Effect.flatMap(store.get(id), Option.match({
+        onNone: () => Effect.fail(new ConversationNotFound({ id })),
+        onSome: Effect.succeed
+      }))
+
+    return handlers
+      .handleRaw("createConversation", ({ request }) =>
+        recover(Effect.gen(function*() {
+          const body = yield* decodeBody(CreateConversation, yield* readJson(request, config.server.max_body_bytes))
+          if (body.model != null) yield* catalog.resolve(body.model)
+          const conversation = yield* store.create({
+            model: body.model ?? undefined,
+            systemPrompt: body.system ?? undefined,
+            workingDirectory: body.working_directory == null ? undefined : yield* workingDirectory(body.working_directory),
+            metadata: body.metadata ?? undefined
+          })
+          return HttpServerResponse.unsafeJson(render(conversation, new Set()), { status: 201 })
+        })))
+      .handle("listConversations", ({ urlParams }) =>
+        recover(Effect.gen(function*() {
+          const limit = urlParams.limit === undefined ? 20 : Number(urlParams.limit)
+          if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+            return yield* Effect.fail(invalid("Invalid value for 'limit': expected an integer from 1 to 100.", "limit"))
+          }
+          const after = urlParams.after
+          if (after !== undefined) yield* find(after)
+          const page = yield* store.list({ limit, after })
+          const live = yield* conversations.liveIds
+          const data = page.data.map((conversation) => render(conversation, live))
+          return HttpServerResponse.unsafeJson({
+            object: "list",
+            data,
+            has_more: page.hasMore,
+            first_id: data[0]?.id ?? null,
+            last_id: data.at(-1)?.id ?? null
+          })
+        })))
+      .handle("retrieveConversation", ({ path: { id } }) =>
+        recover(Effect.gen(function*() {
+          const conversation = yield* find(id)
+          const messages = yield* store.messages(id)
+          return HttpServerResponse.unsafeJson({
+            ...render(conversation, yield* conversations.liveIds),
+            messages: messages.map((message) => ({
+              role: message.role,
+              content: message.content,
+              ...(message.tool_calls !== undefined
+                ? {
+                  tool_calls: message.tool_calls.map((call) => ({
+                    id: call.id,
+                    type: "function",
+                    function: { name: call.name, arguments: call.arguments }
+                  }))
+                }
+                : {}),
+              ...(message.tool_call_id !== undefined ? { tool_call_id: message.tool_call_id } : {})
+            }))
+          })
+        })))
+      .handle("deleteConversation", ({ path: { id } }) =>
+        recover(Effect.gen(function*() {
+          if (!(yield* conversations.remove(id))) return yield* Effect.fail(new ConversationNotFound({ id }))
+          return HttpServerResponse.unsafeJson({ id, object: "conversation.deleted", deleted: true })
+        })))
+  }))

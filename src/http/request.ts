@@ -1,0 +1,48 @@
+import { HttpIncomingMessage } from "@effect/platform"
+import type { HttpServerRequest } from "@effect/platform"
+import { Effect, Either, Option, ParseResult, Schema } from "effect"
+import { InvalidRequest } from "../Errors.js"
+
+/** Reading request bodies, with errors that name the offending field. */
+
+const pathToParam = (prefix: string, path: ReadonlyArray<PropertyKey>) =>
+  path.reduce<string>(
+    (acc, key) => (typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`),
+    prefix
+  )
+
+/** Decode with Schema; the first problem becomes a 400 naming its field (prefixed by `prefix`). */
+export const decodeOrFail = <A, I>(schema: Schema.Schema<A, I>, input: unknown, prefix: string): Either.Either<A, InvalidRequest> =>
+  Schema.decodeUnknownEither(schema, { errors: "first" })(input).pipe(
+    Either.mapLeft((error) => {
+      const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
+      const param = pathToParam(prefix, issue?.path ?? [])
+      const missing = issue?.message === "is missing"
+      return new InvalidRequest({
+        message: missing
+          ? `Missing required parameter: '${param}'.`
+          : `Invalid value for '${param || "body"}': ${issue?.message ?? String(error)}`,
+        param: param === "" ? null : param,
+        code: missing ? "missing_required_parameter" : "invalid_value"
+      })
+    })
+  )
+
+/** The body as JSON (at most `maxBytes`); anything else is a 400 `invalid_json`. */
+export const readJson = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) =>
+  request.json.pipe(
+    HttpIncomingMessage.withMaxBodySize(Option.some(maxBytes)),
+    Effect.mapError(() =>
+      new InvalidRequest({
+        message: `We could not parse the JSON body of your request: it must be a JSON object of at most ${maxBytes} bytes.`,
+        param: null,
+        code: "invalid_json"
+      })
+    )
+  )
+
+/** A JSON object body decoded with `schema`. */
+export const decodeBody = <A, I>(schema: Schema.Schema<A, I>, body: unknown): Either.Either<A, InvalidRequest> =>
+  typeof body === "object" && body !== null && !Array.isArray(body)
+    ? decodeOrFail(schema, body, "")
+    : Either.left(new InvalidRequest({ message: "The request body must be a JSON object.", param: null, code: "invalid_json" }))

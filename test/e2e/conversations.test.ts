@@ -1,0 +1,217 @@
+import OpenAI from "openai"
+import type { ChatCompletion, ChatCompletionMessageParam } from "openai/resources/chat/completions"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { cliChildren, type Gateway, health, postChat, startGateway, waitForHealth, waitForNoCliChildren } from "../support/gateway.js"
+import { messagesOf, startUpstream, textOf, type Upstream } from "../support/upstream.js"
+
+// Conversations: conversation_id, /v1/conversations, native continuation for stateless clients,
+// persisted across restarts (real CLI, scripted upstream that logs every request body).
+
+let upstream: Upstream
+let gateway: Gateway
+let client: OpenAI
+
+beforeAll(async () => {
+  upstream = await startUpstream()
+  gateway = await startGateway({ upstreamUrl: upstream.url })
+  client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
+})
+
+afterAll(async () => {
+  await gateway?.close()
+  await upstream?.close()
+  expect(await waitForNoCliChildren()).toEqual([])
+})
+
+const answer = (marker: string, text: string) => upstream.on(marker, { kind: "message", blocks: [{ type: "text", text }] })
+
+/** The CLI's own reminders in user messages. */
+const reminders = /<system-reminder>[\s\S]*?<\/system-reminder>/g
+
+/** The user and assistant turns upstream received for `marker` (the CLI's own system messages left out). */
+const turnsSent = (marker: string, which = 0) =>
+  messagesOf(upstream.requestsFor(marker)[which]!.body)
+    .filter((m) => m.role === "user" || m.role === "assistant")
+    .map((m) => `${m.role}: ${textOf(m.content).replace(reminders, "").trim()}`)
+
+const sessionOf = (marker: string) => upstream.requestsFor(marker)[0]!.headers["x-claude-code-session-id"]
+
+type WithConversation = ChatCompletion & { conversation_id?: string }
+
+const chat = async (messages: Array<ChatCompletionMessageParam>, extra: Record<string, unknown> = {}, c = client) => {
+  const { data, response } = await c.chat.completions.create({ model: "sonnet", messages, ...extra }).withResponse()
+  const completion = data as WithConversation
+  expect(response.headers.get("x-conversation-id")).toBe(completion.conversation_id)
+  return completion
+}
+
+const getJson = async (path: string, init?: RequestInit) => {
+  const response = await fetch(`${gateway.url}${path}`, init)
+  return { status: response.status, body: await response.json() as Record<string, unknown> }
+}
+
+describe("conversation_id", () => {
+  it("continues the CLI session: upstream gets the first turn as real prior messages", async () => {
+    answer("CONV-A1", "First answer.")
+    answer("CONV-A2", "Second answer.")
+    answer("CONV-A3", "Third answer.")
+    const first = await chat([{ role: "user", content: "CONV-A1" }])
+    expect(first.conversation_id).toMatch(/^conv_/)
+    const second = await chat([{ role: "user", content: "CONV-A2" }], { conversation_id: first.conversation_id })
+    expect(second.conversation_id).toBe(first.conversation_id)
+    expect(turnsSent("CONV-A2")).toEqual(["user: CONV-A1", "assistant: First answer.", "user: CONV-A2"])
+    expect(sessionOf("CONV-A2")).toBe(sessionOf("CONV-A1"))
+    // The header works as well as the body field.
+    const third = await client.chat.completions.create(
+      { model: "sonnet", messages: [{ role: "user", content: "CONV-A3" }] },
+      { headers: { "x-conversation-id": first.conversation_id! } }
+    )
+    expect(third.choices[0]!.message.content).toBe("Third answer.")
+    expect(turnsSent("CONV-A3")).toHaveLength(5)
+    expect(sessionOf("CONV-A3")).toBe(sessionOf("CONV-A1"))
+  })
+
+  it("streams carry the conversation id in the header and in every chunk", async () => {
+    answer("CONV-S1", "streamed")
+    const { data: stream, response } = await client.chat.completions
+      .create({ model: "sonnet", messages: [{ role: "user", content: "CONV-S1" }], stream: true })
+      .withResponse()
+    const id = response.headers.get("x-conversation-id")
+    expect(id).toMatch(/^conv_/)
+    for await (const chunk of stream) expect((chunk as { conversation_id?: string }).conversation_id).toBe(id)
+  })
+
+  it("an unknown id is a 404 before any CLI work", async () => {
+    const before = (await health(gateway)).pool.spawned
+    const response = await postChat(gateway, { model: "sonnet", conversation_id: "conv_nope", messages: [{ role: "user", content: "hi" }] })
+    expect(response.status).toBe(404)
+    expect(await response.json()).toMatchObject({ error: { code: "conversation_not_found", param: "conversation_id" } })
+    expect((await health(gateway)).pool.spawned).toBe(before)
+    expect(upstream.requestsFor("conv_nope")).toHaveLength(0)
+  })
+
+  it("serves two concurrent requests on one conversation in order, never interleaved", async () => {
+    upstream.on("CONV-C1", { kind: "message", blocks: [{ type: "text", text: "slow one" }], delayMs: 600 })
+    answer("CONV-C2", "quick one")
+    const created = await getJson("/v1/conversations", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })
+    const id = created.body.id as string
+    const first = chat([{ role: "user", content: "CONV-C1" }], { conversation_id: id })
+    await new Promise((r) => setTimeout(r, 100))
+    const second = chat([{ role: "user", content: "CONV-C2" }], { conversation_id: id })
+    expect((await first).choices[0]!.message.content).toBe("slow one")
+    expect((await second).choices[0]!.message.content).toBe("quick one")
+    // The second turn started after the first had finished: it saw the first as history.
+    expect(turnsSent("CONV-C2")).toEqual(["user: CONV-C1", "assistant: slow one", "user: CONV-C2"])
+  })
+})
+
+describe("stateless clients that re-send the history", () => {
+  it("continue the same CLI session for three turns, with no transcript", async () => {
+    answer("HIST-1", "one")
+    answer("HIST-2", "two")
+    answer("HIST-3", "three")
+    const messages: Array<ChatCompletionMessageParam> = [{ role: "system", content: "Be brief." }, { role: "user", content: "HIST-1" }]
+    const first = await chat(messages)
+    messages.push(first.choices[0]!.message, { role: "user", content: "HIST-2" })
+    const second = await chat(messages)
+    const spawnedAfterSecond = (await health(gateway)).pool.spawned
+    messages.push(second.choices[0]!.message, { role: "user", content: "HIST-3" })
+    const third = await chat(messages)
+    expect(new Set([first.conversation_id, second.conversation_id, third.conversation_id]).size).toBe(1)
+    expect(new Set([sessionOf("HIST-1"), sessionOf("HIST-2"), sessionOf("HIST-3")]).size).toBe(1)
+    expect(turnsSent("HIST-3")).toEqual(["user: HIST-1", "assistant: one", "user: HIST-2", "assistant: two", "user: HIST-3"])
+    for (const marker of ["HIST-2", "HIST-3"]) expect(JSON.stringify(upstream.requestsFor(marker)[0]!.body)).not.toContain("conversation_history")
+    // The third turn ran on the conversation's live CLI: nothing was spawned for it.
+    const spawnedStandbys = (await health(gateway)).pool.signatures.length
+    expect((await health(gateway)).pool.spawned - spawnedAfterSecond).toBeLessThanOrEqual(spawnedStandbys)
+  })
+
+  it("an edited history starts a new conversation, with the history as a transcript", async () => {
+    answer("EDIT-1", "original")
+    answer("EDIT-2", "after the edit")
+    const first = await chat([{ role: "user", content: "EDIT-1" }])
+    const edited = await chat([
+      { role: "user", content: "EDIT-1" },
+      { role: "assistant", content: "something else" },
+      { role: "user", content: "EDIT-2" }
+    ])
+    expect(edited.conversation_id).not.toBe(first.conversation_id)
+    expect(sessionOf("EDIT-2")).not.toBe(sessionOf("EDIT-1"))
+    expect(JSON.stringify(upstream.requestsFor("EDIT-2")[0]!.body)).toContain("<conversation_history>")
+  })
+})
+
+describe("/v1/conversations", () => {
+  it("creates, lists with pagination, shows messages and usage, and deletes", async () => {
+    const post = (body: unknown) =>
+      getJson("/v1/conversations", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
+    const created = await post({ model: "sonnet", system: "You are CONV-SYS.", metadata: { user: "ada" }, working_directory: "projects/a" })
+    expect(created.status).toBe(201)
+    expect(created.body).toMatchObject({ object: "conversation", model: "sonnet", system: "You are CONV-SYS.", metadata: { user: "ada" } })
+    expect(created.body.working_directory).toBe(`${gateway.home}/workspace/projects/a`)
+    const id = created.body.id as string
+
+    answer("API-1", "api answer")
+    await chat([{ role: "user", content: "API-1" }], { conversation_id: id })
+    // The conversation's system prompt and working directory applied.
+    const body = JSON.stringify(upstream.requestsFor("API-1")[0]!.body)
+    expect(body).toContain("You are CONV-SYS.")
+    expect(body).toContain("projects/a")
+
+    const shown = await getJson(`/v1/conversations/${id}`)
+    expect(shown.body).toMatchObject({
+      id,
+      live: true,
+      messages: [{ role: "user", content: "API-1" }, { role: "assistant", content: "api answer" }],
+      usage: { prompt_tokens: 12, completion_tokens: 5, total_tokens: 17 }
+    })
+    expect(shown.body.cost_usd).toBeGreaterThan(0)
+    expect(shown.body.updated_at).toBeGreaterThanOrEqual(shown.body.created_at as number)
+
+    const second = (await post({})).body.id as string
+    const page1 = await getJson("/v1/conversations?limit=1")
+    expect(page1.body).toMatchObject({ object: "list", has_more: true, first_id: second, last_id: second })
+    const page2 = await getJson(`/v1/conversations?limit=1&after=${second}`)
+    expect(page2.body).toMatchObject({ first_id: id })
+
+    expect((await post({ model: "gpt-nope" })).status).toBe(404)
+    const outside = await post({ working_directory: "../../etc" })
+    expect(outside.status).toBe(400)
+    expect(outside.body).toMatchObject({ error: { param: "working_directory" } })
+    expect((await getJson("/v1/conversations?limit=0")).status).toBe(400)
+
+    // DELETE ends the live CLI and forgets the conversation.
+    const before = await health(gateway)
+    const deleted = await getJson(`/v1/conversations/${id}`, { method: "DELETE" })
+    expect(deleted.body).toEqual({ id, object: "conversation.deleted", deleted: true })
+    const after = await waitForHealth(gateway, (h) => h.conversations.live === before.conversations.live - 1)
+    expect(after.pool.leased).toBe(before.pool.leased - 1)
+    expect((await getJson(`/v1/conversations/${id}`)).status).toBe(404)
+    expect((await getJson(`/v1/conversations/${id}`, { method: "DELETE" })).status).toBe(404)
+  })
+})
+
+describe("persistence", () => {
+  it("continues a conversation after a gateway restart by resuming its CLI session", async () => {
+    answer("RESTART-1", "before the restart")
+    answer("RESTART-2", "after the restart")
+    const first = await startGateway({ upstreamUrl: upstream.url })
+    const firstClient = new OpenAI({ baseURL: first.baseURL, apiKey: "unused", maxRetries: 0 })
+    const opened = await chat([{ role: "user", content: "RESTART-1" }], {}, firstClient)
+    const before = cliChildren()
+    await first.close({ keepHome: true })
+    // The first gateway's CLIs are gone (the other gateway's standbys may remain).
+    expect(cliChildren().filter((pid) => before.includes(pid)).length).toBeLessThan(before.length)
+
+    const second = await startGateway({ upstreamUrl: upstream.url, home: first.home })
+    try {
+      const secondClient = new OpenAI({ baseURL: second.baseURL, apiKey: "unused", maxRetries: 0 })
+      const resumed = await chat([{ role: "user", content: "RESTART-2" }], { conversation_id: opened.conversation_id }, secondClient)
+      expect(resumed.choices[0]!.message.content).toBe("after the restart")
+      expect(turnsSent("RESTART-2")).toEqual(["user: RESTART-1", "assistant: before the restart", "user: RESTART-2"])
+      expect(sessionOf("RESTART-2")).toBe(sessionOf("RESTART-1"))
+    } finally {
+      await second.close()
+    }
+  })
+})
