@@ -110,10 +110,10 @@ const startGateway = async (options: {
 interface Health {
   readonly pool: { readonly leased: number; readonly signatures: ReadonlyArray<{ readonly standby: number; readonly spawning: number }> }
 }
-const standbyReady = async (url: string, count = 1) => {
+const standbyReady = async (url: string, count = 1, leased = 0) => {
   for (;;) {
     const h = await (await fetch(`${url}/health`)).json() as Health
-    if (h.pool.leased === 0 && h.pool.signatures.reduce((n, s) => n + s.standby, 0) >= count) return
+    if (h.pool.leased === leased && h.pool.signatures.reduce((n, s) => n + s.standby, 0) >= count) return
     await sleep(20)
   }
 }
@@ -202,6 +202,7 @@ const latency = async (turns = 15) => {
     const liveGateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["conversation.max_live=8"] })
     const opening = await post(`${liveGateway.url}/v1/chat/completions`, chatBody("open", false))
     const conversationId = (JSON.parse(opening.text) as { conversation_id: string }).conversation_id
+    await standbyReady(liveGateway.url, 1, 1) // the replacement standby boots off the request path
     const continued: Array<number> = []
     for (let i = 0; i < turns; i++) {
       const body = JSON.stringify({ model: "sonnet", conversation_id: conversationId, messages: [{ role: "user", content: `next ${i}` }] })

@@ -30,6 +30,8 @@ export interface Conversation {
   readonly metadata: Readonly<Record<string, string>>
   /** The CLI session that holds the conversation's turns (for `--resume`). */
   readonly cliSessionId: string | null
+  /** Chained hash of every message so far (see Conversations). */
+  readonly historyHash: string
   readonly promptTokens: number
   readonly completionTokens: number
   readonly costUsd: number
@@ -48,6 +50,7 @@ export interface TurnRecord {
   /** The messages this turn added: the client's new ones and the answer. */
   readonly messages: ReadonlyArray<StoredMessage>
   readonly cliSessionId: string
+  readonly historyHash: string
   /** Of the whole history after this turn: what the client's next request will start with. */
   readonly fingerprint: string
   readonly promptTokens: number
@@ -71,6 +74,7 @@ const MIGRATIONS: ReadonlyArray<string> = [
     working_directory TEXT,
     metadata TEXT NOT NULL DEFAULT '{}',
     cli_session_id TEXT,
+    history_hash TEXT NOT NULL DEFAULT '',
     fingerprint TEXT,
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
@@ -95,6 +99,7 @@ const Row = Schema.Struct({
   working_directory: Schema.NullOr(Schema.String),
   metadata: Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.String })),
   cli_session_id: Schema.NullOr(Schema.String),
+  history_hash: Schema.String,
   prompt_tokens: Schema.Number,
   completion_tokens: Schema.Number,
   cost_usd: Schema.Number
@@ -118,6 +123,7 @@ const toConversation = (row: typeof Row.Type): Conversation => ({
   workingDirectory: row.working_directory,
   metadata: row.metadata,
   cliSessionId: row.cli_session_id,
+  historyHash: row.history_hash,
   promptTokens: row.prompt_tokens,
   completionTokens: row.completion_tokens,
   costUsd: row.cost_usd
@@ -205,7 +211,8 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
         }
         yield* sql`UPDATE conversations SET
           updated_at = ${at},
-          cli_session_id = ${turn.cliSessionId},
+          cli_session_id = COALESCE(NULLIF(${turn.cliSessionId}, ''), cli_session_id),
+          history_hash = ${turn.historyHash},
           fingerprint = ${turn.fingerprint},
           prompt_tokens = prompt_tokens + ${turn.promptTokens},
           completion_tokens = completion_tokens + ${turn.completionTokens},

@@ -28,8 +28,8 @@ export interface Resolved {
   readonly conversation: Conversation
   /** Its CLI session holds the history: only the request's new part is sent. */
   readonly continues: boolean
-  /** The history before this request's new messages, as recorded. */
-  readonly before: ReadonlyArray<HistoryMessage>
+  /** Earlier messages the conversation has not recorded yet (the history a new one starts with). */
+  readonly unrecorded: ReadonlyArray<HistoryMessage>
 }
 
 export interface Answer {
@@ -40,8 +40,17 @@ export interface Answer {
   readonly cliSessionId: string
 }
 
-export const fingerprint = (signature: string, messages: ReadonlyArray<HistoryMessage>): string =>
-  crypto.createHash("sha256").update(JSON.stringify([signature, messages])).digest("hex")
+const sha256 = (text: string) => crypto.createHash("sha256").update(text).digest("hex")
+
+/**
+ * A hash of a message list, chained message by message: a conversation extends its own hash with
+ * each turn's messages, without reading its history back.
+ */
+export const chainHash = (hash: string, messages: ReadonlyArray<HistoryMessage>): string =>
+  messages.reduce((h, message) => sha256(`${h}\n${JSON.stringify(message)}`), hash)
+
+/** What a history is matched by: its messages and the launch they ran with. */
+export const fingerprint = (signature: string, historyHash: string): string => sha256(`${signature}\n${historyHash}`)
 
 interface Live {
   readonly process: OwnedProcess
@@ -143,16 +152,16 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
           if (Option.isNone(found)) return yield* Effect.fail(new ConversationNotFound({ id: ref.id }))
           const conversation = found.value
           const continues = conversation.cliSessionId !== null
-          return { conversation, continues, before: continues ? yield* store.messages(conversation.id) : ref.history }
+          return { conversation, continues, unrecorded: continues ? [] : ref.history }
         }
         if (ref.history.length > 0) {
           const notBefore = Math.floor(Date.now() / 1000) - settings.fingerprint_ttl_minutes * 60
-          const found = yield* store.findByFingerprint(fingerprint(signature, ref.history), notBefore)
+          const found = yield* store.findByFingerprint(fingerprint(signature, chainHash("", ref.history)), notBefore)
           if (Option.isSome(found) && found.value.cliSessionId !== null) {
-            return { conversation: found.value, continues: true, before: ref.history }
+            return { conversation: found.value, continues: true, unrecorded: [] }
           }
         }
-        return { conversation: yield* store.create({}), continues: false, before: ref.history }
+        return { conversation: yield* store.create({}), continues: false, unrecorded: ref.history }
       })
 
     /** The same conversation as it is now (another request may have had a turn meanwhile). */
@@ -160,7 +169,7 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
       Effect.gen(function*() {
         const current = Option.getOrElse(yield* store.get(resolved.conversation.id), () => resolved.conversation)
         if (current.cliSessionId === null) return { ...resolved, conversation: current }
-        return { conversation: current, continues: true, before: yield* store.messages(current.id) }
+        return { conversation: current, continues: true, unrecorded: [] }
       })
 
     /** Record a turn's new messages and answer, and the fingerprint the next request will match. */
@@ -171,12 +180,14 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
           content: answer.text === "" ? null : answer.text,
           ...(answer.toolCalls.length > 0 ? { tool_calls: answer.toolCalls } : {})
         }
-        const messages = [...added, reply]
+        const messages = [...resolved.unrecorded, ...added, reply]
+        const historyHash = chainHash(resolved.conversation.historyHash, messages)
         const usage = answer.usage
         return store.recordTurn(resolved.conversation.id, {
-          messages: resolved.continues ? messages : [...resolved.before, ...messages],
+          messages,
           cliSessionId: answer.cliSessionId,
-          fingerprint: fingerprint(signature, [...resolved.before, ...messages]),
+          historyHash,
+          fingerprint: fingerprint(signature, historyHash),
           promptTokens: usage.inputTokens + usage.cacheReadTokens + usage.cacheCreationTokens,
           completionTokens: usage.outputTokens,
           costUsd: answer.costUsd ?? 0

@@ -1,0 +1,81 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Option } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { ConversationStore } from "../../src/ConversationStore.js"
+import { chainHash, fingerprint } from "../../src/Conversations.js"
+import { GatewayConfig } from "../../src/GatewayConfig.js"
+import { historyMessage } from "../../src/Turn.js"
+
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-store-"))
+const store = (dir: string) =>
+  ConversationStore.Default.pipe(Layer.provide(GatewayConfig.layerWith({ conversation: { data_dir: dir } })))
+
+describe("ConversationStore (SQLite)", () => {
+  it.effect("creates, records turns, finds by fingerprint, pages and deletes", () =>
+    Effect.gen(function*() {
+      const conversations = yield* ConversationStore
+      const a = yield* conversations.create({ model: "sonnet", metadata: { k: "v" } })
+      expect(a).toMatchObject({ model: "sonnet", metadata: { k: "v" }, cliSessionId: null, historyHash: "", promptTokens: 0 })
+      const messages = [historyMessage("user", "hi"), historyMessage("assistant", "hello")]
+      yield* conversations.recordTurn(a.id, {
+        messages,
+        cliSessionId: "session-1",
+        historyHash: "h1",
+        fingerprint: "f1",
+        promptTokens: 10,
+        completionTokens: 3,
+        costUsd: 0.5
+      })
+      // An empty session id (a turn that reported none) keeps the recorded one.
+      yield* conversations.recordTurn(a.id, {
+        messages: [historyMessage("user", "again")],
+        cliSessionId: "",
+        historyHash: "h2",
+        fingerprint: "f2",
+        promptTokens: 1,
+        completionTokens: 1,
+        costUsd: 0
+      })
+      const updated = Option.getOrThrow(yield* conversations.get(a.id))
+      expect(updated).toMatchObject({ cliSessionId: "session-1", historyHash: "h2", promptTokens: 11, completionTokens: 4, costUsd: 0.5 })
+      expect((yield* conversations.messages(a.id)).map((m) => m.content)).toEqual(["hi", "hello", "again"])
+      expect(Option.isNone(yield* conversations.findByFingerprint("f1", 0))).toBe(true)
+      expect(Option.getOrThrow(yield* conversations.findByFingerprint("f2", 0)).id).toBe(a.id)
+      expect(Option.isNone(yield* conversations.findByFingerprint("f2", updated.updatedAt + 1))).toBe(true)
+
+      const b = yield* conversations.create({})
+      const first = yield* conversations.list({ limit: 1 })
+      expect(first.data.map((c) => c.id)).toEqual([b.id])
+      expect(first.hasMore).toBe(true)
+      const second = yield* conversations.list({ limit: 1, after: b.id })
+      expect(second.data.map((c) => c.id)).toEqual([a.id])
+      expect(yield* conversations.remove(a.id)).toBe(true)
+      expect(yield* conversations.remove(a.id)).toBe(false)
+      expect(yield* conversations.messages(a.id)).toEqual([])
+    }).pipe(Effect.provide(store(dataDir))))
+
+  it.effect("keeps its data across reopenings (migrations run once)", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-store-"))
+      const id = yield* Effect.map(ConversationStore, (s) => s.create({ systemPrompt: "kept" })).pipe(
+        Effect.flatten,
+        Effect.map((c) => c.id),
+        Effect.provide(store(dir))
+      )
+      const again = yield* Effect.flatMap(ConversationStore, (s) => s.get(id)).pipe(Effect.provide(store(dir)))
+      expect(Option.isSome(again)).toBe(true)
+    }))
+})
+
+describe("history fingerprints", () => {
+  it("chain message by message, so a conversation extends its hash without its history", () => {
+    const [a, b, c] = [historyMessage("user", "a"), historyMessage("assistant", "b"), historyMessage("user", "c")]
+    expect(chainHash(chainHash("", [a, b]), [c])).toBe(chainHash("", [a, b, c]))
+    expect(chainHash("", [a, b])).not.toBe(chainHash("", [b, a]))
+    // Content null and "" are the same message; so are absent and empty tool calls.
+    expect(historyMessage("assistant", "")).toEqual({ role: "assistant", content: null })
+    expect(fingerprint("sig-1", "h")).not.toBe(fingerprint("sig-2", "h"))
+  })
+})
