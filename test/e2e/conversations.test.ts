@@ -191,6 +191,30 @@ describe("/v1/conversations", () => {
   })
 })
 
+describe("live CLIs", () => {
+  it("past conversation.max_live the least recently used ends, and its next turn resumes the session", async () => {
+    answer("LRU-A1", "a1")
+    answer("LRU-B1", "b1")
+    answer("LRU-A2", "a2")
+    const small = await startGateway({ upstreamUrl: upstream.url, config: { conversation: { max_live: 1 } } })
+    try {
+      const smallClient = new OpenAI({ baseURL: small.baseURL, apiKey: "unused", maxRetries: 0 })
+      const a = await chat([{ role: "user", content: "LRU-A1" }], {}, smallClient)
+      expect((await health(small)).conversations.live).toBe(1)
+      await chat([{ role: "user", content: "LRU-B1" }], {}, smallClient)
+      const h = await waitForHealth(small, (h) => h.conversations.live === 1 && h.pool.leased === 1)
+      const misses = h.pool.misses
+      await chat([{ role: "user", content: "LRU-A2" }], { conversation_id: a.conversation_id }, smallClient)
+      // A CLI of its own (a standby cannot resume a session), and the same session upstream.
+      expect((await health(small)).pool.misses).toBe(misses + 1)
+      expect(sessionOf("LRU-A2")).toBe(sessionOf("LRU-A1"))
+      expect(turnsSent("LRU-A2")).toEqual(["user: LRU-A1", "assistant: a1", "user: LRU-A2"])
+    } finally {
+      await small.close()
+    }
+  })
+})
+
 describe("persistence", () => {
   it("continues a conversation after a gateway restart by resuming its CLI session", async () => {
     answer("RESTART-1", "before the restart")

@@ -190,6 +190,31 @@ describe("an expired parked turn", () => {
   })
 })
 
+describe("an expired parked turn of a known conversation", () => {
+  it("continues the conversation's CLI session with the results", async () => {
+    upstream.on("RESUMED-RESULT", { kind: "message", blocks: [{ type: "text", text: "Foggy in London." }] })
+    upstream.on("TOOL-RESUME", { kind: "message", blocks: [toolUse("get_weather", { city: "London" })] })
+    const short = await startGateway({ upstreamUrl: upstream.url, config: { tools: { park_ttl_seconds: PARK_TTL } } })
+    try {
+      const shortClient = new OpenAI({ baseURL: short.baseURL, apiKey: "unused", maxRetries: 0 })
+      const messages: Array<ChatCompletionMessageParam> = [{ role: "user", content: "TOOL-RESUME" }]
+      const first = await shortClient.chat.completions.create({ model: "sonnet", messages, tools: [weather] })
+      const call = first.choices[0]!.message.tool_calls![0]!
+      await waitForHealth(short, (h) => h.tools.parked === 0 && h.pool.leased === 0, (PARK_TTL + 3) * 1000)
+      messages.push(first.choices[0]!.message, { role: "tool", tool_call_id: call.id, content: "RESUMED-RESULT: fog" })
+      const second = await shortClient.chat.completions.create({ model: "sonnet", messages, tools: [weather] })
+      expect(second.choices[0]!.message.content).toBe("Foggy in London.")
+      // The same CLI session, resumed: the call is a real prior tool_use, the result follows it.
+      expect(sessionOf("RESUMED-RESULT")[0]).toBe(sessionOf("TOOL-RESUME")[0])
+      const sent = JSON.stringify(upstream.requestsFor("RESUMED-RESULT")[0]!.body)
+      expect(sent).toContain("RESUMED-RESULT: fog")
+      expect(sent).not.toContain("<conversation_history>")
+    } finally {
+      await short.close()
+    }
+  })
+})
+
 describe("the parked-turn cap", () => {
   it("ends the oldest parked turn when one more would pass tools.max_parked", async () => {
     // The transcript holds both markers: the result's is tried first.
