@@ -1,6 +1,6 @@
 import OpenAI from "openai"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { cliChildren, cliProcesses, type Gateway, startGateway, waitForHealth, waitForNoCliChildren, postChat } from "../support/gateway.js"
+import { cliChildren, cliProcesses, type Gateway, openaiFor, postChat, startGateway, waitForHealth, waitForNoCliChildren } from "../support/gateway.js"
 import { messagesOf, startUpstream, systemText, textOf, type Upstream } from "../support/upstream.js"
 
 // Real Claude Code CLI → scripted Anthropic upstream; real app; official openai client.
@@ -16,7 +16,7 @@ beforeAll(async () => {
     upstreamUrl: upstream.url,
     config: { models: { aliases: { "gpt-4o-mini": "haiku" } }, conversation: { max_live: 0 } }
   })
-  client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
+  client = openaiFor(gateway)
 })
 
 afterAll(async () => {

@@ -1,7 +1,7 @@
 import OpenAI from "openai"
 import type { ChatCompletion, ChatCompletionMessageParam } from "openai/resources/chat/completions"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { cliChildren, type Gateway, health, postChat, startGateway, waitForHealth, waitForNoCliChildren } from "../support/gateway.js"
+import { cliChildren, type Gateway, health, openaiFor, postChat, startGateway, waitForHealth, waitForNoCliChildren } from "../support/gateway.js"
 import { messagesOf, startUpstream, textOf, type Upstream } from "../support/upstream.js"
 
 // Conversations: conversation_id, /v1/conversations, native continuation for stateless clients,
@@ -14,7 +14,7 @@ let client: OpenAI
 beforeAll(async () => {
   upstream = await startUpstream()
   gateway = await startGateway({ upstreamUrl: upstream.url })
-  client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
+  client = openaiFor(gateway)
 })
 
 afterAll(async () => {
@@ -198,7 +198,7 @@ describe("live CLIs", () => {
     answer("LRU-A2", "a2")
     const small = await startGateway({ upstreamUrl: upstream.url, config: { conversation: { max_live: 1 } } })
     try {
-      const smallClient = new OpenAI({ baseURL: small.baseURL, apiKey: "unused", maxRetries: 0 })
+      const smallClient = openaiFor(small)
       const a = await chat([{ role: "user", content: "LRU-A1" }], {}, smallClient)
       expect((await health(small)).conversations.live).toBe(1)
       await chat([{ role: "user", content: "LRU-B1" }], {}, smallClient)
@@ -220,7 +220,7 @@ describe("persistence", () => {
     answer("RESTART-1", "before the restart")
     answer("RESTART-2", "after the restart")
     const first = await startGateway({ upstreamUrl: upstream.url })
-    const firstClient = new OpenAI({ baseURL: first.baseURL, apiKey: "unused", maxRetries: 0 })
+    const firstClient = openaiFor(first)
     const opened = await chat([{ role: "user", content: "RESTART-1" }], {}, firstClient)
     const before = cliChildren()
     await first.close({ keepHome: true })
@@ -229,7 +229,7 @@ describe("persistence", () => {
 
     const second = await startGateway({ upstreamUrl: upstream.url, home: first.home })
     try {
-      const secondClient = new OpenAI({ baseURL: second.baseURL, apiKey: "unused", maxRetries: 0 })
+      const secondClient = openaiFor(second)
       const resumed = await chat([{ role: "user", content: "RESTART-2" }], { conversation_id: opened.conversation_id }, secondClient)
       expect(resumed.choices[0]!.message.content).toBe("after the restart")
       expect(turnsSent("RESTART-2")).toEqual(["user: RESTART-1", "assistant: before the restart", "user: RESTART-2"])

@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
+import { type Gateway, openaiFor, startGateway, waitForNoCliChildren } from "../support/gateway.js"
 import { messagesOf, startUpstream, type Upstream } from "../support/upstream.js"
 
 // Images by reference: fetched http URLs, allowed local paths, and the refusals (real CLI).
@@ -57,7 +57,7 @@ afterAll(async () => {
 })
 
 const ask = (gateway: Gateway, marker: string, url: string) =>
-  new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 }).chat.completions.create({
+  openaiFor(gateway).chat.completions.create({
     model: "sonnet",
     messages: [{ role: "user", content: [{ type: "text", text: marker }, { type: "image_url", image_url: { url } }] }]
   })

@@ -2,7 +2,7 @@ import OpenAI from "openai"
 import { zodResponseFormat } from "openai/helpers/zod"
 import { z } from "zod"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Gateway, type LogLine, postChat, startGateway, waitForNoCliChildren } from "../support/gateway.js"
+import { type Gateway, type LogLine, openaiFor, postChat, startGateway, waitForNoCliChildren } from "../support/gateway.js"
 import { startUpstream, type Upstream } from "../support/upstream.js"
 
 // Request parameters that change the answer: max_tokens, stop, reasoning_effort (real CLI).
@@ -19,7 +19,7 @@ beforeAll(async () => {
     config: { server: { sse_keepalive_seconds: 1 }, claude: { max_retries: 1 }, log: { level: "info" } },
     onLog: (line) => logs.push(line)
   })
-  client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
+  client = openaiFor(gateway)
 })
 
 afterAll(async () => {

@@ -4,11 +4,12 @@ import {
   cliChildren,
   type Gateway,
   health,
+  openaiFor,
+  postChat,
   standbys,
   startGateway,
   waitForHealth,
-  waitForNoCliChildren,
-  postChat
+  waitForNoCliChildren
 } from "../support/gateway.js"
 import { startUpstream, type Upstream } from "../support/upstream.js"
 
@@ -36,7 +37,7 @@ describe("warm pool", () => {
   let client: OpenAI
   beforeAll(async () => {
     gateway = await startGateway({ upstreamUrl: upstream.url, config: { pool: { prewarm: 1 }, conversation: { max_live: 0 } } })
-    client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
+    client = openaiFor(gateway)
   })
   afterAll(() => gateway?.close())
 
@@ -85,7 +86,7 @@ describe("admission queue", () => {
       upstreamUrl: upstream.url,
       config: { claude: { max_concurrent_sessions: 1 }, queue: { max_waiting: 1, max_wait_seconds: 1 } }
     })
-    client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
+    client = openaiFor(gateway)
   })
   afterAll(() => gateway?.close())
 
@@ -131,7 +132,7 @@ describe("admission queue", () => {
 describe("graceful shutdown", () => {
   it("lets an in-flight stream finish, then leaves no CLI process", async () => {
     const gateway = await startGateway({ upstreamUrl: upstream.url, config: { server: { shutdown_grace_seconds: 10 } } })
-    const client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
+    const client = openaiFor(gateway)
     upstream.on("SHUT-1", {
       kind: "message",
       blocks: [{ type: "text", text: Array.from({ length: 10 }, (_, i) => `${i} `) }],

@@ -2,7 +2,7 @@ import OpenAI from "openai"
 import type { ChatCompletionMessageParam, ChatCompletionTool } from "openai/resources/chat/completions"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { mcpName } from "../../src/openai/tools.js"
-import { type Gateway, health, postChat, startGateway, waitForHealth, waitForNoCliChildren } from "../support/gateway.js"
+import { type Gateway, health, openaiFor, postChat, startGateway, waitForHealth, waitForNoCliChildren } from "../support/gateway.js"
 import { messagesOf, startUpstream, textOf, type Upstream } from "../support/upstream.js"
 
 // Client function tools through the CLI's in-process MCP server (real CLI, scripted upstream
@@ -17,7 +17,7 @@ let client: OpenAI
 beforeAll(async () => {
   upstream = await startUpstream()
   gateway = await startGateway({ upstreamUrl: upstream.url })
-  client = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
+  client = openaiFor(gateway)
 })
 
 afterAll(async () => {
@@ -171,7 +171,7 @@ describe("an expired parked turn", () => {
     upstream.on("EXPIRED-RESULT", { kind: "message", blocks: [{ type: "text", text: "Rainy in Bergen." }] })
     upstream.on("TOOL-EXPIRE", { kind: "message", blocks: [toolUse("get_weather", { city: "Bergen" })] })
     const short = await startGateway({ upstreamUrl: upstream.url, config: { tools: { park_ttl_seconds: PARK_TTL } } })
-    const shortClient = new OpenAI({ baseURL: short.baseURL, apiKey: "unused", maxRetries: 0 })
+    const shortClient = openaiFor(short)
     const messages: Array<ChatCompletionMessageParam> = [{ role: "user", content: "TOOL-EXPIRE" }]
     const first = await shortClient.chat.completions.create({ model: "sonnet", messages, tools: [weather] })
     const call = first.choices[0]!.message.tool_calls![0]!
@@ -196,7 +196,7 @@ describe("an expired parked turn of a known conversation", () => {
     upstream.on("TOOL-RESUME", { kind: "message", blocks: [toolUse("get_weather", { city: "London" })] })
     const short = await startGateway({ upstreamUrl: upstream.url, config: { tools: { park_ttl_seconds: PARK_TTL } } })
     try {
-      const shortClient = new OpenAI({ baseURL: short.baseURL, apiKey: "unused", maxRetries: 0 })
+      const shortClient = openaiFor(short)
       const messages: Array<ChatCompletionMessageParam> = [{ role: "user", content: "TOOL-RESUME" }]
       const first = await shortClient.chat.completions.create({ model: "sonnet", messages, tools: [weather] })
       const call = first.choices[0]!.message.tool_calls![0]!
@@ -222,7 +222,7 @@ describe("the parked-turn cap", () => {
     upstream.on("TOOL-CAP", { kind: "message", blocks: [toolUse("get_weather", { city: "Kyiv" })] })
     const capped = await startGateway({ upstreamUrl: upstream.url, config: { tools: { max_parked: 1 }, pool: { enabled: false } } })
     try {
-      const cappedClient = new OpenAI({ baseURL: capped.baseURL, apiKey: "unused", maxRetries: 0 })
+      const cappedClient = openaiFor(capped)
       const park = () => cappedClient.chat.completions.create({ model: "sonnet", messages: [{ role: "user", content: "TOOL-CAP" }], tools: [weather] })
       const first = await park()
       await park()
@@ -311,30 +311,26 @@ describe("bad tool requests", () => {
     expect(((await badChoice.json()) as { error: { param: string } }).error.param).toBe("tool_choice.function.name")
   })
 
-  it("rejects a tool message whose id answers no call of the assistant message before it", async () => {
-    const response = await postChat(gateway, {
+  /** A history whose assistant message called get_weather as `call_a`, then `next`. */
+  const afterCall = (next: unknown) =>
+    postChat(gateway, {
       model: "sonnet",
       tools: [weather],
       messages: [
         { role: "user", content: "hi" },
         { role: "assistant", content: null, tool_calls: [{ id: "call_a", type: "function", function: { name: "get_weather", arguments: "{}" } }] },
-        { role: "tool", tool_call_id: "call_b", content: "x" }
+        next
       ]
     })
+
+  it("rejects a tool message whose id answers no call of the assistant message before it", async () => {
+    const response = await afterCall({ role: "tool", tool_call_id: "call_b", content: "x" })
     expect(response.status).toBe(400)
     expect(await response.json()).toMatchObject({ error: { param: "messages[2].tool_call_id", code: "unknown_tool_call_id" } })
   })
 
   it("rejects an assistant tool call left unanswered", async () => {
-    const response = await postChat(gateway, {
-      model: "sonnet",
-      tools: [weather],
-      messages: [
-        { role: "user", content: "hi" },
-        { role: "assistant", content: null, tool_calls: [{ id: "call_a", type: "function", function: { name: "get_weather", arguments: "{}" } }] },
-        { role: "user", content: "well?" }
-      ]
-    })
+    const response = await afterCall({ role: "user", content: "well?" })
     expect(response.status).toBe(400)
     expect(await response.json()).toMatchObject({ error: { param: "messages[1].tool_calls" } })
   })

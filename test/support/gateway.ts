@@ -1,4 +1,5 @@
 import { HttpServer } from "@effect/platform"
+import OpenAI from "openai"
 import { Effect, HashMap, Layer, Logger, ManagedRuntime } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -145,3 +146,6 @@ export const postChat = (gateway: Gateway, body: unknown) =>
     headers: { "content-type": "application/json" },
     body: typeof body === "string" ? body : JSON.stringify(body)
   })
+
+/** The official openai client for a gateway; no retries, so that failures show at once. */
+export const openaiFor = (gateway: Gateway) => new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 })
