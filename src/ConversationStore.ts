@@ -225,7 +225,14 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
       select(sql`SELECT * FROM conversations WHERE fingerprint = ${fingerprint} AND updated_at >= ${notBefore}
                  ORDER BY updated_at DESC LIMIT 1`).pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
 
-    return { create, get, messages, list, remove, recordTurn, findByFingerprint } as const
+    /** Delete the conversations last updated before `before` (unix s); how many went. */
+    const purge = (before: number): Effect.Effect<number> =>
+      sql`DELETE FROM conversations WHERE updated_at < ${before} RETURNING id`.pipe(
+        Effect.map((rows) => rows.length),
+        Effect.orDie
+      )
+
+    return { create, get, messages, list, remove, recordTurn, findByFingerprint, purge } as const
   }),
   dependencies: [SqliteLive]
 }) {}

@@ -1,4 +1,4 @@
-import { Effect, Exit, Fiber, Option, Runtime, Scope } from "effect"
+import { Effect, Exit, Fiber, Option, Runtime, Schedule, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { Admission } from "./Admission.js"
 import type { CliHandle } from "./cli/CliProcess.js"
@@ -81,6 +81,13 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
     // Running turns finish (and are recorded) before the store closes; then the live CLIs end.
     yield* Effect.addFinalizer(() =>
       Effect.zipRight(admission.drain, Effect.forEach([...live], ([id, entry]) => drop(id, entry), { discard: true }))
+    )
+
+    // Old conversations go, with their messages; a live one is never old.
+    yield* Effect.suspend(() => store.purge(Math.floor(Date.now() / 1000) - settings.retention_days * 86400)).pipe(
+      Effect.tap((count) => (count > 0 ? Effect.logInfo(`deleted ${count} conversations past conversation.retention_days`) : Effect.void)),
+      Effect.repeat(Schedule.spaced("1 hour")),
+      Effect.forkScoped
     )
 
     /** Hold the conversation for the caller's scope: its requests run one at a time. */

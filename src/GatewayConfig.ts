@@ -138,7 +138,9 @@ export const ConfigSchema = Schema.Struct({
     /** Earlier messages a new conversation's transcript carries (the most recent ones). */
     max_history_messages: withDefault(PositiveInt, () => 200),
     /** How long a stateless client's history can still be matched to its conversation. */
-    fingerprint_ttl_minutes: withDefault(PositiveInt, () => 1440)
+    fingerprint_ttl_minutes: withDefault(PositiveInt, () => 1440),
+    /** Conversations without a turn for this long are deleted (checked hourly). */
+    retention_days: withDefault(PositiveInt, () => 30)
   })),
   models: Section(Schema.Struct({
     /** Extra model names mapped to a CLI model, e.g. { "gpt-4o" = "sonnet" }; listed by /v1/models. */

@@ -51,9 +51,12 @@ describe("ConversationStore (SQLite)", () => {
       expect(first.hasMore).toBe(true)
       const second = yield* conversations.list({ limit: 1, after: b.id })
       expect(second.data.map((c) => c.id)).toEqual([a.id])
+      expect(yield* conversations.purge(b.updatedAt - 1)).toBe(0)
       expect(yield* conversations.remove(a.id)).toBe(true)
       expect(yield* conversations.remove(a.id)).toBe(false)
       expect(yield* conversations.messages(a.id)).toEqual([])
+      expect(yield* conversations.purge(b.updatedAt + 1)).toBe(1)
+      expect(Option.isNone(yield* conversations.get(b.id))).toBe(true)
     }).pipe(Effect.provide(store(dataDir))))
 
   it.effect("keeps its data across reopenings (migrations run once)", () =>
