@@ -2,7 +2,7 @@ import { Chunk, Duration, Effect, ExecutionStrategy, Exit, Option, Scope, Stream
 import { CliTimeout } from "./cli/CliErrors.js"
 import type { CliError } from "./cli/CliErrors.js"
 import type { CliHandle } from "./cli/CliProcess.js"
-import { launchSignature } from "./cli/CliProcess.js"
+import { CliProcess, launchSignature } from "./cli/CliProcess.js"
 import { TOOL_PREFIX } from "./cli/McpBridge.js"
 import { toTurnEvents, type TurnError } from "./cli/TurnEvents.js"
 import { Admission, type Overloaded } from "./Admission.js"
@@ -14,6 +14,7 @@ import { Pool } from "./Pool.js"
 import { applyStop } from "./StopSequences.js"
 import { structuredOnly } from "./StructuredOutput.js"
 import { type LiveTurn, ToolBridge } from "./ToolBridge.js"
+import { fromHistory } from "./Transcript.js"
 import type { LaunchOptions, ToolCall, TurnEvent, TurnRequest } from "./Turn.js"
 
 /**
@@ -67,6 +68,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
     const admission = yield* Admission
     const bridge = yield* ToolBridge
     const conversations = yield* Conversations
+    const cli = yield* CliProcess
     const { config } = yield* GatewayConfig
     const timeoutSeconds = config.claude.timeout_seconds
 
@@ -184,9 +186,24 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         let process: OwnedProcess
         const sessionId = resolved?.continues === true ? resolved.conversation.cliSessionId : null
         if (resolved !== undefined && sessionId !== null) {
-          input = input.slice(request.newInputFrom ?? 0)
+          const newInput = input.slice(request.newInputFrom ?? 0)
           const kept = yield* conversations.takeLive(resolved.conversation.id, signature)
-          process = Option.isSome(kept) ? kept.value : yield* timed(own(pool.spawn({ ...launch, resume: sessionId }), signature))
+          if (Option.isSome(kept)) {
+            input = newInput
+            process = kept.value
+          } else if (yield* cli.hasSession(sessionId)) {
+            input = newInput
+            process = yield* timed(own(pool.spawn({ ...launch, resume: sessionId }), signature))
+          } else {
+            // The CLI no longer has the session (its files were removed): a new one, told the recorded turns.
+            yield* Effect.logWarning("the CLI session of a conversation is gone; continuing from its recorded messages", {
+              conversation: resolved.conversation.id,
+              cli_session: sessionId
+            })
+            const recorded = yield* conversations.store.messages(resolved.conversation.id)
+            input = [...fromHistory(recorded, request.toolResults !== undefined), ...newInput]
+            process = yield* timed(own(pool.take(launch), signature))
+          }
         } else {
           process = yield* timed(own(pool.take(launch), signature))
         }
@@ -198,5 +215,5 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
 
     return { turn } as const
   }),
-  dependencies: [Pool.Default, Admission.Default, ToolBridge.Default, Conversations.Default]
+  dependencies: [Pool.Default, Admission.Default, ToolBridge.Default, Conversations.Default, CliProcess.Default]
 }) {}

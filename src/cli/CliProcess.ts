@@ -1,6 +1,8 @@
 import { Context, Deferred, Effect, Either, Exit, FiberId, FiberSet, Queue, Runtime, Stream } from "effect"
 import { type ChildProcess, spawn as spawnChild } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import type { Config } from "../GatewayConfig.js"
 import { GatewayConfig } from "../GatewayConfig.js"
 import type { LaunchOptions } from "../Turn.js"
@@ -313,6 +315,19 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
         return { pid: child.pid!, turn, control, isRunning, isIdle, exited, tools } satisfies CliHandle
       })
 
-    return { spawn } as const
+    // Where the CLI keeps its session transcripts: <config dir>/projects/<cwd slug>/<session>.jsonl.
+    const projects = path.join(env.CLAUDE_CONFIG_DIR ?? path.join(env.HOME ?? os.homedir(), ".claude"), "projects")
+
+    /** Whether the CLI still has a session's transcript (so that `--resume` can continue it). */
+    const hasSession = (sessionId: string) =>
+      Effect.sync(() => {
+        try {
+          return fs.readdirSync(projects).some((dir) => fs.existsSync(path.join(projects, dir, `${sessionId}.jsonl`)))
+        } catch {
+          return false
+        }
+      })
+
+    return { spawn, hasSession } as const
   })
 }) {}

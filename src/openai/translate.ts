@@ -6,6 +6,7 @@ import { decodeBody, decodeOrFail } from "../http/request.js"
 import { type HistoryMessage, historyMessage, type ToolResult, type TurnRequest } from "../Turn.js"
 import { AssistantMessage, AssistantToolCall, ChatRequest, MessageRole, SystemMessage, ToolMessage, UserMessage, UserPart } from "./Schema.js"
 import { decodeTools } from "./tools.js"
+import { assistantText, FOOTER, HEADER_TOOLS, HEADER_USER, toolText, USER_CLOSE, USER_OPEN } from "../Transcript.js"
 
 /** OpenAI chat request → TurnRequest. Every rejection names the field it is about. */
 
@@ -186,14 +187,6 @@ export interface TranslateOptions {
   readonly maxHistoryMessages: number
 }
 
-const toolCallText = (call: typeof AssistantToolCall.Type) =>
-  `<tool_call id="${call.id}" name="${call.function.name}">${call.function.arguments}</tool_call>\n`
-
-const HEADER_USER =
-  "<conversation_history>\nThe conversation so far, oldest first. Continue it: answer the final user message that follows the history.\n"
-const HEADER_TOOLS =
-  "<conversation_history>\nThe conversation so far, oldest first. It ends with your tool calls; their results follow the history: continue from them.\n"
-
 /** A message in the form conversations record and match (images stand in as `[image]`). */
 const historyOf = (message: Message): HistoryMessage => {
   switch (message.role) {
@@ -283,7 +276,8 @@ export const toTurnRequest = (
         case "user": {
           const blocks = yield* userBlocks(message.content, index)
           if (!inTranscript) break
-          text += `<message role="user">\n`
+          // Images stay in place: the message's text around them, the image blocks between.
+          text += USER_OPEN
           for (const block of blocks) {
             if (block.type === "text") {
               text += block.text
@@ -292,14 +286,14 @@ export const toTurnRequest = (
               history.push(block)
             }
           }
-          text += `\n</message>\n`
+          text += USER_CLOSE
           break
         }
         case "assistant": {
           const toolCalls = yield* Either.all((message.tool_calls ?? []).map((raw, i) =>
             decodeOrFail(AssistantToolCall, raw, `messages[${index}].tool_calls[${i}]`)))
           if (inTranscript) {
-            text += `<message role="assistant">\n${textOf(message.content)}\n${toolCalls.map(toolCallText).join("")}</message>\n`
+            text += assistantText(textOf(message.content), toolCalls.map((call) => ({ id: call.id, name: call.function.name, arguments: call.function.arguments })))
           }
           if (toolCalls.length > 0) open = { index, ids: new Set(toolCalls.map((call) => call.id)) }
           break
@@ -316,7 +310,7 @@ export const toTurnRequest = (
           open.ids.delete(message.tool_call_id)
           const content = textOf(message.content)
           results.push({ id: message.tool_call_id, content })
-          if (inTranscript) text += `<message role="tool" tool_call_id="${message.tool_call_id}">\n${content}\n</message>\n`
+          if (inTranscript) text += toolText(message.tool_call_id, content)
           break
         }
       }
@@ -338,7 +332,7 @@ export const toTurnRequest = (
     }
     if (history.length > 0 || text !== "") {
       history.unshift({ type: "text", text: finalUser ? HEADER_USER : HEADER_TOOLS })
-      text += "</conversation_history>\n"
+      text += FOOTER
       flush()
     }
     const normalized = messages.map(historyOf)

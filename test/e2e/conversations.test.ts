@@ -1,3 +1,5 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
 import OpenAI from "openai"
 import type { ChatCompletion, ChatCompletionMessageParam } from "openai/resources/chat/completions"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -211,6 +213,30 @@ describe("live CLIs", () => {
       expect(turnsSent("LRU-A2")).toEqual(["user: LRU-A1", "assistant: a1", "user: LRU-A2"])
     } finally {
       await small.close()
+    }
+  })
+})
+
+describe("a CLI session that is gone", () => {
+  it("continues the conversation in a new session, told the recorded turns", async () => {
+    // The second request's transcript holds both markers: its own is tried first.
+    answer("GONE-2", "carried on")
+    answer("GONE-1", "remembered")
+    const lean = await startGateway({ upstreamUrl: upstream.url, config: { conversation: { max_live: 0 } } })
+    try {
+      const leanClient = openaiFor(lean)
+      const first = await chat([{ role: "user", content: "GONE-1" }], {}, leanClient)
+      await waitForHealth(lean, (h) => h.pool.leased === 0)
+      fs.rmSync(path.join(lean.home, ".claude", "projects"), { recursive: true, force: true })
+      const second = await chat([{ role: "user", content: "GONE-2" }], { conversation_id: first.conversation_id }, leanClient)
+      expect(second.choices[0]!.message.content).toBe("carried on")
+      expect(second.conversation_id).toBe(first.conversation_id)
+      expect(sessionOf("GONE-2")).not.toBe(sessionOf("GONE-1"))
+      const sent = JSON.stringify(upstream.requestsFor("GONE-2")[0]!.body)
+      expect(sent).toContain("<conversation_history>")
+      expect(sent).toContain("remembered")
+    } finally {
+      await lean.close()
     }
   })
 })
