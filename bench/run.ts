@@ -281,6 +281,28 @@ const load = async (url: string, body: string, concurrency: number, total: numbe
   return { requests_per_s: round(times.length / seconds), ...summary(times), failures }
 }
 
+/** Like `load`, but each worker opens a conversation and then continues it (conversation_id): no spawn per request. */
+const loadConversations = async (url: string, concurrency: number, total: number) => {
+  const ids = await Promise.all(Array.from({ length: concurrency }, async () => {
+    const opened = await post(url, chatBody("open", false))
+    return (JSON.parse(opened.text) as { conversation_id: string }).conversation_id
+  }))
+  const times: Array<number> = []
+  let next = 0
+  let failures = 0
+  const started = now()
+  await Promise.all(ids.map(async (id) => {
+    const body = JSON.stringify({ model: "sonnet", stream: true, conversation_id: id, messages: [{ role: "user", content: "next" }] })
+    while (next++ < total) {
+      const r = await post(url, body)
+      if (r.status === 200 && r.text.endsWith("data: [DONE]\n\n")) times.push(r.ms)
+      else failures++
+    }
+  }))
+  const seconds = (now() - started) / 1000
+  return { requests_per_s: round(times.length / seconds), ...summary(times), failures }
+}
+
 const overhead = async () => {
   const gateway = await startGateway({
     command: SH_STUB,
@@ -315,9 +337,34 @@ const overhead = async () => {
     await plain.stop()
     await gateway.stop()
   }
+  // The same load as later turns of conversations: each on its conversation's live CLI.
+  const conversational = await startGateway({
+    command: SH_STUB,
+    set: ["conversation.max_live=128", "claude.max_concurrent_sessions=128", "queue.max_waiting=1024", "pool.max_processes=256"]
+  })
+  const plainAgain = await startPlain(frames)
+  const continued: Record<string, unknown> = {}
+  try {
+    for (const concurrency of [1, 16, 64]) {
+      const total = concurrency === 1 ? 300 : 1500
+      const g = await loadConversations(`${conversational.url}/v1/chat/completions`, concurrency, total)
+      const p = await load(`${plainAgain.url}/`, chatBody("bench", true), concurrency, total)
+      continued[`c${concurrency}`] = {
+        gateway: g,
+        plain_node_http: p,
+        overhead_p50_ms: round(g.p50 - p.p50),
+        overhead_p99_ms: round(g.p99 - p.p99),
+        throughput_ratio: round(g.requests_per_s / p.requests_per_s)
+      }
+    }
+  } finally {
+    await plainAgain.stop()
+    await conversational.stop()
+  }
   return {
     what: "streaming requests through the gateway with a STUB CLI (bench/stub-cli.sh, 8 deltas) vs a plain node:http server writing the same SSE bytes",
-    ...results,
+    new_conversations: results,
+    continued_conversations: continued,
     targets: { overhead_p50_ms: "<= 1 at c64", overhead_p99_ms: "<= 5 at c64", throughput_ratio: ">= 0.5" }
   }
 }

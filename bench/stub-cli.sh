@@ -9,10 +9,6 @@ while IFS= read -r line; do
       id=${line#*\"request_id\":\"}; id=${id%%\"*}
       printf '{"type":"control_response","response":{"subtype":"success","request_id":"%s","response":{"version":"stub","claude_code_version":"stub","models":[{"value":"sonnet","resolvedModel":"claude-stub"}]}}}\n' "$id"
       ;;
-    *'"/cost"'*)
-      # a local command, as the real CLI answers it: no model turn
-      printf '%s\n' '{"type":"result","subtype":"success","is_error":false,"session_id":"stub","result":"","stop_reason":null,"num_turns":0,"usage":{"input_tokens":0,"output_tokens":0}}'
-      ;;
     *'"user"'*)
       printf '%s\n' \
 '{"type":"system","subtype":"init","cwd":"/","session_id":"stub","tools":[],"model":"claude-stub","permissionMode":"default"}' \

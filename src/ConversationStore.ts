@@ -13,6 +13,8 @@ import { GatewayConfig } from "./GatewayConfig.js"
  */
 
 export interface ConversationInit {
+  /** Whose conversation it is (a hash of the API key; "" without keys). */
+  readonly owner: string
   readonly model?: string | undefined
   readonly systemPrompt?: string | undefined
   readonly workingDirectory?: string | undefined
@@ -21,6 +23,7 @@ export interface ConversationInit {
 
 export interface Conversation {
   readonly id: string
+  readonly owner: string
   /** Unix seconds. */
   readonly createdAt: number
   readonly updatedAt: number
@@ -67,6 +70,7 @@ export interface Page {
 const MIGRATIONS: ReadonlyArray<string> = [
   `CREATE TABLE conversations (
     id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL DEFAULT '',
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     model TEXT,
@@ -92,6 +96,7 @@ const MIGRATIONS: ReadonlyArray<string> = [
 
 const Row = Schema.Struct({
   id: Schema.String,
+  owner: Schema.String,
   created_at: Schema.Number,
   updated_at: Schema.Number,
   model: Schema.NullOr(Schema.String),
@@ -116,6 +121,7 @@ const firstNumber = (name: string) => (rows: ReadonlyArray<unknown>) =>
 
 const toConversation = (row: typeof Row.Type): Conversation => ({
   id: row.id,
+  owner: row.owner,
   createdAt: row.created_at,
   updatedAt: row.updated_at,
   model: row.model,
@@ -167,6 +173,7 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
         const at = now()
         yield* sql`INSERT INTO conversations ${sql.insert({
           id,
+          owner: init.owner,
           created_at: at,
           updated_at: at,
           model: init.model ?? null,
@@ -184,12 +191,13 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
         Effect.orDie
       )
 
-    /** Newest first; `after` is the last id of the previous page. */
-    const list = (options: { readonly limit: number; readonly after?: string | undefined }): Effect.Effect<Page> =>
+    /** One owner's conversations, newest first; `after` is the last id of the previous page. */
+    const list = (options: { readonly owner: string; readonly limit: number; readonly after?: string | undefined }): Effect.Effect<Page> =>
       select(
         options.after === undefined
-          ? sql`SELECT * FROM conversations ORDER BY rowid DESC LIMIT ${options.limit + 1}`
-          : sql`SELECT * FROM conversations WHERE rowid < (SELECT rowid FROM conversations WHERE id = ${options.after})
+          ? sql`SELECT * FROM conversations WHERE owner = ${options.owner} ORDER BY rowid DESC LIMIT ${options.limit + 1}`
+          : sql`SELECT * FROM conversations WHERE owner = ${options.owner}
+                AND rowid < (SELECT rowid FROM conversations WHERE id = ${options.after})
                 ORDER BY rowid DESC LIMIT ${options.limit + 1}`
       ).pipe(Effect.map((rows) => ({ data: rows.slice(0, options.limit), hasMore: rows.length > options.limit })))
 

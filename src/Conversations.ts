@@ -49,8 +49,9 @@ const sha256 = (text: string) => crypto.createHash("sha256").update(text).digest
 export const chainHash = (hash: string, messages: ReadonlyArray<HistoryMessage>): string =>
   messages.reduce((h, message) => sha256(`${h}\n${JSON.stringify(message)}`), hash)
 
-/** What a history is matched by: its messages and the launch they ran with. */
-export const fingerprint = (signature: string, historyHash: string): string => sha256(`${signature}\n${historyHash}`)
+/** What a history is matched by: whose it is, its messages and the launch they ran with. */
+export const fingerprint = (owner: string, signature: string, historyHash: string): string =>
+  sha256(`${owner}\n${signature}\n${historyHash}`)
 
 interface Live {
   readonly process: OwnedProcess
@@ -155,7 +156,7 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
     const resolve = (ref: ConversationRef, signature: string): Effect.Effect<Resolved, ConversationNotFound> =>
       Effect.gen(function*() {
         if (ref.id !== undefined) {
-          const found = yield* store.get(ref.id)
+          const found = Option.filter(yield* store.get(ref.id), (conversation) => conversation.owner === ref.owner)
           if (Option.isNone(found)) return yield* Effect.fail(new ConversationNotFound({ id: ref.id }))
           const conversation = found.value
           const continues = conversation.cliSessionId !== null
@@ -163,12 +164,12 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
         }
         if (ref.history.length > 0) {
           const notBefore = Math.floor(Date.now() / 1000) - settings.fingerprint_ttl_minutes * 60
-          const found = yield* store.findByFingerprint(fingerprint(signature, chainHash("", ref.history)), notBefore)
+          const found = yield* store.findByFingerprint(fingerprint(ref.owner, signature, chainHash("", ref.history)), notBefore)
           if (Option.isSome(found) && found.value.cliSessionId !== null) {
             return { conversation: found.value, continues: true, unrecorded: [] }
           }
         }
-        return { conversation: yield* store.create({}), continues: false, unrecorded: ref.history }
+        return { conversation: yield* store.create({ owner: ref.owner }), continues: false, unrecorded: ref.history }
       })
 
     /** The same conversation as it is now (another request may have had a turn meanwhile). */
@@ -194,7 +195,7 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
           messages,
           cliSessionId: answer.cliSessionId,
           historyHash,
-          fingerprint: fingerprint(signature, historyHash),
+          fingerprint: fingerprint(resolved.conversation.owner, signature, historyHash),
           promptTokens: usage.inputTokens + usage.cacheReadTokens + usage.cacheCreationTokens,
           completionTokens: usage.outputTokens,
           costUsd: answer.costUsd ?? 0

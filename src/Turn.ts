@@ -93,6 +93,8 @@ export const historyMessage = (
 export interface ConversationRef {
   /** The client named the conversation (`conversation_id`); else it is found by its history, or new. */
   readonly id: string | undefined
+  /** Whose conversations the request may continue (see ConversationStore). */
+  readonly owner: string
   /** The client's messages before the new ones. */
   readonly history: ReadonlyArray<HistoryMessage>
   /** The messages this request adds (a user message, or tool results). */

@@ -8,7 +8,7 @@ import { ConversationNotFound, InvalidRequest } from "../Errors.js"
 import { GatewayConfig } from "../GatewayConfig.js"
 import { GatewayApi } from "../http/Api.js"
 import { recover } from "../http/errors.js"
-import { decodeBody, readJson } from "../http/request.js"
+import { decodeBody, ownerOf, readJson } from "../http/request.js"
 import { ModelCatalog } from "../ModelCatalog.js"
 import { CreateConversation } from "./Api.js"
 
@@ -54,11 +54,14 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
       cost_usd: conversation.costUsd
     })
 
-    const find = (id: string) =>
-      Effect.flatMap(store.get(id), Option.match({
-        onNone: () => Effect.fail(new ConversationNotFound({ id })),
-        onSome: Effect.succeed
-      }))
+    const keysConfigured = config.server.api_keys.length > 0
+    /** A conversation of this caller's (another key's is as good as unknown). */
+    const find = (id: string, owner: string) =>
+      Effect.flatMap(store.get(id), (found) =>
+        Option.match(Option.filter(found, (conversation) => conversation.owner === owner), {
+          onNone: () => Effect.fail(new ConversationNotFound({ id })),
+          onSome: Effect.succeed
+        }))
 
     return handlers
       .handleRaw("createConversation", ({ request }) =>
@@ -66,6 +69,7 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
           const body = yield* decodeBody(CreateConversation, yield* readJson(request, config.server.max_body_bytes))
           if (body.model != null) yield* catalog.resolve(body.model)
           const conversation = yield* store.create({
+            owner: ownerOf(request, keysConfigured),
             model: body.model ?? undefined,
             systemPrompt: body.system ?? undefined,
             workingDirectory: body.working_directory == null ? undefined : yield* workingDirectory(body.working_directory),
@@ -73,15 +77,16 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
           })
           return HttpServerResponse.unsafeJson(render(conversation, new Set()), { status: 201 })
         })))
-      .handle("listConversations", ({ urlParams }) =>
+      .handle("listConversations", ({ request, urlParams }) =>
         recover(Effect.gen(function*() {
+          const owner = ownerOf(request, keysConfigured)
           const limit = urlParams.limit === undefined ? 20 : Number(urlParams.limit)
           if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
             return yield* Effect.fail(invalid("Invalid value for 'limit': expected an integer from 1 to 100.", "limit"))
           }
           const after = urlParams.after
-          if (after !== undefined) yield* find(after)
-          const page = yield* store.list({ limit, after })
+          if (after !== undefined) yield* find(after, owner)
+          const page = yield* store.list({ owner, limit, after })
           const live = yield* conversations.liveIds
           const data = page.data.map((conversation) => render(conversation, live))
           return HttpServerResponse.unsafeJson({
@@ -92,9 +97,9 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
             last_id: data.at(-1)?.id ?? null
           })
         })))
-      .handle("retrieveConversation", ({ path: { id } }) =>
+      .handle("retrieveConversation", ({ path: { id }, request }) =>
         recover(Effect.gen(function*() {
-          const conversation = yield* find(id)
+          const conversation = yield* find(id, ownerOf(request, keysConfigured))
           const messages = yield* store.messages(id)
           return HttpServerResponse.unsafeJson({
             ...render(conversation, yield* conversations.liveIds),
@@ -114,8 +119,9 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
             }))
           })
         })))
-      .handle("deleteConversation", ({ path: { id } }) =>
+      .handle("deleteConversation", ({ path: { id }, request }) =>
         recover(Effect.gen(function*() {
+          yield* find(id, ownerOf(request, keysConfigured))
           if (!(yield* conversations.remove(id))) return yield* Effect.fail(new ConversationNotFound({ id }))
           return HttpServerResponse.unsafeJson({ id, object: "conversation.deleted", deleted: true })
         })))

@@ -17,6 +17,7 @@ import { Pool } from "../Pool.js"
 import { ToolBridge } from "../ToolBridge.js"
 import { GatewayApi } from "./Api.js"
 import { errorResponse } from "./errors.js"
+import { offeredKey } from "./request.js"
 
 const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
   Effect.gen(function*() {
@@ -63,7 +64,7 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
     const request = yield* HttpServerRequest.HttpServerRequest
     const requestId = request.headers["x-request-id"] || `req_${crypto.randomUUID().replaceAll("-", "")}`
     const path = request.url.split("?")[0] ?? request.url
-    const offered = /^Bearer\s+(.+)$/i.exec(request.headers["authorization"] ?? "")?.[1] ?? request.headers["x-api-key"]
+    const offered = offeredKey(request.headers)
     const authorized = apiKeys.length === 0 || path === "/health" ||
       (offered !== undefined && apiKeys.some((key) => sameSecret(Redacted.value(key), offered)))
     const response = authorized

@@ -1,6 +1,7 @@
 import { HttpIncomingMessage } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
 import { Effect, Either, Option, ParseResult, Schema } from "effect"
+import * as crypto from "node:crypto"
 import { InvalidRequest } from "../Errors.js"
 
 /** Reading request bodies, with errors that name the offending field. */
@@ -40,6 +41,17 @@ export const readJson = (request: HttpServerRequest.HttpServerRequest, maxBytes:
       })
     )
   )
+
+/** The API key a request offers (`Authorization: Bearer <key>` or `x-api-key`). */
+export const offeredKey = (headers: Readonly<Record<string, string | undefined>>): string | undefined =>
+  /^Bearer\s+(.+)$/i.exec(headers["authorization"] ?? "")?.[1] ?? headers["x-api-key"]
+
+/**
+ * Whose conversations a request may see: a hash of its API key when keys are configured (the key
+ * has been checked by then), else everyone's ("").
+ */
+export const ownerOf = (request: HttpServerRequest.HttpServerRequest, keysConfigured: boolean): string =>
+  keysConfigured ? crypto.createHash("sha256").update(offeredKey(request.headers) ?? "").digest("hex").slice(0, 32) : ""
 
 /** A JSON object body decoded with `schema`. */
 export const decodeBody = <A, I>(schema: Schema.Schema<A, I>, body: unknown): Either.Either<A, InvalidRequest> =>

@@ -5,7 +5,7 @@ import { ChatService } from "../ChatService.js"
 import { InvalidRequest, ModelNotFound } from "../Errors.js"
 import { GatewayApi } from "../http/Api.js"
 import { recover, toHttpError } from "../http/errors.js"
-import { readJson } from "../http/request.js"
+import { ownerOf, readJson } from "../http/request.js"
 import { peelUntil } from "../lib/peel.js"
 import { GatewayConfig } from "../GatewayConfig.js"
 import { ImageFetcher } from "../ImageFetcher.js"
@@ -67,7 +67,8 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
             }))
           }
           const model = yield* catalog.resolve(chatRequest.model)
-          const translated = yield* toTurnRequest(chatRequest, model, { maxChoices, maxHistoryMessages })
+          const owner = ownerOf(request, config.server.api_keys.length > 0)
+          const translated = yield* toTurnRequest(chatRequest, model, { maxChoices, maxHistoryMessages, owner })
           // `n` independent runs belong to no conversation.
           const pending = choices > 1 ? { ...translated, conversation: undefined } : translated
           const input = yield* Effect.forEach(

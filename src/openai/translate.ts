@@ -185,6 +185,8 @@ export interface TranslateOptions {
   readonly maxChoices: number
   /** Earlier messages a transcript carries at most (the most recent). */
   readonly maxHistoryMessages: number
+  /** Whose conversations the request may continue. */
+  readonly owner?: string | undefined
 }
 
 /** A message in the form conversations record and match (images stand in as `[image]`). */
@@ -351,6 +353,7 @@ export const toTurnRequest = (
       ...(finalUser ? {} : { toolResults: [...results] }),
       conversation: {
         id: request.conversation_id ?? undefined,
+        owner: options.owner ?? "",
         history: normalized.slice(0, newFrom),
         added: normalized.slice(newFrom)
       }

@@ -51,6 +51,34 @@ describe("API keys", () => {
   })
 })
 
+describe("conversations per API key", () => {
+  it("are invisible to other keys: not listed, not shown, not continued, not matched by history", async () => {
+    const one = new OpenAI({ baseURL: gateway.baseURL, apiKey: "key-one", maxRetries: 0 })
+    const two = new OpenAI({ baseURL: gateway.baseURL, apiKey: "key-two", maxRetries: 0 })
+    upstream.on("OWNED-1", { kind: "message", blocks: [{ type: "text", text: "private" }] })
+    upstream.on("OWNED-2", { kind: "message", blocks: [{ type: "text", text: "fresh" }] })
+    const first = await one.chat.completions.create({ model: "sonnet", messages: [{ role: "user", content: "OWNED-1" }] }) as { conversation_id?: string } & OpenAI.ChatCompletion
+    const id = first.conversation_id!
+    const asTwo = { authorization: "Bearer key-two" }
+    expect((await fetch(`${gateway.baseURL}/conversations/${id}`, { headers: asTwo })).status).toBe(404)
+    expect((await fetch(`${gateway.baseURL}/conversations/${id}`, { headers: { authorization: "Bearer key-one" } })).status).toBe(200)
+    const listed = await (await fetch(`${gateway.baseURL}/conversations`, { headers: asTwo })).json() as { data: Array<{ id: string }> }
+    expect(listed.data.map((c) => c.id)).not.toContain(id)
+    expect((await fetch(`${gateway.baseURL}/conversations/${id}`, { method: "DELETE", headers: asTwo })).status).toBe(404)
+    const continued = await two.chat.completions
+      .create({ model: "sonnet", messages: [{ role: "user", content: "OWNED-2" }], conversation_id: id } as OpenAI.ChatCompletionCreateParamsNonStreaming)
+      .catch((e: unknown) => e)
+    expect((continued as { status?: number }).status).toBe(404)
+    // The same history from another key starts a conversation of its own.
+    const copied = await two.chat.completions.create({
+      model: "sonnet",
+      messages: [{ role: "user", content: "OWNED-1" }, first.choices[0]!.message, { role: "user", content: "OWNED-2" }]
+    }) as { conversation_id?: string } & OpenAI.ChatCompletion
+    expect(copied.conversation_id).not.toBe(id)
+    expect(JSON.stringify(upstream.requestsFor("OWNED-2")[0]!.body)).toContain("<conversation_history>")
+  })
+})
+
 describe("CORS", () => {
   it("answers a preflight from an allowed origin without a key", async () => {
     const response = await fetch(`${gateway.baseURL}/chat/completions`, {

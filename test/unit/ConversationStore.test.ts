@@ -16,7 +16,7 @@ describe("ConversationStore (SQLite)", () => {
   it.effect("creates, records turns, finds by fingerprint, pages and deletes", () =>
     Effect.gen(function*() {
       const conversations = yield* ConversationStore
-      const a = yield* conversations.create({ model: "sonnet", metadata: { k: "v" } })
+      const a = yield* conversations.create({ owner: "", model: "sonnet", metadata: { k: "v" } })
       expect(a).toMatchObject({ model: "sonnet", metadata: { k: "v" }, cliSessionId: null, historyHash: "", promptTokens: 0 })
       const messages = [historyMessage("user", "hi"), historyMessage("assistant", "hello")]
       yield* conversations.recordTurn(a.id, {
@@ -45,24 +45,25 @@ describe("ConversationStore (SQLite)", () => {
       expect(Option.getOrThrow(yield* conversations.findByFingerprint("f2", 0)).id).toBe(a.id)
       expect(Option.isNone(yield* conversations.findByFingerprint("f2", updated.updatedAt + 1))).toBe(true)
 
-      const b = yield* conversations.create({})
-      const first = yield* conversations.list({ limit: 1 })
+      const b = yield* conversations.create({ owner: "" })
+      yield* conversations.create({ owner: "someone else" })
+      const first = yield* conversations.list({ owner: "", limit: 1 })
       expect(first.data.map((c) => c.id)).toEqual([b.id])
       expect(first.hasMore).toBe(true)
-      const second = yield* conversations.list({ limit: 1, after: b.id })
+      const second = yield* conversations.list({ owner: "", limit: 1, after: b.id })
       expect(second.data.map((c) => c.id)).toEqual([a.id])
       expect(yield* conversations.purge(b.updatedAt - 1)).toBe(0)
       expect(yield* conversations.remove(a.id)).toBe(true)
       expect(yield* conversations.remove(a.id)).toBe(false)
       expect(yield* conversations.messages(a.id)).toEqual([])
-      expect(yield* conversations.purge(b.updatedAt + 1)).toBe(1)
+      expect(yield* conversations.purge(b.updatedAt + 1)).toBe(2)
       expect(Option.isNone(yield* conversations.get(b.id))).toBe(true)
     }).pipe(Effect.provide(store(dataDir))))
 
   it.effect("keeps its data across reopenings (migrations run once)", () =>
     Effect.gen(function*() {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-store-"))
-      const id = yield* Effect.map(ConversationStore, (s) => s.create({ systemPrompt: "kept" })).pipe(
+      const id = yield* Effect.map(ConversationStore, (s) => s.create({ owner: "", systemPrompt: "kept" })).pipe(
         Effect.flatten,
         Effect.map((c) => c.id),
         Effect.provide(store(dir))
@@ -79,6 +80,8 @@ describe("history fingerprints", () => {
     expect(chainHash("", [a, b])).not.toBe(chainHash("", [b, a]))
     // Content null and "" are the same message; so are absent and empty tool calls.
     expect(historyMessage("assistant", "")).toEqual({ role: "assistant", content: null })
-    expect(fingerprint("sig-1", "h")).not.toBe(fingerprint("sig-2", "h"))
+    expect(fingerprint("", "sig-1", "h")).not.toBe(fingerprint("", "sig-2", "h"))
+    // Another API key never matches the same history.
+    expect(fingerprint("key-a", "sig", "h")).not.toBe(fingerprint("key-b", "sig", "h"))
   })
 })

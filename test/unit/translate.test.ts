@@ -45,7 +45,7 @@ describe("toTurnRequest: prompt and input", () => {
       input: [{ type: "text", text: "hi" }],
       newInputFrom: 0,
       stop: [],
-      conversation: { id: undefined, history: [], added: [{ role: "user", content: "hi" }] }
+      conversation: { id: undefined, owner: "", history: [], added: [{ role: "user", content: "hi" }] }
     })
   })
 
