@@ -30,6 +30,9 @@
 
           npmBuildScript = "build";
 
+          # better-sqlite3 (the conversation store) is compiled from source by node-gyp.
+          nativeBuildInputs = [ pkgs.python3 ];
+
           # The gateway runs `claude` from PATH (or claude.command). The pinned npm CLI inside this
           # package is a prebuilt glibc binary, not patched for NixOS; on NixOS point claude.command at
           # a Nix-packaged Claude Code instead.

@@ -151,6 +151,8 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
     // The store is the gateway's own state: a failing database is a defect, not a client error.
     const version = yield* sql`PRAGMA user_version`.pipe(Effect.flatMap(firstNumber("user_version")), Effect.orDie)
     yield* sql`PRAGMA foreign_keys = ON`.pipe(Effect.orDie)
+    // WAL (the client's default) with NORMAL sync: no fsync per turn; a power cut may lose the last turns, never the file.
+    yield* sql`PRAGMA synchronous = NORMAL`.pipe(Effect.orDie)
     for (const [index, migration] of MIGRATIONS.entries()) {
       if (index < version) continue
       yield* sql.withTransaction(Effect.gen(function*() {
