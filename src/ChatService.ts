@@ -181,6 +181,8 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
           }
         }
 
+        // A turn of this conversation still parked for other results would share its session: it ends.
+        if (conversationId !== undefined) yield* bridge.endParked(conversationId)
         // The conversation's live CLI, else one that resumes its session, else a fresh one.
         let input = request.input
         let process: OwnedProcess

@@ -84,12 +84,20 @@ export class ToolBridge extends Effect.Service<ToolBridge>()("ToolBridge", {
         return Option.none()
       })
 
+    /** End the conversation's parked turns: its next turn starts without them (one CLI per session). */
+    const endParked = (conversationId: string) =>
+      Effect.forEach(
+        parked.filter((entry) => entry.turn.conversationId === conversationId),
+        (entry) => drop(entry, "the conversation went on without the results"),
+        { discard: true }
+      )
+
     /** The conversation of the parked turn waiting for these results, if any. */
     const conversationOf = (ids: ReadonlyArray<string>) =>
       Effect.sync(() => (ids.length > 0 ? byId.get(ids[0]!)?.turn.conversationId : undefined))
 
     const count = Effect.sync(() => parked.length)
 
-    return { park, claim, conversationOf, count } as const
+    return { park, claim, conversationOf, endParked, count } as const
   })
 }) {}

@@ -215,6 +215,28 @@ describe("an expired parked turn of a known conversation", () => {
   })
 })
 
+describe("a conversation that goes on without the results", () => {
+  it("ends its parked turn, so that one session never has two CLIs", async () => {
+    upstream.on("TOOL-ABANDON", { kind: "message", blocks: [toolUse("get_weather", { city: "Oslo" })] })
+    upstream.on("ABANDONED", { kind: "message", blocks: [{ type: "text", text: "Never mind then." }] })
+    const first = await client.chat.completions.create({
+      model: "sonnet",
+      messages: [{ role: "user", content: "TOOL-ABANDON" }],
+      tools: [weather]
+    }) as OpenAI.ChatCompletion & { conversation_id: string }
+    const parkedBefore = (await health(gateway)).tools.parked
+    const next = await client.chat.completions.create({
+      model: "sonnet",
+      messages: [{ role: "user", content: "ABANDONED: forget the weather" }],
+      tools: [weather],
+      conversation_id: first.conversation_id
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming)
+    expect(next.choices[0]!.message.content).toBe("Never mind then.")
+    expect((await health(gateway)).tools.parked).toBe(parkedBefore - 1)
+    expect(sessionOf("ABANDONED")).toEqual(sessionOf("TOOL-ABANDON"))
+  })
+})
+
 describe("the parked-turn cap", () => {
   it("ends the oldest parked turn when one more would pass tools.max_parked", async () => {
     // The transcript holds both markers: the result's is tried first.
