@@ -62,6 +62,21 @@ interface Recording {
   readonly request: TurnRequest
 }
 
+/**
+ * Who ends a request's CLI. From the moment a process is the request's (spawned, taken from the
+ * conversation, claimed from a parked turn) until the request's scope closes, this decides: parked
+ * turns and kept CLIs live on, anything else is killed — also when the client goes away mid-way.
+ */
+interface Ownership {
+  /** The scope that kills the process (known before the process is). */
+  scope: Scope.CloseableScope | undefined
+  process: OwnedProcess | undefined
+  turn: LiveTurn | undefined
+  parked: boolean
+  /** Set when the turn finished normally in a conversation: keep its CLI for the next turn. */
+  keepFor: string | undefined
+}
+
 export class ChatService extends Effect.Service<ChatService>()("ChatService", {
   effect: Effect.gen(function*() {
     const pool = yield* Pool
@@ -71,16 +86,6 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
     const cli = yield* CliProcess
     const { config } = yield* GatewayConfig
     const timeoutSeconds = config.claude.timeout_seconds
-
-    /** A process owned by a scope of its own (not the request's). */
-    const own = (acquire: Effect.Effect<CliHandle, CliError, Scope.Scope>, signature: string) =>
-      Effect.gen(function*() {
-        const scope = yield* Scope.make()
-        const handle = yield* Scope.extend(acquire, scope).pipe(
-          Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
-        )
-        return { scope, handle, signature } satisfies OwnedProcess
-      })
 
     /** Write the input and read the turn's events from a scope of the turn's own. */
     const startTurn = (process: OwnedProcess, request: TurnRequest, input: TurnRequest["input"], conversationId: string | undefined) =>
@@ -96,27 +101,17 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
      * is recorded (as soon as it finishes: the client may send its next request at once) and
      * keeps its CLI for the conversation's next turn; anything else ends the CLI.
      */
-    const readPart = (turn: LiveTurn, request: TurnRequest, recording: Recording | undefined) =>
+    const readPart = (turn: LiveTurn, request: TurnRequest, recording: Recording | undefined, owner: Ownership) =>
       Effect.gen(function*() {
-        let parked = false
-        let finishedByCli = false
+        owner.turn = turn
         const ended = { done: false }
-        yield* Effect.addFinalizer(() =>
-          parked ? Effect.void : Scope.close(turn.turnScope, Exit.void).pipe(
-            Effect.zipRight(
-              recording !== undefined && finishedByCli
-                ? conversations.keepLive(recording.resolved.conversation.id, turn.process)
-                : Scope.close(turn.process.scope, Exit.void)
-            )
-          )
-        )
         let text = ""
         const events = Stream.repeatEffectChunkOption(nextPart(turn, ended))
         const answer = request.launch.jsonSchema === undefined ? applyStop(events, request.stop) : structuredOnly(events)
         const onFinished = (event: Extract<TurnEvent, { _tag: "Finished" }>) =>
           Effect.gen(function*() {
             const toolCalls: ReadonlyArray<ToolCall> = event.toolCalls ?? []
-            finishedByCli = ended.done
+            if (recording !== undefined && ended.done) owner.keepFor = recording.resolved.conversation.id
             if (recording !== undefined) {
               yield* conversations.record(recording.resolved, recording.signature, recording.request.conversation?.added ?? [], {
                 text,
@@ -127,7 +122,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
               })
             }
             if (event.reason === "tool_calls") {
-              parked = true
+              owner.parked = true
               yield* bridge.park(turn, toolCalls.map((call) => call.id))
             }
           })
@@ -146,18 +141,44 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         const ref = request.conversation
         const resultIds = (request.toolResults ?? []).map((result) => result.id)
         // Which conversation (an unknown id fails here, before any CLI work), then one request at a time.
-        const parkedIn = yield* bridge.conversationOf(resultIds)
+        // Only the conversation's owner continues a parked turn, and only within the conversation it names.
+        const parkedFor = yield* bridge.conversationOf(resultIds)
+        const parkedIn = ref !== undefined && parkedFor !== undefined && (ref.id === undefined || ref.id === parkedFor) &&
+            (yield* conversations.owns(parkedFor, ref.owner))
+          ? parkedFor
+          : undefined
         const found = ref === undefined
           ? undefined
           : yield* conversations.resolve(ref.id === undefined && parkedIn !== undefined ? { ...ref, id: parkedIn } : ref, launchSignature(config, request.launch))
-        const conversationId = found?.conversation.id
         if (found !== undefined) yield* conversations.lock(found.conversation.id)
-        const resolved = found === undefined ? undefined : yield* conversations.refresh(found)
+        const resolved = found === undefined || ref === undefined ? undefined : yield* conversations.refresh(found, ref)
+        const conversationId = resolved?.conversation.id
         const launch = resolved === undefined ? request.launch : withConversation(request.launch, resolved.conversation)
         const signature = launchSignature(config, launch)
         const recording = resolved === undefined ? undefined : { resolved, signature, request }
 
         yield* admission.admit
+        const owner: Ownership = { scope: undefined, process: undefined, turn: undefined, parked: false, keepFor: undefined }
+        yield* Effect.addFinalizer(() =>
+          Effect.suspend(() => {
+            const { keepFor, process, scope } = owner
+            if (scope === undefined || owner.parked) return Effect.void
+            return (owner.turn === undefined ? Effect.void : Scope.close(owner.turn.turnScope, Exit.void)).pipe(
+              Effect.zipRight(
+                keepFor !== undefined && process !== undefined ? conversations.keepLive(keepFor, process) : Scope.close(scope, Exit.void)
+              )
+            )
+          })
+        )
+        /** Take a process and make it the request's in one step: an interruption cannot come between. */
+        const hold = <E>(take: Effect.Effect<Option.Option<OwnedProcess>, E>) =>
+          Effect.uninterruptible(Effect.tap(take, (taken) =>
+            Effect.sync(() => {
+              if (Option.isSome(taken)) {
+                owner.scope = taken.value.scope
+                owner.process = taken.value
+              }
+            })))
         // One deadline for the whole turn, from the moment it has a session slot: getting the
         // process and the answer share it.
         const timedOut = new CliTimeout({ seconds: timeoutSeconds })
@@ -169,15 +190,28 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
           ),
           conversationId
         })
-        const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-          Effect.timeoutFail(effect, { duration: remaining(), onTimeout: () => timedOut })
+        /** A process owned by a scope of its own, registered with the request before anything can interrupt. */
+        const own = (acquire: Effect.Effect<CliHandle, CliError, Scope.Scope>) =>
+          Effect.gen(function*() {
+            const scope = yield* Effect.uninterruptible(Effect.tap(Scope.make(), (scope) => Effect.sync(() => (owner.scope = scope))))
+            const handle = yield* Scope.extend(acquire, scope).pipe(
+              Effect.timeoutFail({ duration: remaining(), onTimeout: () => timedOut })
+            )
+            const process: OwnedProcess = { scope, handle, signature }
+            owner.process = process
+            return process
+          })
 
-        // The results of tool calls a parked turn waits for: that turn reads on.
-        if (resultIds.length > 0) {
-          const parked = yield* bridge.claim(resultIds)
-          if (Option.isSome(parked)) {
-            yield* (parked.value.process.handle.tools?.supply(request.toolResults ?? []) ?? Effect.void)
-            return result(yield* readPart(parked.value, request, recording))
+        // The results of tool calls a parked turn of this conversation waits for: that turn reads on.
+        if (resultIds.length > 0 && parkedIn !== undefined) {
+          let claimed: LiveTurn | undefined
+          yield* hold(Effect.map(bridge.claim(resultIds, parkedIn), (parked) => {
+            claimed = Option.getOrUndefined(parked)
+            return Option.map(parked, (turn) => turn.process)
+          }))
+          if (claimed !== undefined) {
+            yield* (claimed.process.handle.tools?.supply(request.toolResults ?? []) ?? Effect.void)
+            return result(yield* readPart(claimed, request, recording, owner))
           }
         }
 
@@ -189,13 +223,13 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         const sessionId = resolved?.continues === true ? resolved.conversation.cliSessionId : null
         if (resolved !== undefined && sessionId !== null) {
           const newInput = input.slice(request.newInputFrom ?? 0)
-          const kept = yield* conversations.takeLive(resolved.conversation.id, signature)
+          const kept = yield* hold(conversations.takeLive(resolved.conversation.id, signature))
           if (Option.isSome(kept)) {
             input = newInput
             process = kept.value
           } else if (yield* cli.hasSession(sessionId)) {
             input = newInput
-            process = yield* timed(own(pool.spawn({ ...launch, resume: sessionId }), signature))
+            process = yield* own(pool.spawn({ ...launch, resume: sessionId }))
           } else {
             // The CLI no longer has the session (its files were removed): a new one, told the recorded turns.
             yield* Effect.logWarning("the CLI session of a conversation is gone; continuing from its recorded messages", {
@@ -204,15 +238,13 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             })
             const recorded = yield* conversations.store.messages(resolved.conversation.id)
             input = [...fromHistory(recorded, request.toolResults !== undefined), ...newInput]
-            process = yield* timed(own(pool.take(launch), signature))
+            process = yield* own(pool.take(launch))
           }
         } else {
-          process = yield* timed(own(pool.take(launch), signature))
+          process = yield* own(pool.take(launch))
         }
-        const live = yield* startTurn(process, request, input, conversationId).pipe(
-          Effect.onError(() => Scope.close(process.scope, Exit.void))
-        )
-        return result(yield* readPart(live, request, recording))
+        const live = yield* startTurn(process, request, input, conversationId)
+        return result(yield* readPart(live, request, recording, owner))
       })
 
     return { turn } as const

@@ -1,6 +1,6 @@
 import { Effect, Exit, Fiber, Option, Runtime, Schedule, Scope } from "effect"
 import * as crypto from "node:crypto"
-import { Admission } from "./Admission.js"
+import { Admission, Overloaded } from "./Admission.js"
 import type { CliHandle } from "./cli/CliProcess.js"
 import { type Conversation, ConversationStore } from "./ConversationStore.js"
 import { ConversationNotFound } from "./Errors.js"
@@ -26,6 +26,8 @@ export interface OwnedProcess {
 /** The conversation a request continues, or a new one. */
 export interface Resolved {
   readonly conversation: Conversation
+  /** Found by the client's history (not named): it only matches while that history is the whole story. */
+  readonly byHistory: boolean
   /** Its CLI session holds the history: only the request's new part is sent. */
   readonly continues: boolean
   /** Earlier messages the conversation has not recorded yet (the history a new one starts with). */
@@ -91,8 +93,11 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
       Effect.forkScoped
     )
 
-    /** Hold the conversation for the caller's scope: its requests run one at a time. */
-    const lock = (id: string): Effect.Effect<void, never, Scope.Scope> =>
+    /**
+     * Hold the conversation for the caller's scope: its requests run one at a time. The wait is
+     * interruptible (client gone) and bounded like the admission queue's.
+     */
+    const lock = (id: string): Effect.Effect<void, Overloaded, Scope.Scope> =>
       Effect.gen(function*() {
         const entry = yield* Effect.acquireRelease(
           Effect.sync(() => {
@@ -109,7 +114,15 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
               if (--entry.users === 0) locks.delete(id)
             })
         )
-        yield* Effect.acquireRelease(entry.semaphore.take(1), () => entry.semaphore.release(1))
+        yield* Effect.uninterruptibleMask((restore) =>
+          restore(entry.semaphore.take(1)).pipe(
+            Effect.timeoutFail({
+              duration: `${config.queue.max_wait_seconds} seconds`,
+              onTimeout: () => new Overloaded({ reason: "queue_timeout", retryAfterSeconds: 1 })
+            }),
+            Effect.zipRight(Effect.addFinalizer(() => entry.semaphore.release(1)))
+          )
+        )
       })
 
     /** The conversation's live CLI, if it was started with this signature and is idle. */
@@ -160,24 +173,31 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
           if (Option.isNone(found)) return yield* Effect.fail(new ConversationNotFound({ id: ref.id }))
           const conversation = found.value
           const continues = conversation.cliSessionId !== null
-          return { conversation, continues, unrecorded: continues ? [] : ref.history }
+          return { conversation, byHistory: false, continues, unrecorded: continues ? [] : ref.history }
         }
         if (ref.history.length > 0) {
           const notBefore = Math.floor(Date.now() / 1000) - settings.fingerprint_ttl_minutes * 60
           const found = yield* store.findByFingerprint(fingerprint(ref.owner, signature, chainHash("", ref.history)), notBefore)
           if (Option.isSome(found) && found.value.cliSessionId !== null) {
-            return { conversation: found.value, continues: true, unrecorded: [] }
+            return { conversation: found.value, byHistory: true, continues: true, unrecorded: [] }
           }
         }
-        return { conversation: yield* store.create({ owner: ref.owner }), continues: false, unrecorded: ref.history }
+        return { conversation: yield* store.create({ owner: ref.owner }), byHistory: false, continues: false, unrecorded: ref.history }
       })
 
-    /** The same conversation as it is now (another request may have had a turn meanwhile). */
-    const refresh = (resolved: Resolved): Effect.Effect<Resolved> =>
+    /**
+     * The same conversation as it is now (another request may have had a turn while this one
+     * waited for the lock). One found by its history that has moved on no longer matches the
+     * client's history: the request starts a conversation of its own.
+     */
+    const refresh = (resolved: Resolved, ref: ConversationRef): Effect.Effect<Resolved> =>
       Effect.gen(function*() {
         const current = Option.getOrElse(yield* store.get(resolved.conversation.id), () => resolved.conversation)
+        if (resolved.byHistory && current.historyHash !== resolved.conversation.historyHash) {
+          return { conversation: yield* store.create({ owner: ref.owner }), byHistory: false, continues: false, unrecorded: ref.history }
+        }
         if (current.cliSessionId === null) return { ...resolved, conversation: current }
-        return { conversation: current, continues: true, unrecorded: [] }
+        return { ...resolved, conversation: current, continues: true, unrecorded: [] }
       })
 
     /** Record a turn's new messages and answer, and the fingerprint the next request will match. */
@@ -202,9 +222,13 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
         })
       })
 
+    /** Whether the conversation exists and belongs to `owner`. */
+    const owns = (id: string, owner: string) =>
+      Effect.map(store.get(id), (found) => Option.isSome(found) && found.value.owner === owner)
+
     const liveIds = Effect.sync((): ReadonlySet<string> => new Set(live.keys()))
 
-    return { lock, takeLive, keepLive, remove, resolve, refresh, record, liveIds, store } as const
+    return { lock, takeLive, keepLive, remove, resolve, refresh, record, owns, liveIds, store } as const
   }),
   dependencies: [ConversationStore.Default, Admission.Default]
 }) {}

@@ -70,11 +70,11 @@ export class ToolBridge extends Effect.Service<ToolBridge>()("ToolBridge", {
         while (parked.length > config.tools.max_parked) yield* drop(parked[0]!, "too many parked turns")
       })
 
-    /** The parked turn waiting for exactly these results, taken out of the registry. */
-    const claim = (ids: ReadonlyArray<string>): Effect.Effect<Option.Option<LiveTurn>> =>
+    /** The conversation's parked turn waiting for exactly these results, taken out of the registry. */
+    const claim = (ids: ReadonlyArray<string>, conversationId: string): Effect.Effect<Option.Option<LiveTurn>> =>
       Effect.gen(function*() {
         const entry = ids.length > 0 ? byId.get(ids[0]!) : undefined
-        if (entry === undefined) return Option.none()
+        if (entry === undefined || entry.turn.conversationId !== conversationId) return Option.none()
         forget(entry)
         if (entry.expiry) yield* Fiber.interrupt(entry.expiry)
         const matches = entry.ids.length === ids.length && entry.ids.every((id) => ids.includes(id))

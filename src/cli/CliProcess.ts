@@ -131,13 +131,13 @@ const signalGroup = (child: ChildProcess, signal: NodeJS.Signals) => {
   }
 }
 
-/** SIGTERM the group, SIGKILL it after 500 ms (or at once if the leader is already gone). */
+/**
+ * SIGTERM the group, SIGKILL it after 500 ms. A leader that has already exited took its group's
+ * leftovers with it (see `start`): its pid may be reused by now, so it is not signalled again.
+ */
 const terminate = (child: ChildProcess) =>
   Effect.async<void>((resume) => {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      signalGroup(child, "SIGKILL")
-      return resume(Effect.void)
-    }
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
     const escalate = setTimeout(() => signalGroup(child, "SIGKILL"), 500)
     child.once("exit", () => {
       clearTimeout(escalate)
@@ -152,6 +152,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
     const { config } = yield* GatewayConfig
     const inherited = yield* CliEnvironment
     const env = cliEnv(inherited, config)
+    const serviceRuntime = yield* Effect.runtime<never>()
     const command = config.claude.command
     const cwd = config.claude.workspace
     yield* Effect.sync(() => fs.mkdirSync(cwd, { recursive: true }))
@@ -175,6 +176,8 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           child.once("error", onError)
           child.once("spawn", () => {
             child.off("error", onError)
+            // When the CLI exits, whatever it started in its group (tools, MCP servers) goes too.
+            child.once("exit", () => signalGroup(child, "SIGKILL"))
             resume(Effect.succeed(child))
           })
         }),
@@ -186,11 +189,12 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
         const child = yield* start(launch)
         const tools = launch.tools === undefined || launch.tools.length === 0 ? undefined : makeMcpBridge(launch.tools)
         const onControl: ControlHandler = tools?.handler ?? refuseAll
-        const runtime = yield* Effect.runtime<never>()
-        const run = Runtime.runFork(runtime)
+        // The process's own work runs from the service's context, never from the request that spawned
+        // it: a kept-alive CLI must not keep that request's span and annotations (nor the request) alive.
+        const run = Runtime.runFork(serviceRuntime)
         // Answers to the CLI's control requests (a parked tool call waits for long) end with the process.
         const answering = yield* FiberSet.make()
-        const runAnswer = yield* FiberSet.runtime(answering)<never>()
+        const runAnswer = (effect: Effect.Effect<void>) => FiberSet.unsafeAdd(answering, run(effect))
         const log = Effect.annotateLogs({ pid: child.pid })
         const closed = yield* Deferred.make<never, CliExited>()
         const pending = new Map<string, { readonly subtype: string; readonly waiter: Deferred.Deferred<unknown, ControlRequestFailed | CliExited> }>()

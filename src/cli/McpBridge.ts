@@ -100,8 +100,9 @@ export const makeMcpBridge = (tools: ReadonlyArray<ClientTool>): McpBridge => {
       return Effect.fail("unknown MCP server or unreadable message")
     }
     const message = decoded.right.message
+    // A notification (no id) is acknowledged with an empty result and no id of its own.
     return Effect.map(respond(message), (result) => ({
-      mcp_response: { jsonrpc: "2.0", id: message.id ?? 0, result }
+      mcp_response: { jsonrpc: "2.0", ...(message.id !== undefined ? { id: message.id } : {}), result }
     }))
   }
 

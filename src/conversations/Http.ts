@@ -10,6 +10,7 @@ import { GatewayApi } from "../http/Api.js"
 import { recover } from "../http/errors.js"
 import { decodeBody, ownerOf, readJson } from "../http/request.js"
 import { ModelCatalog } from "../ModelCatalog.js"
+import { ToolBridge } from "../ToolBridge.js"
 import { CreateConversation } from "./Api.js"
 
 const invalid = (message: string, param: string) => new InvalidRequest({ message, param, code: "invalid_value" })
@@ -17,22 +18,31 @@ const invalid = (message: string, param: string) => new InvalidRequest({ message
 export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations", (handlers) =>
   Effect.gen(function*() {
     const conversations = yield* Conversations
+    const bridge = yield* ToolBridge
     const catalog = yield* ModelCatalog
     const { config } = yield* GatewayConfig
     const store = conversations.store
     const workspace = path.resolve(config.claude.workspace)
 
-    /** A working directory inside the workspace (relative to it, or absolute within it), created if missing. */
+    const inside = (root: string, candidate: string) => candidate === root || candidate.startsWith(root + path.sep)
+
+    /**
+     * A working directory inside the workspace (relative to it, or absolute within it), created if
+     * missing. Checked again after symlinks are resolved: a link inside must not lead outside.
+     */
     const workingDirectory = (requested: string) =>
       Effect.gen(function*() {
+        const outside = invalid(
+          `Invalid value for 'working_directory': it must lie inside the gateway's workspace (${workspace}).`,
+          "working_directory"
+        )
         const resolved = path.resolve(workspace, requested)
-        if (resolved !== workspace && !resolved.startsWith(workspace + path.sep)) {
-          return yield* Effect.fail(invalid(
-            `Invalid value for 'working_directory': it must lie inside the gateway's workspace (${workspace}).`,
-            "working_directory"
-          ))
-        }
-        yield* Effect.sync(() => fs.mkdirSync(resolved, { recursive: true }))
+        if (!inside(workspace, resolved)) return yield* Effect.fail(outside)
+        const real = yield* Effect.sync(() => {
+          fs.mkdirSync(resolved, { recursive: true })
+          return { root: fs.realpathSync(workspace), dir: fs.realpathSync(resolved) }
+        })
+        if (!inside(real.root, real.dir)) return yield* Effect.fail(outside)
         return resolved
       })
 
@@ -120,9 +130,12 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
           })
         })))
       .handle("deleteConversation", ({ path: { id }, request }) =>
-        recover(Effect.gen(function*() {
+        recover(Effect.scoped(Effect.gen(function*() {
           yield* find(id, ownerOf(request, keysConfigured))
+          // After the conversation's running turn, if any; its parked turns end with it.
+          yield* conversations.lock(id)
+          yield* bridge.endParked(id)
           if (!(yield* conversations.remove(id))) return yield* Effect.fail(new ConversationNotFound({ id }))
           return HttpServerResponse.unsafeJson({ id, object: "conversation.deleted", deleted: true })
-        })))
+        }))))
   }))

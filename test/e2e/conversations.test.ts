@@ -1,4 +1,5 @@
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import OpenAI from "openai"
 import type { ChatCompletion, ChatCompletionMessageParam } from "openai/resources/chat/completions"
@@ -128,6 +129,17 @@ describe("stateless clients that re-send the history", () => {
     expect((await health(gateway)).pool.spawned - spawnedAfterSecond).toBeLessThanOrEqual(spawnedStandbys)
   })
 
+  it("two requests re-sending the same history at once: the second starts a conversation of its own", async () => {
+    answer("TWIN-1", "base")
+    upstream.on("TWIN-2", { kind: "message", blocks: [{ type: "text", text: "twin answer" }], delayMs: 400 })
+    const base = await chat([{ role: "user", content: "TWIN-1" }])
+    const history: Array<ChatCompletionMessageParam> = [{ role: "user", content: "TWIN-1" }, base.choices[0]!.message, { role: "user", content: "TWIN-2" }]
+    const [a, b] = await Promise.all([chat(history), new Promise((r) => setTimeout(r, 100)).then(() => chat(history))])
+    // One continues the conversation; the other must not be appended after an answer its client never saw.
+    expect(new Set([a.conversation_id, b.conversation_id]).size).toBe(2)
+    expect([a.conversation_id, b.conversation_id]).toContain(base.conversation_id)
+  })
+
   it("an edited history starts a new conversation, with the history as a transcript", async () => {
     answer("EDIT-1", "original")
     answer("EDIT-2", "after the edit")
@@ -181,6 +193,11 @@ describe("/v1/conversations", () => {
     expect(outside.status).toBe(400)
     expect(outside.body).toMatchObject({ error: { param: "working_directory" } })
     expect((await getJson("/v1/conversations?limit=0")).status).toBe(400)
+    // A link inside the workspace that leads outside it is outside too.
+    fs.mkdirSync(path.join(gateway.home, "workspace"), { recursive: true })
+    fs.symlinkSync(os.tmpdir(), path.join(gateway.home, "workspace", "escape"))
+    const linked = await post({ working_directory: "escape/x" })
+    expect(linked.status).toBe(400)
 
     // DELETE ends the live CLI and forgets the conversation.
     const before = await health(gateway)

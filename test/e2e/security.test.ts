@@ -79,6 +79,27 @@ describe("conversations per API key", () => {
   })
 })
 
+describe("parked tool turns per API key", () => {
+  it("another key's results for the same tool call ids do not reach the parked turn", async () => {
+    const one = new OpenAI({ baseURL: gateway.baseURL, apiKey: "key-one", maxRetries: 0 })
+    const two = new OpenAI({ baseURL: gateway.baseURL, apiKey: "key-two", maxRetries: 0 })
+    const tools = [{ type: "function" as const, function: { name: "lookup", parameters: { type: "object", properties: {} } } }]
+    upstream.on("STRANGER-RESULT", { kind: "message", blocks: [{ type: "text", text: "a conversation of its own" }] })
+    upstream.on("PARKED-OWNED", { kind: "message", blocks: [{ type: "tool_use", name: "mcp__client__lookup", input: {} }] })
+    const first = await one.chat.completions.create({ model: "sonnet", messages: [{ role: "user", content: "PARKED-OWNED" }], tools })
+    const call = first.choices[0]!.message.tool_calls![0]!
+    const parked = async () => ((await (await fetch(`${gateway.url}/health`)).json()) as { tools: { parked: number } }).tools.parked
+    const before = await parked()
+    const answer = await two.chat.completions.create({
+      model: "sonnet",
+      tools,
+      messages: [{ role: "user", content: "PARKED-OWNED" }, first.choices[0]!.message, { role: "tool", tool_call_id: call.id, content: "STRANGER-RESULT" }]
+    })
+    expect(answer.choices[0]!.message.content).toBe("a conversation of its own")
+    expect(await parked()).toBe(before)
+  })
+})
+
 describe("CORS", () => {
   it("answers a preflight from an allowed origin without a key", async () => {
     const response = await fetch(`${gateway.baseURL}/chat/completions`, {
