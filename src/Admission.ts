@@ -40,8 +40,11 @@ export class Admission extends Effect.Service<Admission>()("Admission", {
     let draining = false
     const drained = yield* Deferred.make<void>()
 
-    /** Hold a session slot for the rest of the caller's scope. */
-    const admit: Effect.Effect<void, Overloaded, Scope.Scope> = Effect.suspend(() => {
+    /**
+     * Hold `count` session slots for the rest of the caller's scope, taken together (the runs of
+     * one request never wait for each other's slots while holding some).
+     */
+    const admitMany = (count: number): Effect.Effect<void, Overloaded, Scope.Scope> => Effect.suspend(() => {
       if (draining) return Effect.fail(new Overloaded({ reason: "shutting_down", retryAfterSeconds: 5 }))
       if (running >= limit && queued >= max_waiting) {
         return Effect.fail(new Overloaded({ reason: "queue_full", retryAfterSeconds: 1 }))
@@ -49,17 +52,20 @@ export class Admission extends Effect.Service<Admission>()("Admission", {
       queued++
       // The wait is interruptible (timeout, client gone); from the permit to its finalizer is not.
       return Effect.uninterruptibleMask((restore) =>
-        restore(semaphore.take(1)).pipe(
+        restore(semaphore.take(count)).pipe(
           Effect.timeoutFail({
             duration: `${max_wait_seconds} seconds`,
             onTimeout: () => new Overloaded({ reason: "queue_timeout", retryAfterSeconds: 1 })
           }),
           Effect.ensuring(Effect.sync(() => queued--)),
-          Effect.zipRight(Effect.sync(() => running++)),
-          Effect.zipRight(Effect.addFinalizer(() => Effect.sync(() => running--).pipe(Effect.zipRight(semaphore.release(1)))))
+          Effect.zipRight(Effect.sync(() => (running += count))),
+          Effect.zipRight(Effect.addFinalizer(() => Effect.sync(() => (running -= count)).pipe(Effect.zipRight(semaphore.release(count)))))
         )
       )
     })
+
+    /** Hold a session slot for the rest of the caller's scope. */
+    const admit = admitMany(1)
 
     /**
      * Refuse new turns and wait (up to `server.shutdown_grace_seconds`) for the running ones to
@@ -77,6 +83,6 @@ export class Admission extends Effect.Service<Admission>()("Admission", {
     })
 
     const stats = Effect.sync((): AdmissionStats => ({ running, queued, limit }))
-    return { admit, drain, stats } as const
+    return { admit, admitMany, drain, stats } as const
   })
 }) {}

@@ -134,8 +134,10 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         )
       })
 
+    /** One turn; `admitted`: the caller already holds its session slot (the runs of `n`). */
     const turn = (
-      request: TurnRequest
+      request: TurnRequest,
+      options: { readonly admitted?: boolean } = {}
     ): Effect.Effect<TurnResult, TurnError | Overloaded | ConversationNotFound, Scope.Scope> =>
       Effect.gen(function*() {
         const ref = request.conversation
@@ -157,7 +159,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         const signature = launchSignature(config, launch)
         const recording = resolved === undefined ? undefined : { resolved, signature, request }
 
-        yield* admission.admit
+        if (options.admitted !== true) yield* admission.admit
         const owner: Ownership = { scope: undefined, process: undefined, turn: undefined, parked: false, keepFor: undefined }
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {

@@ -1,6 +1,7 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect, Schedule, Stream } from "effect"
 import * as crypto from "node:crypto"
+import { Admission } from "../Admission.js"
 import { ChatService } from "../ChatService.js"
 import { InvalidRequest, ModelNotFound } from "../Errors.js"
 import { GatewayApi } from "../http/Api.js"
@@ -29,6 +30,7 @@ const commits = (event: TurnEvent) => event._tag !== "Started"
 export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) =>
   Effect.gen(function*() {
     const chat = yield* ChatService
+    const admission = yield* Admission
     const catalog = yield* ModelCatalog
     const images = yield* ImageFetcher
     const { config } = yield* GatewayConfig
@@ -83,7 +85,8 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
             model
           }
           // `n` independent runs, each on its own CLI (n is checked against the session limit).
-          const started = yield* Effect.forEach(Array.from({ length: choices }), () => chat.turn(turn), {
+          if (choices > 1) yield* admission.admitMany(choices)
+          const started = yield* Effect.forEach(Array.from({ length: choices }), () => chat.turn(turn, { admitted: choices > 1 }), {
             concurrency: "unbounded"
           })
           const runs = started.map((run) => run.events)

@@ -41,3 +41,22 @@ describe("Admission", () => {
       expect(order).toEqual([1])
     }).pipe(Effect.provide(layer)))
 })
+
+describe("Admission.admitMany", () => {
+  const three = Admission.Default.pipe(Layer.provide(GatewayConfig.layerWith({ claude: { max_concurrent_sessions: 3 }, queue: { max_wait_seconds: 1 } })))
+
+  it.live("takes the slots of one request together and gives them back together", () =>
+    Effect.gen(function*() {
+      const admission = yield* Admission
+      const scope = yield* Scope.make()
+      yield* Scope.extend(admission.admitMany(2), scope)
+      expect(yield* admission.stats).toMatchObject({ running: 2 })
+      // Two more do not fit next to them: the request waits whole, holding nothing.
+      const waiting = yield* Effect.fork(Effect.scoped(admission.admitMany(2)))
+      yield* Effect.sleep("50 millis")
+      expect(yield* admission.stats).toMatchObject({ running: 2, queued: 1 })
+      yield* Scope.close(scope, Exit.void)
+      yield* Fiber.join(waiting)
+      expect(yield* admission.stats).toMatchObject({ running: 0, queued: 0 })
+    }).pipe(Effect.provide(three)))
+})
