@@ -157,6 +157,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         const conversationId = resolved?.conversation.id
         const launch = resolved === undefined ? request.launch : withConversation(request.launch, resolved.conversation)
         const signature = launchSignature(config, launch)
+        const toolsKey = JSON.stringify(launch.tools ?? [])
         const recording = resolved === undefined ? undefined : { resolved, signature, request }
 
         if (options.admitted !== true) yield* admission.admit
@@ -199,7 +200,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             const handle = yield* Scope.extend(acquire, scope).pipe(
               Effect.timeoutFail({ duration: remaining(), onTimeout: () => timedOut })
             )
-            const process: OwnedProcess = { scope, handle, signature }
+            const process: OwnedProcess = { scope, handle, signature, tools: toolsKey }
             owner.process = process
             return process
           })
@@ -211,9 +212,16 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             claimed = Option.getOrUndefined(parked)
             return Option.map(parked, (turn) => turn.process)
           }))
-          if (claimed !== undefined) {
+          if (claimed !== undefined && claimed.process.tools === toolsKey) {
             yield* (claimed.process.handle.tools?.supply(request.toolResults ?? []) ?? Effect.void)
             return result(yield* readPart(claimed, request, recording, owner))
+          }
+          // The follow-up offers other functions (or none: tool_choice "none"): the parked CLI cannot
+          // serve it; the results go on in a resumed session.
+          if (claimed !== undefined) {
+            yield* Scope.close(claimed.process.scope, Exit.void)
+            owner.scope = undefined
+            owner.process = undefined
           }
         }
 

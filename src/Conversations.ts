@@ -21,6 +21,8 @@ export interface OwnedProcess {
   readonly handle: CliHandle
   /** The launch signature it was started with. */
   readonly signature: string
+  /** The client functions it serves (JSON), part of the signature. */
+  readonly tools: string
 }
 
 /** The conversation a request continues, or a new one. */

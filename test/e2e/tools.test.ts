@@ -237,6 +237,24 @@ describe("a conversation that goes on without the results", () => {
   })
 })
 
+describe("a follow-up that offers other functions", () => {
+  it("does not continue the parked CLI (tool_choice none): the results go on in a resumed session without tools", async () => {
+    upstream.on("NONE-RESULT", { kind: "message", blocks: [{ type: "text", text: "Done without tools." }] })
+    upstream.on("TOOL-THEN-NONE", { kind: "message", blocks: [toolUse("get_weather", { city: "Riga" })] })
+    const messages: Array<ChatCompletionMessageParam> = [{ role: "user", content: "TOOL-THEN-NONE" }]
+    const first = await client.chat.completions.create({ model: "sonnet", messages, tools: [weather] })
+    const call = first.choices[0]!.message.tool_calls![0]!
+    const parkedBefore = (await health(gateway)).tools.parked
+    messages.push(first.choices[0]!.message, { role: "tool", tool_call_id: call.id, content: "NONE-RESULT: 5 C" })
+    const second = await client.chat.completions.create({ model: "sonnet", messages, tools: [weather], tool_choice: "none" })
+    expect(second.choices[0]!.message.content).toBe("Done without tools.")
+    expect((await health(gateway)).tools.parked).toBe(parkedBefore - 1)
+    const body = upstream.requestsFor("NONE-RESULT")[0]!.body as { tools?: Array<{ name: string }> }
+    expect((body.tools ?? []).some((t) => t.name.startsWith("mcp__client__"))).toBe(false)
+    expect(sessionOf("NONE-RESULT")).toEqual(sessionOf("TOOL-THEN-NONE"))
+  })
+})
+
 describe("the parked-turn cap", () => {
   it("ends the oldest parked turn when one more would pass tools.max_parked", async () => {
     // The transcript holds both markers: the result's is tried first.
