@@ -117,8 +117,9 @@ describe("admission queue", () => {
   })
 
   it("serves waiting requests first come, first served", async () => {
-    await waitForHealth(gateway, (h) => h.sessions.running === 0 && h.sessions.queued === 0)
-    upstream.on("FIFO-0", { kind: "message", blocks: [{ type: "text", text: ["a", "b", "c", "d"] }], interDeltaMs: 100 })
+    // A ready standby: the first request must finish well within the 1 s the second may wait.
+    await waitForHealth(gateway, (h) => h.sessions.running === 0 && h.sessions.queued === 0 && standbys(h) >= 1)
+    upstream.on("FIFO-0", { kind: "message", blocks: [{ type: "text", text: ["a", "b", "c"] }], interDeltaMs: 50 })
     upstream.on("FIFO-1", { kind: "message", blocks: [{ type: "text", text: "1" }] })
     const order: Array<string> = []
     const first = ask(client, "FIFO-0").then(() => order.push("0"))
