@@ -265,12 +265,13 @@ const startPlain = async (frames: ReadonlyArray<string>): Promise<Child> => {
   }
 }
 
-const load = async (url: string, body: string, concurrency: number, total: number) => {
+/** `total` streaming requests shared by one worker per body, each posting its body in a loop. */
+const drive = async (url: string, bodies: ReadonlyArray<string>, total: number) => {
   const times: Array<number> = []
   let next = 0
   let failures = 0
   const started = now()
-  await Promise.all(Array.from({ length: concurrency }, async () => {
+  await Promise.all(bodies.map(async (body) => {
     while (next++ < total) {
       const r = await post(url, body)
       if (r.status === 200 && r.text.endsWith("data: [DONE]\n\n")) times.push(r.ms)
@@ -281,26 +282,41 @@ const load = async (url: string, body: string, concurrency: number, total: numbe
   return { requests_per_s: round(times.length / seconds), ...summary(times), failures }
 }
 
+const load = (url: string, body: string, concurrency: number, total: number) =>
+  drive(url, Array.from({ length: concurrency }, () => body), total)
+
 /** Like `load`, but each worker opens a conversation and then continues it (conversation_id): no spawn per request. */
 const loadConversations = async (url: string, concurrency: number, total: number) => {
   const ids = await Promise.all(Array.from({ length: concurrency }, async () => {
     const opened = await post(url, chatBody("open", false))
     return (JSON.parse(opened.text) as { conversation_id: string }).conversation_id
   }))
-  const times: Array<number> = []
-  let next = 0
-  let failures = 0
-  const started = now()
-  await Promise.all(ids.map(async (id) => {
-    const body = JSON.stringify({ model: "sonnet", stream: true, conversation_id: id, messages: [{ role: "user", content: "next" }] })
-    while (next++ < total) {
-      const r = await post(url, body)
-      if (r.status === 200 && r.text.endsWith("data: [DONE]\n\n")) times.push(r.ms)
-      else failures++
+  const bodies = ids.map((id) =>
+    JSON.stringify({ model: "sonnet", stream: true, conversation_id: id, messages: [{ role: "user", content: "next" }] }))
+  return drive(url, bodies, total)
+}
+
+/** Gateway vs plain server at concurrency 1, 16 and 64; `before` runs ahead of each gateway load. */
+const compare = async (
+  gatewayLoad: (concurrency: number, total: number) => ReturnType<typeof load>,
+  plainUrl: string,
+  before: (concurrency: number) => Promise<void> = async () => {}
+) => {
+  const results: Record<string, unknown> = {}
+  for (const concurrency of [1, 16, 64]) {
+    const total = concurrency === 1 ? 300 : 1500
+    await before(concurrency)
+    const g = await gatewayLoad(concurrency, total)
+    const p = await load(`${plainUrl}/`, chatBody("bench", true), concurrency, total)
+    results[`c${concurrency}`] = {
+      gateway: g,
+      plain_node_http: p,
+      overhead_p50_ms: round(g.p50 - p.p50),
+      overhead_p99_ms: round(g.p99 - p.p99),
+      throughput_ratio: round(g.requests_per_s / p.requests_per_s)
     }
-  }))
-  const seconds = (now() - started) / 1000
-  return { requests_per_s: round(times.length / seconds), ...summary(times), failures }
+  }
+  return results
 }
 
 const overhead = async () => {
@@ -318,23 +334,14 @@ const overhead = async () => {
   const sample = await post(`${gateway.url}/v1/chat/completions`, chatBody("sample", true))
   const frames = sample.text.split(/(?<=\n\n)/)
   const plain = await startPlain(frames)
-  const results: Record<string, unknown> = {}
+  let fresh: Record<string, unknown>
   try {
-    for (const concurrency of [1, 16, 64]) {
-      const total = concurrency === 1 ? 300 : 1500
-      await standbyReady(gateway.url, Math.min(64, concurrency))
-      const g = await load(`${gateway.url}/v1/chat/completions`, chatBody("bench", true), concurrency, total)
-      const p = await load(`${plain.url}/`, chatBody("bench", true), concurrency, total)
-      results[`c${concurrency}`] = {
-        gateway: g,
-        plain_node_http: p,
-        overhead_p50_ms: round(g.p50 - p.p50),
-        overhead_p99_ms: round(g.p99 - p.p99),
-        throughput_ratio: round(g.requests_per_s / p.requests_per_s)
-      }
-    }
+    fresh = await compare(
+      (concurrency, total) => load(`${gateway.url}/v1/chat/completions`, chatBody("bench", true), concurrency, total),
+      plain.url,
+      (concurrency) => standbyReady(gateway.url, Math.min(64, concurrency))
+    )
   } finally {
-    await plain.stop()
     await gateway.stop()
   }
   // The same load as later turns of conversations: each on its conversation's live CLI.
@@ -342,28 +349,19 @@ const overhead = async () => {
     command: SH_STUB,
     set: ["conversation.max_live=128", "claude.max_concurrent_sessions=128", "queue.max_waiting=1024", "pool.max_processes=256"]
   })
-  const plainAgain = await startPlain(frames)
-  const continued: Record<string, unknown> = {}
+  let continued: Record<string, unknown>
   try {
-    for (const concurrency of [1, 16, 64]) {
-      const total = concurrency === 1 ? 300 : 1500
-      const g = await loadConversations(`${conversational.url}/v1/chat/completions`, concurrency, total)
-      const p = await load(`${plainAgain.url}/`, chatBody("bench", true), concurrency, total)
-      continued[`c${concurrency}`] = {
-        gateway: g,
-        plain_node_http: p,
-        overhead_p50_ms: round(g.p50 - p.p50),
-        overhead_p99_ms: round(g.p99 - p.p99),
-        throughput_ratio: round(g.requests_per_s / p.requests_per_s)
-      }
-    }
+    continued = await compare(
+      (concurrency, total) => loadConversations(`${conversational.url}/v1/chat/completions`, concurrency, total),
+      plain.url
+    )
   } finally {
-    await plainAgain.stop()
+    await plain.stop()
     await conversational.stop()
   }
   return {
     what: "streaming requests through the gateway with a STUB CLI (bench/stub-cli.sh, 8 deltas) vs a plain node:http server writing the same SSE bytes",
-    new_conversations: results,
+    new_conversations: fresh,
     continued_conversations: continued,
     targets: { overhead_p50_ms: "<= 1 at c64", overhead_p99_ms: "<= 5 at c64", throughput_ratio: ">= 0.5" }
   }
