@@ -1,4 +1,4 @@
-import { Chunk, Duration, Effect, ExecutionStrategy, Exit, Option, Scope, Stream } from "effect"
+import { Chunk, Duration, Effect, ExecutionStrategy, Exit, Option, Schedule, Scope, Stream } from "effect"
 import { CliTimeout } from "./cli/CliErrors.js"
 import type { CliError } from "./cli/CliErrors.js"
 import type { CliHandle } from "./cli/CliProcess.js"
@@ -73,9 +73,24 @@ interface Ownership {
   process: OwnedProcess | undefined
   turn: LiveTurn | undefined
   parked: boolean
-  /** Set when the turn finished normally in a conversation: keep its CLI for the next turn. */
+  /** The conversation whose next turn may use the CLI (kept, after its turn is settled). */
   keepFor: string | undefined
 }
+
+/**
+ * A CLI whose turn was cut short (stop sequence, max_tokens, client gone, timeout) is told to stop
+ * (control `interrupt`) and given a moment to end the turn; then it can serve the next one.
+ */
+const settle = (handle: CliHandle) =>
+  Effect.gen(function*() {
+    if (!(yield* handle.isRunning) || (yield* handle.isIdle)) return
+    yield* handle.control("interrupt").pipe(Effect.timeout("1 second"), Effect.ignore)
+    yield* handle.isIdle.pipe(
+      Effect.repeat({ until: (idle) => idle, schedule: Schedule.spaced("20 millis") }),
+      Effect.timeout("2 seconds"),
+      Effect.ignore
+    )
+  }).pipe(Effect.interruptible)
 
 export class ChatService extends Effect.Service<ChatService>()("ChatService", {
   effect: Effect.gen(function*() {
@@ -104,6 +119,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
     const readPart = (turn: LiveTurn, request: TurnRequest, recording: Recording | undefined, owner: Ownership) =>
       Effect.gen(function*() {
         owner.turn = turn
+        owner.keepFor = recording?.resolved.conversation.id
         const ended = { done: false }
         let text = ""
         const events = Stream.repeatEffectChunkOption(nextPart(turn, ended))
@@ -111,7 +127,6 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         const onFinished = (event: Extract<TurnEvent, { _tag: "Finished" }>) =>
           Effect.gen(function*() {
             const toolCalls: ReadonlyArray<ToolCall> = event.toolCalls ?? []
-            if (recording !== undefined && ended.done) owner.keepFor = recording.resolved.conversation.id
             if (recording !== undefined) {
               yield* conversations.record(recording.resolved, recording.signature, recording.request.conversation?.added ?? [], {
                 text,
@@ -166,11 +181,11 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
           Effect.suspend(() => {
             const { keepFor, process, scope } = owner
             if (scope === undefined || owner.parked) return Effect.void
-            return (owner.turn === undefined ? Effect.void : Scope.close(owner.turn.turnScope, Exit.void)).pipe(
-              Effect.zipRight(
-                keepFor !== undefined && process !== undefined ? conversations.keepLive(keepFor, process) : Scope.close(scope, Exit.void)
-              )
-            )
+            const endReading = owner.turn === undefined ? Effect.void : Scope.close(owner.turn.turnScope, Exit.void)
+            if (keepFor === undefined || process === undefined || !conversations.keepsLive) {
+              return Effect.zipRight(endReading, Scope.close(scope, Exit.void))
+            }
+            return endReading.pipe(Effect.zipRight(settle(process.handle)), Effect.zipRight(conversations.keepLive(keepFor, process)))
           })
         )
         /** Take a process and make it the request's in one step: an interruption cannot come between. */

@@ -230,7 +230,10 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
 
     const liveIds = Effect.sync((): ReadonlySet<string> => new Set(live.keys()))
 
-    return { lock, takeLive, keepLive, remove, resolve, refresh, record, owns, liveIds, store } as const
+    /** Whether CLIs stay alive between turns at all (`conversation.max_live` > 0). */
+    const keepsLive = settings.max_live > 0
+
+    return { lock, takeLive, keepLive, keepsLive, remove, resolve, refresh, record, owns, liveIds, store } as const
   }),
   dependencies: [ConversationStore.Default, Admission.Default]
 }) {}

@@ -211,6 +211,20 @@ describe("/v1/conversations", () => {
 })
 
 describe("live CLIs", () => {
+  it("a turn cut short (stop sequence) is interrupted, not killed: the next turn runs on the same CLI", async () => {
+    upstream.on("CUT-1", { kind: "message", blocks: [{ type: "text", text: ["alpha ", "STOP", " omega ", "and more"] }], interDeltaMs: 80 })
+    answer("CUT-2", "after the cut")
+    const first = await chat([{ role: "user", content: "CUT-1" }], { stop: ["STOP"] })
+    expect(first.choices[0]!.message.content).toBe("alpha ")
+    const misses = (await health(gateway)).pool.misses
+    const second = await chat([{ role: "user", content: "CUT-2" }], { conversation_id: first.conversation_id })
+    expect(second.choices[0]!.message.content).toBe("after the cut")
+    // No CLI of its own (a resume would be one): the interrupted CLI took the turn, in the same session.
+    expect((await health(gateway)).pool.misses).toBe(misses)
+    expect(sessionOf("CUT-2")).toBe(sessionOf("CUT-1"))
+  })
+
+
   it("past conversation.max_live the least recently used ends, and its next turn resumes the session", async () => {
     answer("LRU-A1", "a1")
     answer("LRU-B1", "b1")
