@@ -13,8 +13,11 @@ import type { TurnEvent } from "../../src/Turn.js"
  * - thinking.jsonl: upstream thinking "Let me " "think." then text "Answer" "."
  * - error529.jsonl: upstream 529 overloaded_error with x-should-retry: false (CLAUDE_CODE_MAX_RETRIES=0)
  * - initialize.jsonl: the control_response to {"type":"control_request","request_id":"c1","request":{"subtype":"initialize"}}
+ * - client_tools.jsonl: `--tools "" --mcp-config <sdk server "client"> --strict-mcp-config --allowedTools …`; upstream
+ *   text "Checking." + tool_use get_weather {"city":"Paris"} (2 argument pieces) + tool_use get_time {}; both
+ *   tools/call answered "RESULT-42" over mcp_message (control lines left out); then text "Sunny " "at noon."
  */
-const FIXTURES = ["text", "thinking", "error529", "initialize"] as const
+const FIXTURES = ["text", "thinking", "error529", "initialize", "client_tools"] as const
 type Fixture = typeof FIXTURES[number]
 
 const fixtureLines = (name: Fixture): ReadonlyArray<string> =>
@@ -278,6 +281,52 @@ describe("toTurnEvents over captured CLI output", () => {
     Effect.gen(function*() {
       const error = yield* Stream.runDrain(toTurnEvents(Stream.fromIterable(messagesOf("error529")))).pipe(Effect.flip)
       expect(error).toMatchObject({ _tag: "UpstreamError", status: 529 })
+    }))
+})
+
+describe("toTurnEvents over a captured client-tool turn", () => {
+  const names = new Map([["mcp__client__get_weather", "get_weather"], ["mcp__client__get_time", "get_time"]])
+  const events = (toolNames?: ReadonlyMap<string, string>) =>
+    toTurnEvents(Stream.fromIterable(messagesOf("client_tools")), toolNames).pipe(
+      Stream.runCollect,
+      Effect.map((chunk) => Chunk.toReadonlyArray(chunk).filter((e) => e._tag !== "Usage"))
+    )
+
+  it.effect("the client's calls are ToolCall events and a tool_calls finish; the next round is a new answer", () =>
+    Effect.gen(function*() {
+      const all = yield* events(names)
+      // Tags with repeats collapsed (how many argument pieces is the upstream's business).
+      expect(all.map((e) => e._tag).filter((tag, i, tags) => i === 0 || tags[i - 1] !== tag)).toEqual([
+        "Started",
+        "TextDelta",
+        "ToolCallStarted",
+        "ToolCallDelta",
+        "ToolCallStarted",
+        "ToolCallDelta",
+        "Finished",
+        "TextDelta",
+        "Finished"
+      ])
+      const [first, second] = all.filter((e): e is Extract<TurnEvent, { _tag: "Finished" }> => e._tag === "Finished")
+      expect(first!.reason).toBe("tool_calls")
+      expect(first!.toolCalls?.map((c) => [c.name, JSON.parse(c.arguments)])).toEqual([["get_weather", { city: "Paris" }], ["get_time", {}]])
+      const started = all.filter((e) => e._tag === "ToolCallStarted")
+      expect(started.map((e) => e._tag === "ToolCallStarted" && [e.index, e.name])).toEqual([[0, "get_weather"], [1, "get_time"]])
+      const pieces = all.flatMap((e) => (e._tag === "ToolCallDelta" && e.index === 0 ? [e.arguments] : []))
+      expect(pieces.join("")).toBe(first!.toolCalls![0]!.arguments)
+      // The continuation starts a new answer: no paragraph break carried over, usage of its own round.
+      const texts = all.flatMap((e) => (e._tag === "TextDelta" ? [e.text] : []))
+      expect(texts).toEqual(["Checking.", "Sunny ", "at noon."])
+      expect(second!.reason).toBe("stop")
+      expect(first!.usage.outputTokens + second!.usage.outputTokens).toBe(10)
+    }))
+
+  it.effect("without the client's names, the calls are the CLI's own business: one answer, one finish", () =>
+    Effect.gen(function*() {
+      const all = yield* events()
+      expect(all.some((e) => e._tag === "ToolCallStarted")).toBe(false)
+      expect(all.filter((e) => e._tag === "Finished")).toHaveLength(1)
+      expect(all.flatMap((e) => (e._tag === "TextDelta" ? [e.text] : [])).join("")).toBe("Checking.\n\nSunny at noon.")
     }))
 })
 
