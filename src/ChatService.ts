@@ -75,6 +75,8 @@ interface Ownership {
   parked: boolean
   /** The conversation whose next turn may use the CLI (kept, after its turn is settled). */
   keepFor: string | undefined
+  /** The CLI session of a turn that did not finish (so not recorded): the conversation goes on in it. */
+  unrecordedSession: string | undefined
 }
 
 /**
@@ -82,15 +84,16 @@ interface Ownership {
  * (control `interrupt`) and given a moment to end the turn; then it can serve the next one.
  */
 const settle = (handle: CliHandle) =>
+  // This runs in finalizers, often of an interrupted request: nothing here may rely on interruption
+  // to end (a timeout could not cut an uninterruptible wait), so the wait is a bounded poll.
   Effect.gen(function*() {
     if (!(yield* handle.isRunning) || (yield* handle.isIdle)) return
-    yield* handle.control("interrupt").pipe(Effect.timeout("1 second"), Effect.ignore)
+    // The answer does not matter (the poll below tells); it comes, or the CLI's exit fails it.
+    yield* Effect.forkDaemon(Effect.ignore(handle.control("interrupt")))
     yield* handle.isIdle.pipe(
-      Effect.repeat({ until: (idle) => idle, schedule: Schedule.spaced("20 millis") }),
-      Effect.timeout("2 seconds"),
-      Effect.ignore
+      Effect.repeat({ until: (idle) => idle, schedule: Schedule.spaced("20 millis").pipe(Schedule.upTo("3 seconds")) })
     )
-  }).pipe(Effect.interruptible)
+  })
 
 export class ChatService extends Effect.Service<ChatService>()("ChatService", {
   effect: Effect.gen(function*() {
@@ -144,6 +147,8 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         return answer.pipe(
           Stream.tap((event) => {
             if (event._tag === "TextDelta") text += event.text
+            if (event._tag === "Started") owner.unrecordedSession = event.sessionId
+            if (event._tag === "Finished") owner.unrecordedSession = undefined
             return event._tag === "Finished" ? onFinished(event) : Effect.void
           })
         )
@@ -176,7 +181,14 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         const recording = resolved === undefined ? undefined : { resolved, signature, request }
 
         if (options.admitted !== true) yield* admission.admit
-        const owner: Ownership = { scope: undefined, process: undefined, turn: undefined, parked: false, keepFor: undefined }
+        const owner: Ownership = {
+          scope: undefined,
+          process: undefined,
+          turn: undefined,
+          parked: false,
+          keepFor: undefined,
+          unrecordedSession: undefined
+        }
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {
             const { keepFor, process, scope } = owner
@@ -185,7 +197,12 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             if (keepFor === undefined || process === undefined || !conversations.keepsLive) {
               return Effect.zipRight(endReading, Scope.close(scope, Exit.void))
             }
-            return endReading.pipe(Effect.zipRight(settle(process.handle)), Effect.zipRight(conversations.keepLive(keepFor, process)))
+            const session = owner.unrecordedSession
+            return endReading.pipe(
+              Effect.zipRight(settle(process.handle)),
+              Effect.zipRight(session === undefined ? Effect.void : conversations.store.attachSession(keepFor, session)),
+              Effect.zipRight(conversations.keepLive(keepFor, process))
+            )
           })
         )
         /** Take a process and make it the request's in one step: an interruption cannot come between. */

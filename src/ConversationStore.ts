@@ -235,6 +235,13 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
       select(sql`SELECT * FROM conversations WHERE fingerprint = ${fingerprint} AND updated_at >= ${notBefore}
                  ORDER BY updated_at DESC LIMIT 1`).pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
 
+    /** A conversation's CLI session, when none is recorded yet (its first turn did not finish). */
+    const attachSession = (id: string, cliSessionId: string): Effect.Effect<void> =>
+      sql`UPDATE conversations SET cli_session_id = COALESCE(cli_session_id, ${cliSessionId}) WHERE id = ${id}`.pipe(
+        Effect.asVoid,
+        Effect.orDie
+      )
+
     /** Delete the conversations last updated before `before` (unix s); how many went. */
     const purge = (before: number): Effect.Effect<number> =>
       sql`DELETE FROM conversations WHERE updated_at < ${before} RETURNING id`.pipe(
@@ -242,7 +249,7 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
         Effect.orDie
       )
 
-    return { create, get, messages, list, remove, recordTurn, findByFingerprint, purge } as const
+    return { create, get, messages, list, remove, recordTurn, attachSession, findByFingerprint, purge } as const
   }),
   dependencies: [SqliteLive]
 }) {}

@@ -225,6 +225,37 @@ describe("live CLIs", () => {
   })
 
 
+  it("a client that goes away mid-stream leaves the CLI interrupted and kept for the next turn", async () => {
+    upstream.on("GONE-MID", {
+      kind: "message",
+      blocks: [{ type: "text", text: Array.from({ length: 60 }, (_, i) => `w${i} `) }],
+      interDeltaMs: 50
+    })
+    answer("BACK-AGAIN", "still here")
+    const controller = new AbortController()
+    const stream = await client.chat.completions.create(
+      { model: "sonnet", messages: [{ role: "user", content: "GONE-MID" }], stream: true },
+      { signal: controller.signal }
+    )
+    let id: string | undefined
+    let received = 0
+    try {
+      for await (const chunk of stream) {
+        id ??= (chunk as { conversation_id?: string }).conversation_id
+        if (chunk.choices[0]?.delta.content && ++received === 3) controller.abort()
+      }
+    } catch {
+      // the abort surfaces in the iterator
+    }
+    expect(id).toMatch(/^conv_/)
+    await waitForHealth(gateway, (h) => h.sessions.running === 0 && (h.pool.signatures.find((s) => s.model === "sonnet")?.standby ?? 0) >= 1)
+    const misses = (await health(gateway)).pool.misses
+    const next = await chat([{ role: "user", content: "BACK-AGAIN" }], { conversation_id: id })
+    expect(next.choices[0]!.message.content).toBe("still here")
+    expect((await health(gateway)).pool.misses).toBe(misses)
+    expect(sessionOf("BACK-AGAIN")).toBe(sessionOf("GONE-MID"))
+  })
+
   it("past conversation.max_live the least recently used ends, and its next turn resumes the session", async () => {
     answer("LRU-A1", "a1")
     answer("LRU-B1", "b1")
