@@ -206,12 +206,12 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
           })
         )
         /** Take a process and make it the request's in one step: an interruption cannot come between. */
-        const hold = <E>(take: Effect.Effect<Option.Option<OwnedProcess>, E>) =>
+        const hold = <A, E>(take: Effect.Effect<Option.Option<A>, E>, processOf: (taken: A) => OwnedProcess) =>
           Effect.uninterruptible(Effect.tap(take, (taken) =>
             Effect.sync(() => {
               if (Option.isSome(taken)) {
-                owner.scope = taken.value.scope
-                owner.process = taken.value
+                owner.process = processOf(taken.value)
+                owner.scope = owner.process.scope
               }
             })))
         // One deadline for the whole turn, from the moment it has a session slot: getting the
@@ -239,21 +239,10 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
 
         // The results of tool calls a parked turn of this conversation waits for: that turn reads on.
         if (resultIds.length > 0 && parkedIn !== undefined) {
-          let claimed: LiveTurn | undefined
-          yield* hold(Effect.map(bridge.claim(resultIds, parkedIn), (parked) => {
-            claimed = Option.getOrUndefined(parked)
-            return Option.map(parked, (turn) => turn.process)
-          }))
-          if (claimed !== undefined && claimed.process.tools === toolsKey) {
-            yield* (claimed.process.handle.tools?.supply(request.toolResults ?? []) ?? Effect.void)
-            return result(yield* readPart(claimed, request, recording, owner))
-          }
-          // The follow-up offers other functions (or none: tool_choice "none"): the parked CLI cannot
-          // serve it; the results go on in a resumed session.
-          if (claimed !== undefined) {
-            yield* Scope.close(claimed.process.scope, Exit.void)
-            owner.scope = undefined
-            owner.process = undefined
+          const claimed = yield* hold(bridge.claim(resultIds, parkedIn, toolsKey), (turn) => turn.process)
+          if (Option.isSome(claimed)) {
+            yield* (claimed.value.process.handle.tools?.supply(request.toolResults ?? []) ?? Effect.void)
+            return result(yield* readPart(claimed.value, request, recording, owner))
           }
         }
 
@@ -265,7 +254,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         const sessionId = resolved?.continues === true ? resolved.conversation.cliSessionId : null
         if (resolved !== undefined && sessionId !== null) {
           const newInput = input.slice(request.newInputFrom ?? 0)
-          const kept = yield* hold(conversations.takeLive(resolved.conversation.id, signature))
+          const kept = yield* hold(conversations.takeLive(resolved.conversation.id, signature), (process) => process)
           if (Option.isSome(kept)) {
             input = newInput
             process = kept.value

@@ -70,16 +70,20 @@ export class ToolBridge extends Effect.Service<ToolBridge>()("ToolBridge", {
         while (parked.length > config.tools.max_parked) yield* drop(parked[0]!, "too many parked turns")
       })
 
-    /** The conversation's parked turn waiting for exactly these results, taken out of the registry. */
-    const claim = (ids: ReadonlyArray<string>, conversationId: string): Effect.Effect<Option.Option<LiveTurn>> =>
+    /**
+     * The conversation's parked turn waiting for exactly these results, taken out of the registry.
+     * It serves only a follow-up that offers the same functions (`tools`, as JSON); otherwise it ends.
+     */
+    const claim = (ids: ReadonlyArray<string>, conversationId: string, tools: string): Effect.Effect<Option.Option<LiveTurn>> =>
       Effect.gen(function*() {
         const entry = ids.length > 0 ? byId.get(ids[0]!) : undefined
         if (entry === undefined || entry.turn.conversationId !== conversationId) return Option.none()
         forget(entry)
         if (entry.expiry) yield* Fiber.interrupt(entry.expiry)
         const matches = entry.ids.length === ids.length && entry.ids.every((id) => ids.includes(id))
-        if (matches) return Option.some(entry.turn)
-        // The model waits for other calls than these results answer: that turn cannot go on.
+        if (matches && entry.turn.process.tools === tools) return Option.some(entry.turn)
+        // The model waits for other calls than these results answer, or the follow-up offers other
+        // functions (tool_choice "none" included): that CLI cannot go on; the results go to a resumed session.
         yield* Scope.close(entry.turn.process.scope, Exit.void)
         return Option.none()
       })

@@ -31,7 +31,7 @@ export interface CliHandle {
   readonly isIdle: Effect.Effect<boolean>
   /** Completes when the process has exited (its stdout ended). */
   readonly exited: Effect.Effect<CliExited>
-  /** The client's functions served to this process, when its launch has any. */
+  /** The client's functions served to this process (absent when its launch offers none). */
   readonly tools: McpBridge | undefined
 }
 

@@ -29,6 +29,8 @@ const CallParams = Schema.Struct({
 })
 const decodeMessage = Schema.decodeUnknownEither(McpMessage)
 const decodeCall = Schema.decodeUnknownEither(CallParams)
+// The server answers with the protocol version the CLI asks for.
+const decodeInitialize = Schema.decodeUnknownEither(Schema.Struct({ protocolVersion: Schema.String }))
 
 interface CallResult {
   readonly content: ReadonlyArray<{ readonly type: "text"; readonly text: string }>
@@ -74,9 +76,9 @@ export const makeMcpBridge = (tools: ReadonlyArray<ClientTool>): McpBridge => {
   const respond = (message: typeof JsonRpc.Type): Effect.Effect<unknown> => {
     switch (message.method) {
       case "initialize": {
-        const params = message.params as { protocolVersion?: unknown } | undefined
+        const asked = decodeInitialize(message.params)
         return Effect.succeed({
-          protocolVersion: typeof params?.protocolVersion === "string" ? params.protocolVersion : "2025-06-18",
+          protocolVersion: Either.isRight(asked) ? asked.right.protocolVersion : "2025-06-18",
           capabilities: { tools: {} },
           serverInfo: { name: SERVER_NAME, version: "1.0.0" }
         })

@@ -189,6 +189,8 @@ export interface TranslateOptions {
   readonly owner?: string | undefined
 }
 
+const isTextPart = Schema.is(Schema.Struct({ type: Schema.Literal("text"), text: Schema.String }))
+
 /** A message in the form conversations record and match (images stand in as `[image]`). */
 const historyOf = (message: Message): HistoryMessage => {
   switch (message.role) {
@@ -200,10 +202,8 @@ const historyOf = (message: Message): HistoryMessage => {
         "user",
         typeof message.content === "string"
           ? message.content
-          : message.content.map((part) => {
-            const p = part as { type?: unknown; text?: unknown }
-            return p.type === "text" && typeof p.text === "string" ? p.text : "[image]"
-          }).join("")
+          // Parts were checked by userBlocks: text, else an image.
+          : message.content.map((part) => (isTextPart(part) ? part.text : "[image]")).join("")
       )
     case "assistant":
       return historyMessage(
