@@ -77,22 +77,26 @@ interface Ownership {
   keepFor: string | undefined
   /** The CLI session of a turn that did not finish (so not recorded): the conversation goes on in it. */
   unrecordedSession: string | undefined
+  /** The turn ran out of time: its CLI may be stuck, so it is killed, never kept. */
+  timedOut: boolean
 }
 
 /**
  * A CLI whose turn was cut short (stop sequence, max_tokens, client gone, timeout) is told to stop
  * (control `interrupt`) and given a moment to end the turn; then it can serve the next one.
  */
-const settle = (handle: CliHandle) =>
+const settle = (handle: CliHandle): Effect.Effect<boolean> =>
   // This runs in finalizers, often of an interrupted request: nothing here may rely on interruption
   // to end (a timeout could not cut an uninterruptible wait), so the wait is a bounded poll.
   Effect.gen(function*() {
-    if (!(yield* handle.isRunning) || (yield* handle.isIdle)) return
+    if (!(yield* handle.isRunning)) return false
+    if (yield* handle.isIdle) return true
     // The answer does not matter (the poll below tells); it comes, or the CLI's exit fails it.
     yield* Effect.forkDaemon(Effect.ignore(handle.control("interrupt")))
     yield* handle.isIdle.pipe(
       Effect.repeat({ until: (idle) => idle, schedule: Schedule.spaced("20 millis").pipe(Schedule.upTo("3 seconds")) })
     )
+    return (yield* handle.isRunning) && (yield* handle.isIdle)
   })
 
 export class ChatService extends Effect.Service<ChatService>()("ChatService", {
@@ -187,21 +191,26 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
           turn: undefined,
           parked: false,
           keepFor: undefined,
-          unrecordedSession: undefined
+          unrecordedSession: undefined,
+          timedOut: false
         }
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {
             const { keepFor, process, scope } = owner
             if (scope === undefined || owner.parked) return Effect.void
             const endReading = owner.turn === undefined ? Effect.void : Scope.close(owner.turn.turnScope, Exit.void)
-            if (keepFor === undefined || process === undefined || !conversations.keepsLive) {
-              return Effect.zipRight(endReading, Scope.close(scope, Exit.void))
-            }
+            const kill = Scope.close(scope, Exit.void)
             const session = owner.unrecordedSession
+            const attach = keepFor === undefined || session === undefined
+              ? Effect.void
+              : conversations.store.attachSession(keepFor, session)
+            if (keepFor === undefined || process === undefined || !conversations.keepsLive || owner.timedOut) {
+              return endReading.pipe(Effect.zipRight(kill), Effect.zipRight(attach))
+            }
             return endReading.pipe(
               Effect.zipRight(settle(process.handle)),
-              Effect.zipRight(session === undefined ? Effect.void : conversations.store.attachSession(keepFor, session)),
-              Effect.zipRight(conversations.keepLive(keepFor, process))
+              Effect.flatMap((settled) => settled ? conversations.keepLive(keepFor, process) : kill),
+              Effect.zipRight(attach)
             )
           })
         )
@@ -216,12 +225,15 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             })))
         // One deadline for the whole turn, from the moment it has a session slot: getting the
         // process and the answer share it.
-        const timedOut = new CliTimeout({ seconds: timeoutSeconds })
+        const timedOut = Effect.suspend(() => {
+          owner.timedOut = true
+          return Effect.fail(new CliTimeout({ seconds: timeoutSeconds }))
+        })
         const deadline = Date.now() + timeoutSeconds * 1000
         const remaining = () => Duration.millis(Math.max(0, deadline - Date.now()))
         const result = (events: Stream.Stream<TurnEvent, TurnError>): TurnResult => ({
           events: events.pipe(
-            Stream.interruptWhen(Effect.suspend(() => Effect.sleep(remaining())).pipe(Effect.zipRight(Effect.fail(timedOut))))
+            Stream.interruptWhen(Effect.suspend(() => Effect.sleep(remaining())).pipe(Effect.zipRight(timedOut)))
           ),
           conversationId
         })
@@ -230,7 +242,8 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
           Effect.gen(function*() {
             const scope = yield* Effect.uninterruptible(Effect.tap(Scope.make(), (scope) => Effect.sync(() => (owner.scope = scope))))
             const handle = yield* Scope.extend(acquire, scope).pipe(
-              Effect.timeoutFail({ duration: remaining(), onTimeout: () => timedOut })
+              Effect.timeoutTo({ duration: remaining(), onTimeout: () => timedOut, onSuccess: Effect.succeed }),
+              Effect.flatten
             )
             const process: OwnedProcess = { scope, handle, signature, tools: toolsKey }
             owner.process = process

@@ -32,6 +32,8 @@ export type Reply =
     delayMs?: number
     /** sleep between delta events (streaming only) */
     interDeltaMs?: number
+    /** after this many delta events, send nothing more and leave the response open (streaming only) */
+    stallAfterDeltas?: number
   }
   | { kind: "error"; status: number; type: string; message: string; headers?: Record<string, string> }
   | { kind: "hang" }
@@ -255,7 +257,9 @@ export const startUpstream = async (options?: { defaultReply?: Reply }): Promise
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "request-id": `req_up_${n}` })
     res.flushHeaders()
+    let deltas = 0
     for (const [event, data] of sseEvents(reply, id, model, n)) {
+      if (event === "content_block_delta" && deltas++ === reply.stallAfterDeltas) return // left open; close() destroys the socket
       if (event === "content_block_delta" && !(await wait(reply.interDeltaMs))) return
       if (gone(res)) return
       res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
