@@ -115,18 +115,33 @@ describe("admission queue", () => {
     expect((await running).choices[0]!.message.content).toBe("x".repeat(30))
     expect(upstream.requestsFor("Q-FULL")).toHaveLength(0)
   })
+})
+
+describe("admission queue order", () => {
+  // A wait limit far above what the turns take, so a loaded machine cannot turn order into timeouts.
+  let gateway: Gateway
+  let client: OpenAI
+  beforeAll(async () => {
+    gateway = await startGateway({
+      upstreamUrl: upstream.url,
+      config: { claude: { max_concurrent_sessions: 1 }, queue: { max_waiting: 2, max_wait_seconds: 60 } }
+    })
+    client = openaiFor(gateway)
+  })
+  afterAll(() => gateway?.close())
 
   it("serves waiting requests first come, first served", async () => {
-    // A ready standby: the first request must finish well within the 1 s the second may wait.
-    await waitForHealth(gateway, (h) => h.sessions.running === 0 && h.sessions.queued === 0 && standbys(h) >= 1)
-    upstream.on("FIFO-0", { kind: "message", blocks: [{ type: "text", text: ["a", "b", "c"] }], interDeltaMs: 50 })
+    upstream.on("FIFO-0", { kind: "message", blocks: [{ type: "text", text: Array.from({ length: 15 }, () => "0") }], interDeltaMs: 100 })
     upstream.on("FIFO-1", { kind: "message", blocks: [{ type: "text", text: "1" }] })
+    upstream.on("FIFO-2", { kind: "message", blocks: [{ type: "text", text: "2" }] })
     const order: Array<string> = []
     const first = ask(client, "FIFO-0").then(() => order.push("0"))
     await waitForHealth(gateway, (h) => h.sessions.running === 1 && h.sessions.queued === 0)
     const second = ask(client, "FIFO-1").then(() => order.push("1"))
-    await Promise.all([first, second])
-    expect(order).toEqual(["0", "1"])
+    await waitForHealth(gateway, (h) => h.sessions.queued === 1)
+    const third = ask(client, "FIFO-2").then(() => order.push("2"))
+    await Promise.all([first, second, third])
+    expect(order).toEqual(["0", "1", "2"])
   })
 })
 
