@@ -63,6 +63,18 @@ describe("chat completions through the real CLI", () => {
     expect(upstream.requestsFor("NS-1")[0]!.body).toMatchObject({ model: "claude-sonnet-5-5" })
   })
 
+  it("echoes the client's x-request-id and reports the CLI's cost estimate in x-claude-cost-usd", async () => {
+    hello("NS-HEADERS")
+    const { response } = await client.chat.completions.create(
+      { model: "sonnet", messages: [{ role: "user", content: "NS-HEADERS" }] },
+      { headers: { "x-request-id": "req_client_chosen_1" } }
+    ).withResponse()
+    expect(response.headers.get("x-request-id")).toBe("req_client_chosen_1")
+    expect(Number(response.headers.get("x-claude-cost-usd"))).toBeGreaterThan(0)
+    const generated = await postChat(gateway, { model: "sonnet", messages: [{ role: "user", content: "NS-HEADERS" }] })
+    expect(generated.headers.get("x-request-id")).toMatch(/^req_[0-9a-f]{32}$/)
+  })
+
   it("streams the CLI's real deltas: role first, one chunk per delta, finish_reason, [DONE]", async () => {
     hello("ST-1")
     const stream = await client.chat.completions.create({
