@@ -141,11 +141,11 @@ const post = (url: string, body: string) =>
 // ---------------------------------------------------------------------------- 1. latency
 
 /** The same CLI, kept alive, driven directly over stream-json: the floor for a warm turn. */
-const directTurns = async (upstream: Upstream, turns: number) => {
+const directTurns = async (upstream: Upstream, turns: number, bare: boolean) => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-bench-direct-"))
   const workspace = path.join(home, "workspace")
   fs.mkdirSync(workspace)
-  const config = Either.getOrThrow(decodeConfig({}))
+  const config = Either.getOrThrow(decodeConfig({ claude: { bare } }))
   const child = spawn(CLAUDE, cliArgs(config, { model: "sonnet", systemPrompt: undefined }), {
     cwd: workspace,
     env: { ...cliEnv(home, upstream.url), CLAUDE_CODE_MAX_RETRIES: "2" },
@@ -183,57 +183,66 @@ const directTurns = async (upstream: Upstream, turns: number) => {
   return times
 }
 
+/** One mode (the CLI's default or `claude.bare`): the direct floor, then the gateway warm, live and cold. */
+const latencySeries = async (upstream: Upstream, turns: number, bare: boolean) => {
+  const mode = `claude.bare=${bare}`
+  const direct = await directTurns(upstream, turns, bare)
+
+  const warmGateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["pool.prewarm=1", mode] })
+  const warm: Array<number> = []
+  for (let i = 0; i < turns; i++) {
+    await standbyReady(warmGateway.url) // the pool's own work, off the request path
+    const r = await post(`${warmGateway.url}/v1/chat/completions`, chatBody(`warm ${i}`, false))
+    if (r.status !== 200) throw new Error(`warm request failed: ${r.status} ${r.text}`)
+    warm.push(r.ms)
+  }
+  await warmGateway.stop()
+
+  // Later turns of one conversation (conversation_id): the gateway writes them to the conversation's live CLI.
+  const liveGateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["conversation.max_live=8", mode] })
+  const opening = await post(`${liveGateway.url}/v1/chat/completions`, chatBody("open", false))
+  const conversationId = (JSON.parse(opening.text) as { conversation_id: string }).conversation_id
+  await standbyReady(liveGateway.url, 1, 1) // the replacement standby boots off the request path
+  const continued: Array<number> = []
+  for (let i = 0; i < turns; i++) {
+    const body = JSON.stringify({ model: "sonnet", conversation_id: conversationId, messages: [{ role: "user", content: `next ${i}` }] })
+    const r = await post(`${liveGateway.url}/v1/chat/completions`, body)
+    if (r.status !== 200) throw new Error(`continued request failed: ${r.status} ${r.text}`)
+    continued.push(r.ms)
+  }
+  await liveGateway.stop()
+
+  const coldGateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["pool.enabled=false", mode] })
+  const cold: Array<number> = []
+  for (let i = 0; i < turns; i++) {
+    const r = await post(`${coldGateway.url}/v1/chat/completions`, chatBody(`cold ${i}`, false))
+    if (r.status !== 200) throw new Error(`cold request failed: ${r.status} ${r.text}`)
+    cold.push(r.ms)
+  }
+  await coldGateway.stop()
+
+  const d = summary(direct)
+  const w = summary(warm)
+  const c = summary(cold)
+  const l = summary(continued)
+  return {
+    direct_kept_alive_cli: d,
+    gateway_warm_pool: w,
+    gateway_live_conversation: l,
+    gateway_pool_off_cold: c,
+    warm_over_direct_p50: round(w.p50 / d.p50),
+    live_conversation_over_direct_p50: round(l.p50 / d.p50),
+    cold_over_warm_p50: round(c.p50 / w.p50)
+  }
+}
+
 const latency = async (turns = 15) => {
   const upstream = await startUpstream()
   try {
-    const direct = await directTurns(upstream, turns)
-
-    const warmGateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["pool.prewarm=1"] })
-    const warm: Array<number> = []
-    for (let i = 0; i < turns; i++) {
-      await standbyReady(warmGateway.url) // the pool's own work, off the request path
-      const r = await post(`${warmGateway.url}/v1/chat/completions`, chatBody(`warm ${i}`, false))
-      if (r.status !== 200) throw new Error(`warm request failed: ${r.status} ${r.text}`)
-      warm.push(r.ms)
-    }
-    await warmGateway.stop()
-
-    // Later turns of one conversation (conversation_id): the gateway writes them to the conversation's live CLI.
-    const liveGateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["conversation.max_live=8"] })
-    const opening = await post(`${liveGateway.url}/v1/chat/completions`, chatBody("open", false))
-    const conversationId = (JSON.parse(opening.text) as { conversation_id: string }).conversation_id
-    await standbyReady(liveGateway.url, 1, 1) // the replacement standby boots off the request path
-    const continued: Array<number> = []
-    for (let i = 0; i < turns; i++) {
-      const body = JSON.stringify({ model: "sonnet", conversation_id: conversationId, messages: [{ role: "user", content: `next ${i}` }] })
-      const r = await post(`${liveGateway.url}/v1/chat/completions`, body)
-      if (r.status !== 200) throw new Error(`continued request failed: ${r.status} ${r.text}`)
-      continued.push(r.ms)
-    }
-    await liveGateway.stop()
-
-    const coldGateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["pool.enabled=false"] })
-    const cold: Array<number> = []
-    for (let i = 0; i < turns; i++) {
-      const r = await post(`${coldGateway.url}/v1/chat/completions`, chatBody(`cold ${i}`, false))
-      if (r.status !== 200) throw new Error(`cold request failed: ${r.status} ${r.text}`)
-      cold.push(r.ms)
-    }
-    await coldGateway.stop()
-
-    const d = summary(direct)
-    const w = summary(warm)
-    const c = summary(cold)
-    const l = summary(continued)
     return {
       what: "sequential non-stream turns, real CLI + scripted upstream, ms",
-      direct_kept_alive_cli: d,
-      gateway_warm_pool: w,
-      gateway_live_conversation: l,
-      gateway_pool_off_cold: c,
-      warm_over_direct_p50: round(w.p50 / d.p50),
-      live_conversation_over_direct_p50: round(l.p50 / d.p50),
-      cold_over_warm_p50: round(c.p50 / w.p50),
+      cli_default: await latencySeries(upstream, turns, false),
+      cli_bare: await latencySeries(upstream, turns, true),
       targets: { warm_over_direct_p50: "<= 1.3", cold_over_warm_p50: ">= 5" }
     }
   } finally {

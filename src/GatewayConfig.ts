@@ -66,6 +66,12 @@ export const ConfigSchema = Schema.Struct({
     /** Working directory of every CLI process (its tools run there). */
     workspace: withDefault(Schema.String, () => path.join(os.tmpdir(), "claude-code-api", "workspace")),
     permission_mode: withDefault(PermissionMode, () => "default" as const),
+    /**
+     * The CLI's `--bare` mode: no hooks, plugins, auto-memory, CLAUDE.md discovery or attribution
+     * reminder, and about half the CLI's time per turn. It authenticates only with ANTHROPIC_API_KEY
+     * (or apiKeyHelper, Bedrock, Vertex): never with a `claude login` subscription, hence off by default.
+     */
+    bare: withDefault(Bool, () => false),
     /** The CLI's built-in tools: ["default"] for all of them, [] for none, or a list of names. */
     tools: withDefault(StringList, () => ["default"]),
     /** Tools allowed without a permission prompt (`--allowedTools`), e.g. ["Bash(git log:*)", "Edit"]. */
@@ -102,6 +108,8 @@ export const ConfigSchema = Schema.Struct({
      * the session and the model would see it as context.
      */
     warmup: withDefault(Schema.Literal("none", "context"), () => "none" as const),
+    /** A taken standby is replaced this much later, so that the new CLI's boot leaves the CPU to the turn. */
+    replace_delay_ms: withDefault(NonNegativeInt, () => 500),
     /** A signature unused this long loses its standbys (the default one keeps its prewarm). */
     idle_ttl_seconds: withDefault(PositiveInt, () => 600)
   })),

@@ -123,6 +123,16 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
         return background(Effect.all(Array.from({ length: count }, () => one), { discard: true }))
       })
 
+    /**
+     * The replacement of a taken standby starts a moment later: a CLI boots on a second of CPU,
+     * and on a small machine that would slow the first turn of the CLI just taken (measured: by
+     * 100–300 ms on 2 cores), which spends its first ~200 ms on CPU before it calls upstream.
+     */
+    const replenishSoon = (entry: Entry): Effect.Effect<void> =>
+      settings.replace_delay_ms === 0
+        ? replenish(entry)
+        : background(Effect.zipRight(Effect.sleep(settings.replace_delay_ms), replenish(entry)))
+
     /** Ready means booted (the CLI answers a control request) and, per pool.warmup, warmed up. */
     const warm = (handle: CliHandle) =>
       Effect.zipRight(
@@ -178,7 +188,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
           if (yield* standby.handle.isRunning) {
             hits++
             const handle = yield* Effect.uninterruptible(lease(standby))
-            yield* replenish(entry)
+            yield* replenishSoon(entry)
             return handle
           }
           yield* Scope.close(standby.scope, Exit.void)
@@ -194,13 +204,13 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
           if (standby) {
             hits++
             const handle = yield* Effect.uninterruptible(lease(standby))
-            yield* replenish(entry)
+            yield* replenishSoon(entry)
             return handle
           }
         }
         misses++
         const handle = yield* Effect.flatMap(spawnOwned(launch), lease)
-        yield* replenish(entry)
+        yield* replenishSoon(entry)
         return handle
       })
 

@@ -80,6 +80,7 @@ export const cliArgs = (config: Config, launch: LaunchOptions): Array<string> =>
     "--model", launch.model,
     "--permission-mode", config.claude.permission_mode
   ]
+  if (config.claude.bare) args.push("--bare")
   const { tools, allowed_tools, disallowed_tools, add_dirs, mcp_config, mcp_strict, fallback_model, max_budget_usd } =
     config.claude
   const clientTools = launch.tools ?? []

@@ -32,11 +32,16 @@ const ask = (client: OpenAI, content: string) =>
 const sessionIdOf = (marker: string) =>
   upstream.requestsFor(marker).map((r) => r.headers["x-claude-code-session-id"])
 
+const REPLACE_DELAY_MS = 1000
+
 describe("warm pool", () => {
   let gateway: Gateway
   let client: OpenAI
   beforeAll(async () => {
-    gateway = await startGateway({ upstreamUrl: upstream.url, config: { pool: { prewarm: 1 }, conversation: { max_live: 0 } } })
+    gateway = await startGateway({
+      upstreamUrl: upstream.url,
+      config: { pool: { prewarm: 1, replace_delay_ms: REPLACE_DELAY_MS }, conversation: { max_live: 0 } }
+    })
     client = openaiFor(gateway)
   })
   afterAll(() => gateway?.close())
@@ -44,12 +49,18 @@ describe("warm pool", () => {
   it("serves a request from a standby, with no spawn on the request path", async () => {
     const before = await waitForHealth(gateway, (h) => standbys(h) === 1 && h.pool.processes === 1)
     upstream.on("WARM-1", { kind: "message", blocks: [{ type: "text", text: "warm" }] })
+    const started = Date.now()
+    // Watched from the start of the request: when does the replacement begin to spawn?
+    const replacing = waitForHealth(gateway, (h) => h.pool.spawned > before.pool.spawned).then((h) => ({ h, at: Date.now() }))
     const completion = await ask(client, "WARM-1")
     expect(completion.choices[0]!.message.content).toBe("warm")
     const after = await health(gateway)
     expect(after.pool.hits).toBe(before.pool.hits + 1)
     expect(after.pool.misses).toBe(before.pool.misses)
-    // the standby taken is replaced in the background
+    // The standby taken is replaced in the background, pool.replace_delay_ms after it was taken.
+    const replaced = await replacing
+    expect(replaced.at - started).toBeGreaterThanOrEqual(REPLACE_DELAY_MS)
+    expect(replaced.h.pool.spawned).toBe(before.pool.spawned + 1)
     await waitForHealth(gateway, (h) => standbys(h) === 1 && h.pool.leased === 0)
   })
 

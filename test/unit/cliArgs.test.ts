@@ -32,6 +32,8 @@ describe("cliArgs", () => {
     )
     expect(args).toEqual(expect.arrayContaining(["--mcp-config", "/etc/mcp.json", "--strict-mcp-config", "--fallback-model", "haiku", "--max-budget-usd", "0.5", "--effort", "low"]))
     expect(args.slice(-2)).toEqual(["--system-prompt", "Be brief."])
+    expect(args).not.toContain("--bare")
+    expect(cliArgs(config({ bare: true }), launch)).toContain("--bare")
   })
 
   it("offers client functions as the only tools, unless config keeps the CLI's own too", () => {
