@@ -1,7 +1,8 @@
 import OpenAI from "openai"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { cliChildren, cliProcesses, type Gateway, openaiFor, postChat, startGateway, waitForHealth, waitForNoCliChildren } from "../support/gateway.js"
-import { messagesOf, startUpstream, systemText, textOf, type Upstream } from "../support/upstream.js"
+import { describe, expect, it } from "vitest"
+import { cliChildren, cliProcesses, type Gateway, postChat, waitForHealth } from "../support/gateway.js"
+import { messagesOf, systemText, textOf, type Upstream } from "../support/upstream.js"
+import { useGateway } from "../support/e2e.js"
 
 // Real Claude Code CLI → scripted Anthropic upstream; real app; official openai client.
 
@@ -9,21 +10,11 @@ let upstream: Upstream
 let gateway: Gateway
 let client: OpenAI
 
-beforeAll(async () => {
-  upstream = await startUpstream()
-  // No CLI kept between turns here: these tests watch each request's own process.
-  gateway = await startGateway({
-    upstreamUrl: upstream.url,
-    config: { models: { aliases: { "gpt-4o-mini": "haiku" } }, conversation: { max_live: 0 } }
-  })
-  client = openaiFor(gateway)
-})
-
-afterAll(async () => {
-  await gateway?.close()
-  await upstream?.close()
-  expect(await waitForNoCliChildren()).toEqual([])
-})
+// No CLI kept between turns here: these tests watch each request's own process.
+useGateway(
+  { config: { models: { aliases: { "gpt-4o-mini": "haiku" } }, conversation: { max_live: 0 } } },
+  (started) => ({ upstream, gateway, client } = started)
+)
 
 const hello = (marker: string) =>
   upstream.on(marker, {

@@ -1,9 +1,10 @@
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible"
 import { generateText, stepCountIs, streamText, tool } from "ai"
 import { z } from "zod"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
-import { startUpstream, type Upstream } from "../support/upstream.js"
+import { describe, expect, it } from "vitest"
+import type { Gateway } from "../support/gateway.js"
+import type { Upstream } from "../support/upstream.js"
+import { useGateway } from "../support/e2e.js"
 
 // A second real client library against the gateway (real CLI): the Vercel AI SDK's
 // OpenAI-compatible provider.
@@ -11,16 +12,7 @@ import { startUpstream, type Upstream } from "../support/upstream.js"
 let upstream: Upstream
 let gateway: Gateway
 
-beforeAll(async () => {
-  upstream = await startUpstream()
-  gateway = await startGateway({ upstreamUrl: upstream.url })
-})
-
-afterAll(async () => {
-  await gateway?.close()
-  await upstream?.close()
-  expect(await waitForNoCliChildren()).toEqual([])
-})
+useGateway({}, (started) => ({ upstream, gateway } = started))
 
 const provider = () => createOpenAICompatible({ name: "claude-code-api", baseURL: gateway.baseURL, apiKey: "unused", includeUsage: true })
 

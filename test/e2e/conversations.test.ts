@@ -3,9 +3,10 @@ import * as os from "node:os"
 import * as path from "node:path"
 import OpenAI from "openai"
 import type { ChatCompletion, ChatCompletionMessageParam } from "openai/resources/chat/completions"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { cliChildren, type Gateway, health, openaiFor, postChat, startGateway, waitForHealth, waitForNoCliChildren } from "../support/gateway.js"
-import { messagesOf, startUpstream, textOf, type Upstream } from "../support/upstream.js"
+import { describe, expect, it } from "vitest"
+import { cliChildren, type Gateway, health, openaiFor, postChat, startGateway, waitForHealth } from "../support/gateway.js"
+import { messagesOf, textOf, type Upstream } from "../support/upstream.js"
+import { useGateway } from "../support/e2e.js"
 
 // Conversations: conversation_id, /v1/conversations, native continuation for stateless clients,
 // persisted across restarts (real CLI, scripted upstream that logs every request body).
@@ -14,17 +15,7 @@ let upstream: Upstream
 let gateway: Gateway
 let client: OpenAI
 
-beforeAll(async () => {
-  upstream = await startUpstream()
-  gateway = await startGateway({ upstreamUrl: upstream.url })
-  client = openaiFor(gateway)
-})
-
-afterAll(async () => {
-  await gateway?.close()
-  await upstream?.close()
-  expect(await waitForNoCliChildren()).toEqual([])
-})
+useGateway({}, (started) => ({ upstream, gateway, client } = started))
 
 const answer = (marker: string, text: string) => upstream.on(marker, { kind: "message", blocks: [{ type: "text", text }] })
 

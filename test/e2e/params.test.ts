@@ -1,9 +1,10 @@
 import OpenAI from "openai"
 import { zodResponseFormat } from "openai/helpers/zod"
 import { z } from "zod"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Gateway, type LogLine, openaiFor, postChat, startGateway, waitForNoCliChildren } from "../support/gateway.js"
-import { startUpstream, type Upstream } from "../support/upstream.js"
+import { describe, expect, it } from "vitest"
+import { type Gateway, type LogLine, postChat } from "../support/gateway.js"
+import type { Upstream } from "../support/upstream.js"
+import { useGateway } from "../support/e2e.js"
 
 // Request parameters that change the answer: max_tokens, stop, reasoning_effort (real CLI).
 
@@ -12,21 +13,13 @@ let gateway: Gateway
 let client: OpenAI
 const logs: Array<LogLine> = []
 
-beforeAll(async () => {
-  upstream = await startUpstream()
-  gateway = await startGateway({
-    upstreamUrl: upstream.url,
+useGateway(
+  {
     config: { server: { sse_keepalive_seconds: 1 }, claude: { max_retries: 1 }, log: { level: "info" } },
     onLog: (line) => logs.push(line)
-  })
-  client = openaiFor(gateway)
-})
-
-afterAll(async () => {
-  await gateway?.close()
-  await upstream?.close()
-  expect(await waitForNoCliChildren()).toEqual([])
-})
+  },
+  (started) => ({ upstream, gateway, client } = started)
+)
 
 const bodyOf = (marker: string) => upstream.requestsFor(marker)[0]?.body as Record<string, unknown> | undefined
 

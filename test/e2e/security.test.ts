@@ -1,29 +1,21 @@
 import OpenAI from "openai"
 import { Cause, Effect, Exit, Layer } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { GatewayConfig } from "../../src/GatewayConfig.js"
 import { ServerLive } from "../../src/http/Server.js"
-import { type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
-import { startUpstream, type Upstream } from "../support/upstream.js"
+import type { Gateway } from "../support/gateway.js"
+import type { Upstream } from "../support/upstream.js"
+import { useGateway } from "../support/e2e.js"
 
 // API keys, CORS and the bind check, against the real app (real CLI behind it).
 
 let upstream: Upstream
 let gateway: Gateway
 
-beforeAll(async () => {
-  upstream = await startUpstream()
-  gateway = await startGateway({
-    upstreamUrl: upstream.url,
-    config: { server: { api_keys: ["key-one", "key-two"], cors_origins: ["http://app.example"] } }
-  })
-})
-
-afterAll(async () => {
-  await gateway?.close()
-  await upstream?.close()
-  expect(await waitForNoCliChildren()).toEqual([])
-})
+useGateway(
+  { config: { server: { api_keys: ["key-one", "key-two"], cors_origins: ["http://app.example"] } } },
+  (started) => ({ upstream, gateway } = started)
+)
 
 describe("API keys", () => {
   it("refuses a missing or wrong key with 401 in the OpenAI envelope", async () => {

@@ -1,7 +1,8 @@
 import OpenAI from "openai"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { cliChildren, type Gateway, openaiFor, startGateway, waitForNoCliChildren } from "../support/gateway.js"
-import { startUpstream, type Upstream } from "../support/upstream.js"
+import { describe, expect, it } from "vitest"
+import { cliChildren, waitForNoCliChildren } from "../support/gateway.js"
+import type { Upstream } from "../support/upstream.js"
+import { useGateway } from "../support/e2e.js"
 
 // claude.timeout_seconds with the real CLI: an upstream that stalls. No pool, so every CLI
 // child of this process belongs to the request under test.
@@ -9,23 +10,12 @@ import { startUpstream, type Upstream } from "../support/upstream.js"
 const TIMEOUT_SECONDS = 5
 
 let upstream: Upstream
-let gateway: Gateway
 let client: OpenAI
 
-beforeAll(async () => {
-  upstream = await startUpstream()
-  gateway = await startGateway({
-    upstreamUrl: upstream.url,
-    config: { claude: { timeout_seconds: TIMEOUT_SECONDS }, pool: { enabled: false } }
-  })
-  client = openaiFor(gateway)
-})
-
-afterAll(async () => {
-  await gateway?.close()
-  await upstream?.close()
-  expect(await waitForNoCliChildren()).toEqual([])
-})
+useGateway(
+  { config: { claude: { timeout_seconds: TIMEOUT_SECONDS }, pool: { enabled: false } } },
+  (started) => ({ upstream, client } = started)
+)
 
 /** Polls until a CLI child exists, so the test knows the request reached one. */
 const sawCli = async () => {

@@ -1,9 +1,10 @@
 import OpenAI from "openai"
 import type { ChatCompletionMessageParam, ChatCompletionTool } from "openai/resources/chat/completions"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { mcpName } from "../../src/openai/tools.js"
-import { type Gateway, health, openaiFor, postChat, startGateway, waitForHealth, waitForNoCliChildren } from "../support/gateway.js"
-import { messagesOf, startUpstream, textOf, type Upstream } from "../support/upstream.js"
+import { type Gateway, health, openaiFor, postChat, startGateway, waitForHealth } from "../support/gateway.js"
+import { messagesOf, textOf, type Upstream } from "../support/upstream.js"
+import { useGateway } from "../support/e2e.js"
 
 // Client function tools through the CLI's in-process MCP server (real CLI, scripted upstream
 // emitting tool_use, official openai client).
@@ -14,18 +15,8 @@ let upstream: Upstream
 let gateway: Gateway
 let client: OpenAI
 
-beforeAll(async () => {
-  upstream = await startUpstream()
-  gateway = await startGateway({ upstreamUrl: upstream.url })
-  client = openaiFor(gateway)
-})
-
-afterAll(async () => {
-  // A turn is still parked here (see "shutdown", TTL 300 s): closing the gateway must end it.
-  await gateway?.close()
-  await upstream?.close()
-  expect(await waitForNoCliChildren()).toEqual([])
-})
+// A turn is still parked here (see "shutdown", TTL 300 s): closing the gateway must end it.
+useGateway({}, (started) => ({ upstream, gateway, client } = started))
 
 const weather: ChatCompletionTool = {
   type: "function",
