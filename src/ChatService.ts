@@ -148,12 +148,19 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
               yield* bridge.park(turn, toolCalls.map((call) => call.id))
             }
           })
+        // A chunk at a time (a Finished event ends its chunk: see nextPart).
         return answer.pipe(
-          Stream.tap((event) => {
-            if (event._tag === "TextDelta") text += event.text
-            if (event._tag === "Started") owner.unrecordedSession = event.sessionId
-            if (event._tag === "Finished") owner.unrecordedSession = undefined
-            return event._tag === "Finished" ? onFinished(event) : Effect.void
+          Stream.mapChunksEffect((chunk) => {
+            let finished: Extract<TurnEvent, { _tag: "Finished" }> | undefined
+            for (const event of chunk) {
+              if (event._tag === "TextDelta") text += event.text
+              if (event._tag === "Started") owner.unrecordedSession = event.sessionId
+              if (event._tag === "Finished") {
+                owner.unrecordedSession = undefined
+                finished = event
+              }
+            }
+            return finished === undefined ? Effect.succeed(chunk) : Effect.as(onFinished(finished), chunk)
           })
         )
       })

@@ -1,4 +1,4 @@
-import { Context, Deferred, Effect, Either, Exit, FiberId, FiberSet, Queue, Runtime, Stream } from "effect"
+import { Context, Deferred, Effect, Either, Exit, FiberId, FiberSet, Option, Queue, Runtime, Stream } from "effect"
 import { type ChildProcess, spawn as spawnChild } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -116,10 +116,13 @@ export const launchEnv = (config: Config, launch: LaunchOptions): Record<string,
 export const launchSignature = (config: Config, launch: LaunchOptions): string =>
   JSON.stringify([cliArgs(config, launch), launchEnv(config, launch), launch.tools ?? [], launch.cwd ?? null])
 
-type Signal =
-  | { readonly _tag: "Message"; readonly message: CliMessage }
-  | { readonly _tag: "Closed"; readonly error: CliExited }
-  | { readonly _tag: "Failed"; readonly error: CliProtocolError }
+/**
+ * What a running turn's reader is handed: a CLI message, its end (after the result) or its failure.
+ * Exits, so that `Stream.flattenExitOption` reads them a chunk at a time (a burst of lines is one
+ * pull downstream, not one per line).
+ */
+type Signal = Exit.Exit<CliMessage, Option.Option<CliError>>
+const END: Signal = Exit.fail(Option.none())
 
 const STDERR_TAIL = 4096
 
@@ -229,7 +232,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
             run(Effect.logWarning("skipping unreadable CLI line", decoded.left.message, decoded.left.line).pipe(log))
             // Other lines can be skipped; without its result the turn could never end.
             if (decoded.left.kind === "result" && listener) {
-              Queue.unsafeOffer(listener, { _tag: "Failed", error: new CliProtocolError({ reason: decoded.left.message }) })
+              Queue.unsafeOffer(listener, Exit.fail(Option.some(new CliProtocolError({ reason: decoded.left.message }))))
             }
             return
           }
@@ -255,7 +258,10 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
               runAnswer(answer(message))
               return
           }
-          if (listener) Queue.unsafeOffer(listener, { _tag: "Message", message })
+          if (listener) {
+            Queue.unsafeOffer(listener, Exit.succeed(message))
+            if (message._tag === "ResultMessage") Queue.unsafeOffer(listener, END)
+          }
         }
 
         child.stdout!.setEncoding("utf8")
@@ -279,7 +285,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           Deferred.unsafeDone(closed, Exit.fail(error))
           for (const entry of pending.values()) Deferred.unsafeDone(entry.waiter, Exit.fail(error))
           pending.clear()
-          if (listener) Queue.unsafeOffer(listener, { _tag: "Closed", error })
+          if (listener) Queue.unsafeOffer(listener, Exit.fail(Option.some(error)))
           if (stderrTail.trim() !== "") run(Effect.logDebug("cli exited", { code, stderr: stderrTail }).pipe(log))
         })
 
@@ -297,10 +303,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
               )
               inFlight = true
               write(encodeStdinLine(userInput(input)))
-              return Stream.fromQueue(queue).pipe(
-                Stream.takeUntil((s) => s._tag !== "Message" || s.message._tag === "ResultMessage"),
-                Stream.mapEffect((s) => (s._tag === "Message" ? Effect.succeed(s.message) : Effect.fail(s.error)))
-              )
+              return Stream.flattenExitOption(Stream.fromQueue(queue))
             })
           )
 

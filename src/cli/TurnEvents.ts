@@ -1,4 +1,4 @@
-import { Effect, Stream } from "effect"
+import { Chunk, Effect, Either, Exit, Option, Stream } from "effect"
 import type { FinishReason, ToolCall, TurnUsage } from "../Turn.js"
 import { TurnEvent, TurnFailed, UpstreamError } from "../Turn.js"
 import type { CliError } from "./CliErrors.js"
@@ -39,9 +39,9 @@ const resultEvent = (
   result: ResultMessage,
   lastStopReason: string | null,
   before: TurnUsage
-): Effect.Effect<TurnEvent, UpstreamError | TurnFailed> => {
+): Either.Either<TurnEvent, UpstreamError | TurnFailed> => {
   if (!result.is_error) {
-    return Effect.succeed(
+    return Either.right(
       TurnEvent.Finished({
         reason: finishReason(result.stop_reason ?? lastStopReason),
         usage: minus(usageOf(result), before),
@@ -53,7 +53,7 @@ const resultEvent = (
   }
   // Upstream API errors arrive as subtype "success" with is_error; the CLI's own limits as error_* subtypes.
   if (result.terminal_reason === "api_error" || result.api_error_status != null || result.subtype === "success") {
-    return Effect.fail(
+    return Either.left(
       new UpstreamError({
         status: result.api_error_status ?? null,
         errorType: result.api_error_type ?? null,
@@ -61,7 +61,7 @@ const resultEvent = (
       })
     )
   }
-  return Effect.fail(
+  return Either.left(
     new TurnFailed({ subtype: result.subtype, message: result.errors?.join("; ") ?? result.subtype })
   )
 }
@@ -100,99 +100,117 @@ export const toTurnEvents = <E extends CliError>(
     // Client tool calls of this round, and the current message's content blocks that are one.
     let calls: Array<OpenCall> = []
     const callBlocks = new Map<number, OpenCall>()
-    return messages.pipe(
-      Stream.mapEffect((message): Effect.Effect<ReadonlyArray<TurnEvent>, UpstreamError | TurnFailed> => {
-        switch (message._tag) {
-          case "SystemInit":
-            sessionId = message.session_id
-            return Effect.succeed([TurnEvent.Started({ model: message.model, sessionId: message.session_id })])
-          case "StreamEvent": {
-            // Events of subagents carry a parent tool use id; only the main thread is the answer.
-            if (message.parent_tool_use_id) return Effect.succeed([])
-            const event = message.event
-            if (event.type === "message_start" && "message" in event) {
-              callBlocks.clear()
-              separateNext = textSoFar
-              done = current
-              const usage = event.message.usage
-              current = {
-                inputTokens: done.inputTokens + (usage?.input_tokens ?? 0),
-                outputTokens: done.outputTokens + (usage?.output_tokens ?? 0),
-                cacheReadTokens: done.cacheReadTokens + (usage?.cache_read_input_tokens ?? 0),
-                cacheCreationTokens: done.cacheCreationTokens + (usage?.cache_creation_input_tokens ?? 0)
-              }
-              return Effect.succeed([TurnEvent.Usage({ usage: current })])
+    /** One CLI message's events, or the failure that ends the turn; `logs` collects what to log. */
+    const step = (
+      message: CliMessage,
+      logs: Array<Effect.Effect<void>>
+    ): Either.Either<ReadonlyArray<TurnEvent>, UpstreamError | TurnFailed> => {
+      switch (message._tag) {
+        case "SystemInit":
+          sessionId = message.session_id
+          return Either.right([TurnEvent.Started({ model: message.model, sessionId: message.session_id })])
+        case "StreamEvent": {
+          // Events of subagents carry a parent tool use id; only the main thread is the answer.
+          if (message.parent_tool_use_id) return Either.right([])
+          const event = message.event
+          if (event.type === "message_start" && "message" in event) {
+            callBlocks.clear()
+            separateNext = textSoFar
+            done = current
+            const usage = event.message.usage
+            current = {
+              inputTokens: done.inputTokens + (usage?.input_tokens ?? 0),
+              outputTokens: done.outputTokens + (usage?.output_tokens ?? 0),
+              cacheReadTokens: done.cacheReadTokens + (usage?.cache_read_input_tokens ?? 0),
+              cacheCreationTokens: done.cacheCreationTokens + (usage?.cache_creation_input_tokens ?? 0)
             }
-            if (event.type === "message_delta" && "delta" in event) {
-              lastStopReason = event.delta.stop_reason ?? lastStopReason
-              const output = event.usage?.output_tokens
-              if (output !== undefined) current = { ...current, outputTokens: done.outputTokens + output }
-              const usage = TurnEvent.Usage({ usage: current })
-              // The CLI would recover from max_tokens (raise the limit, ask the model to resume); an
-              // OpenAI client asked for the answer to end there.
-              if (event.delta.stop_reason === "max_tokens") {
-                return Effect.succeed([usage, TurnEvent.Finished({ reason: "length", usage: minus(current, reported), costUsd: undefined, sessionId })])
-              }
-              if (event.delta.stop_reason === "tool_use" && calls.length > 0) {
-                const toolCalls: Array<ToolCall> = calls.map(({ arguments: args, id, name }) => ({ id, name, arguments: args }))
-                const finished = TurnEvent.Finished({ reason: "tool_calls", usage: minus(current, reported), costUsd: undefined, sessionId, toolCalls })
-                // The next round (after the results) is a new answer: its own indexes, usage and first paragraph.
-                reported = current
-                calls = []
-                textSoFar = false
-                return Effect.succeed([usage, finished])
-              }
-              return Effect.succeed([usage])
-            }
-            if (event.type === "content_block_start" && "content_block" in event) {
-              const block = event.content_block
-              const name = block.type === "tool_use" && "name" in block ? toolNames.get(block.name) : undefined
-              if (name === undefined || !("id" in block)) return Effect.succeed([])
-              const call: OpenCall = { index: calls.length, id: block.id, name, arguments: "" }
-              calls.push(call)
-              callBlocks.set(event.index, call)
-              return Effect.succeed([TurnEvent.ToolCallStarted({ index: call.index, id: call.id, name })])
-            }
-            if (event.type === "content_block_stop" && "index" in event) {
-              const call = callBlocks.get(event.index)
-              // A call without arguments still has a JSON object as its arguments.
-              if (call === undefined || call.arguments !== "") return Effect.succeed([])
-              call.arguments = "{}"
-              return Effect.succeed([TurnEvent.ToolCallDelta({ index: call.index, arguments: "{}" })])
-            }
-            if (event.type !== "content_block_delta" || !("delta" in event)) return Effect.succeed([])
-            const delta = event.delta
-            if (delta.type === "input_json_delta" && "partial_json" in delta) {
-              const call = callBlocks.get(event.index)
-              if (call === undefined || delta.partial_json === "") return Effect.succeed([])
-              call.arguments += delta.partial_json
-              return Effect.succeed([TurnEvent.ToolCallDelta({ index: call.index, arguments: delta.partial_json })])
-            }
-            if (delta.type === "text_delta" && "text" in delta) {
-              if (delta.text === "") return Effect.succeed([])
-              // Text of a later API call in the same turn (after the CLI's own tool use) is a new paragraph.
-              const text = separateNext ? `\n\n${delta.text}` : delta.text
-              separateNext = false
-              textSoFar = true
-              return Effect.succeed([TurnEvent.TextDelta({ text })])
-            }
-            if (delta.type === "thinking_delta" && "thinking" in delta && delta.thinking !== "") {
-              return Effect.succeed([TurnEvent.ThinkingDelta({ text: delta.thinking })])
-            }
-            return Effect.succeed([])
+            return Either.right([TurnEvent.Usage({ usage: current })])
           }
-          case "ResultMessage":
-            return Effect.map(resultEvent(message, lastStopReason, reported), (event) => [event])
-          case "SystemNotice":
-            // Logged here, in the request's fiber, so that the line carries its request id.
-            return message.subtype === "api_retry"
-              ? Effect.as(Effect.logInfo("the CLI retries an upstream call", message.raw), [])
-              : Effect.succeed([])
-          default:
-            return Effect.succeed([])
+          if (event.type === "message_delta" && "delta" in event) {
+            lastStopReason = event.delta.stop_reason ?? lastStopReason
+            const output = event.usage?.output_tokens
+            if (output !== undefined) current = { ...current, outputTokens: done.outputTokens + output }
+            const usage = TurnEvent.Usage({ usage: current })
+            // The CLI would recover from max_tokens (raise the limit, ask the model to resume); an
+            // OpenAI client asked for the answer to end there.
+            if (event.delta.stop_reason === "max_tokens") {
+              return Either.right([usage, TurnEvent.Finished({ reason: "length", usage: minus(current, reported), costUsd: undefined, sessionId })])
+            }
+            if (event.delta.stop_reason === "tool_use" && calls.length > 0) {
+              const toolCalls: Array<ToolCall> = calls.map(({ arguments: args, id, name }) => ({ id, name, arguments: args }))
+              const finished = TurnEvent.Finished({ reason: "tool_calls", usage: minus(current, reported), costUsd: undefined, sessionId, toolCalls })
+              // The next round (after the results) is a new answer: its own indexes, usage and first paragraph.
+              reported = current
+              calls = []
+              textSoFar = false
+              return Either.right([usage, finished])
+            }
+            return Either.right([usage])
+          }
+          if (event.type === "content_block_start" && "content_block" in event) {
+            const block = event.content_block
+            const name = block.type === "tool_use" && "name" in block ? toolNames.get(block.name) : undefined
+            if (name === undefined || !("id" in block)) return Either.right([])
+            const call: OpenCall = { index: calls.length, id: block.id, name, arguments: "" }
+            calls.push(call)
+            callBlocks.set(event.index, call)
+            return Either.right([TurnEvent.ToolCallStarted({ index: call.index, id: call.id, name })])
+          }
+          if (event.type === "content_block_stop" && "index" in event) {
+            const call = callBlocks.get(event.index)
+            // A call without arguments still has a JSON object as its arguments.
+            if (call === undefined || call.arguments !== "") return Either.right([])
+            call.arguments = "{}"
+            return Either.right([TurnEvent.ToolCallDelta({ index: call.index, arguments: "{}" })])
+          }
+          if (event.type !== "content_block_delta" || !("delta" in event)) return Either.right([])
+          const delta = event.delta
+          if (delta.type === "input_json_delta" && "partial_json" in delta) {
+            const call = callBlocks.get(event.index)
+            if (call === undefined || delta.partial_json === "") return Either.right([])
+            call.arguments += delta.partial_json
+            return Either.right([TurnEvent.ToolCallDelta({ index: call.index, arguments: delta.partial_json })])
+          }
+          if (delta.type === "text_delta" && "text" in delta) {
+            if (delta.text === "") return Either.right([])
+            // Text of a later API call in the same turn (after the CLI's own tool use) is a new paragraph.
+            const text = separateNext ? `\n\n${delta.text}` : delta.text
+            separateNext = false
+            textSoFar = true
+            return Either.right([TurnEvent.TextDelta({ text })])
+          }
+          if (delta.type === "thinking_delta" && "thinking" in delta && delta.thinking !== "") {
+            return Either.right([TurnEvent.ThinkingDelta({ text: delta.thinking })])
+          }
+          return Either.right([])
         }
+        case "ResultMessage":
+          return Either.map(resultEvent(message, lastStopReason, reported), (event) => [event])
+        case "SystemNotice":
+          if (message.subtype === "api_retry") logs.push(Effect.logInfo("the CLI retries an upstream call", message.raw))
+          return Either.right([])
+        default:
+          return Either.right([])
+      }
+    }
+    return messages.pipe(
+      // A chunk of messages at a time: a burst of CLI lines is one step downstream, not one per line.
+      Stream.mapChunksEffect((chunk) => {
+        const out: Array<Exit.Exit<TurnEvent, Option.Option<UpstreamError | TurnFailed>>> = []
+        const logs: Array<Effect.Effect<void>> = []
+        for (const message of chunk) {
+          const events = step(message, logs)
+          if (Either.isLeft(events)) {
+            out.push(Exit.fail(Option.some(events.left)))
+            break
+          }
+          for (const event of events.right) out.push(Exit.succeed(event))
+        }
+        const emitted = Chunk.unsafeFromArray(out)
+        // Logged here, in the request's fiber, so that a line carries its request id.
+        return logs.length === 0 ? Effect.succeed(emitted) : Effect.as(Effect.all(logs, { discard: true }), emitted)
       }),
-      Stream.flattenIterables,
+      Stream.flattenExitOption,
       Stream.takeUntil(endsTurn)
     )
   })

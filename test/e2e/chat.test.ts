@@ -303,11 +303,14 @@ describe("process lifecycle", () => {
   /** The ready standby of the `sonnet` signature (no system prompt): the next such request gets it. */
   const theStandby = async () => {
     const isSonnet = (args: string) => args.includes("--model sonnet") && !args.includes("--system-prompt")
-    await waitForHealth(gateway, (h) =>
-      h.pool.leased === 0 && cliProcesses().filter((p) => isSonnet(p.args)).length === 1 &&
-      h.pool.signatures.some((s) => s.model === "sonnet" && s.standby === 1 && s.spawning === 0))
-    const [standby] = cliProcesses().filter((p) => isSonnet(p.args))
-    return standby!.pid
+    let pid: number | undefined
+    await waitForHealth(gateway, (h) => {
+      const sonnets = cliProcesses().filter((p) => isSonnet(p.args))
+      pid = sonnets.length === 1 ? sonnets[0]!.pid : undefined
+      return h.pool.leased === 0 && pid !== undefined &&
+        h.pool.signatures.some((s) => s.model === "sonnet" && s.standby === 1 && s.spawning === 0)
+    })
+    return pid!
   }
 
   it("kills the request's CLI within a second when the client disconnects mid-stream", async () => {
