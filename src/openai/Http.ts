@@ -1,5 +1,5 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Effect, Schedule, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import * as crypto from "node:crypto"
 import { Admission } from "../Admission.js"
 import { ChatService } from "../ChatService.js"
@@ -7,6 +7,7 @@ import { InvalidRequest, ModelNotFound } from "../Errors.js"
 import { GatewayApi } from "../http/Api.js"
 import { recover, toHttpError } from "../http/errors.js"
 import { ownerOf, readJson } from "../http/request.js"
+import { withKeepAlive } from "../lib/keepAlive.js"
 import { peelUntil } from "../lib/peel.js"
 import { GatewayConfig } from "../GatewayConfig.js"
 import { ImageFetcher } from "../ImageFetcher.js"
@@ -110,12 +111,8 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
             onError: (error) => toHttpError(error).body
           })
           const keepAlive = config.server.sse_keepalive_seconds
-          const withKeepAlive = keepAlive === 0 ? frames : Stream.merge(
-            frames,
-            Stream.fromSchedule(Schedule.spaced(`${keepAlive} seconds`)).pipe(Stream.as(KEEP_ALIVE)),
-            { haltStrategy: "left" }
-          )
-          return HttpServerResponse.stream(Stream.encodeText(withKeepAlive), {
+          const sse = keepAlive === 0 ? frames : withKeepAlive(frames, keepAlive, KEEP_ALIVE)
+          return HttpServerResponse.stream(Stream.encodeText(sse), {
             contentType: "text/event-stream",
             headers: { ...SSE_HEADERS, ...conversationHeader }
           })
