@@ -96,7 +96,7 @@ const settle = (handle: CliHandle): Effect.Effect<boolean> =>
     yield* handle.isIdle.pipe(
       Effect.repeat({ until: (idle) => idle, schedule: Schedule.spaced("20 millis").pipe(Schedule.upTo("3 seconds")) })
     )
-    return (yield* handle.isRunning) && (yield* handle.isIdle)
+    return yield* handle.isIdle // idle includes running
   })
 
 export class ChatService extends Effect.Service<ChatService>()("ChatService", {
