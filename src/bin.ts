@@ -4,7 +4,7 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import { GatewayLive } from "./Gateway.js"
-import { fromAssignments, GatewayConfig } from "./GatewayConfig.js"
+import { fromAssignments, GatewayConfig } from "./config/GatewayConfig.js"
 
 // The nearest package.json up from this module (dist/ when installed, build/src/ in benchmarks).
 const version = (() => {

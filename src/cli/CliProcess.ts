@@ -3,13 +3,13 @@ import { type ChildProcess, spawn as spawnChild } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { Config } from "../GatewayConfig.js"
-import { GatewayConfig } from "../GatewayConfig.js"
-import type { LaunchOptions } from "../Turn.js"
+import type { Config } from "../config/GatewayConfig.js"
+import { GatewayConfig } from "../config/GatewayConfig.js"
+import type { InputBlock, LaunchOptions } from "../domain/Turn.js"
 import { makeMcpBridge, type McpBridge, SERVER_CONFIG, TOOL_PREFIX } from "./McpBridge.js"
 import { CliExited, CliNotFound, CliProtocolError, CliSpawnFailed, ControlRequestFailed } from "./CliErrors.js"
 import type { CliError } from "./CliErrors.js"
-import { type CliMessage, type ControlRequest, decodeCliLine, encodeStdinLine, type InputBlock, userInput } from "./Protocol.js"
+import { type CliMessage, type ControlRequest, decodeCliLine, encodeStdinLine, userInput } from "./Protocol.js"
 
 /**
  * One running Claude Code CLI in kept-alive stream-json mode. A process serves one conversation:

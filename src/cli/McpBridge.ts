@@ -1,5 +1,5 @@
 import { Deferred, Effect, Either, Schema } from "effect"
-import type { ClientTool, ToolResult } from "../Turn.js"
+import { CLIENT_TOOL_SERVER, type ClientTool, TOOL_PREFIX, type ToolResult } from "../domain/Turn.js"
 import type { ControlRequest } from "./Protocol.js"
 
 /**
@@ -10,9 +10,8 @@ import type { ControlRequest } from "./Protocol.js"
  * before their call are kept for it.
  */
 
-export const SERVER_NAME = "client"
-/** How the CLI names a tool of this server (and the model sees it). */
-export const TOOL_PREFIX = `mcp__${SERVER_NAME}__`
+export const SERVER_NAME = CLIENT_TOOL_SERVER
+export { TOOL_PREFIX }
 
 /** The `--mcp-config` value that declares the server. */
 export const SERVER_CONFIG = JSON.stringify({ mcpServers: { [SERVER_NAME]: { type: "sdk", name: SERVER_NAME } } })

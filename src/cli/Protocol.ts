@@ -1,3 +1,4 @@
+import { InputBlock } from "../domain/Turn.js"
 import { Either, Schema } from "effect"
 
 /**
@@ -201,17 +202,6 @@ export const decodeCliLine = (line: string): Either.Either<CliMessage, ProtocolE
 
 // ---------------------------------------------------------------------------
 // Lines the gateway writes on stdin
-
-export const ImageMediaType = Schema.Literal("image/png", "image/jpeg", "image/gif", "image/webp")
-
-export const InputBlock = Schema.Union(
-  Schema.Struct({ type: Schema.Literal("text"), text: Schema.String }),
-  Schema.Struct({
-    type: Schema.Literal("image"),
-    source: Schema.Struct({ type: Schema.Literal("base64"), media_type: ImageMediaType, data: Schema.String })
-  })
-)
-export type InputBlock = typeof InputBlock.Type
 
 export const UserInput = Schema.Struct({
   type: Schema.Literal("user"),

@@ -1,6 +1,6 @@
 import { Chunk, Effect, Either, Exit, Option, Stream } from "effect"
-import type { FinishReason, ToolCall, TurnUsage } from "../Turn.js"
-import { TurnEvent, TurnFailed, UpstreamError } from "../Turn.js"
+import type { FinishReason, ToolCall, TurnUsage } from "../domain/Turn.js"
+import { TurnEvent, TurnFailed, UpstreamError } from "../domain/Turn.js"
 import type { CliError } from "./CliErrors.js"
 import type { CliMessage, ResultMessage } from "./Protocol.js"
 

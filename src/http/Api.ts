@@ -1,7 +1,7 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
-import { ConversationsApi } from "../conversations/Api.js"
-import { OpenAIApi } from "../openai/Api.js"
+import { ConversationsApi } from "../protocols/conversations/Api.js"
+import { OpenAIApi } from "../protocols/openai/Api.js"
 
 export const Health = Schema.Struct({
   status: Schema.Literal("ok", "degraded"),

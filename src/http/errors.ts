@@ -1,11 +1,11 @@
 import { HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
-import type { Overloaded } from "../Admission.js"
+import type { Overloaded } from "../services/Admission.js"
 import type { CliError } from "../cli/CliErrors.js"
 import type { ControlRequestFailed } from "../cli/CliErrors.js"
-import type { RequestError } from "../Errors.js"
-import type { ErrorBody } from "../openai/Schema.js"
-import type { TurnFailed, UpstreamError } from "../Turn.js"
+import type { RequestError } from "../domain/errors.js"
+import type { ErrorBody } from "../protocols/openai/Schema.js"
+import type { TurnFailed, UpstreamError } from "../domain/Turn.js"
 
 /**
  * The one place where gateway errors become HTTP statuses and OpenAI error envelopes

@@ -2,7 +2,7 @@ import { HttpIncomingMessage } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
 import { Effect, Either, Option, ParseResult, Schema } from "effect"
 import * as crypto from "node:crypto"
-import { InvalidRequest } from "../Errors.js"
+import { InvalidRequest } from "../domain/errors.js"
 
 /** Reading request bodies, with errors that name the offending field. */
 

@@ -1,7 +1,7 @@
 import OpenAI from "openai"
 import { Cause, Effect, Exit, Layer } from "effect"
 import { describe, expect, it } from "vitest"
-import { GatewayConfig } from "../../src/GatewayConfig.js"
+import { GatewayConfig } from "../../src/config/GatewayConfig.js"
 import { ServerLive } from "../../src/http/Server.js"
 import type { Gateway } from "../support/gateway.js"
 import type { Upstream } from "../support/upstream.js"

@@ -1,7 +1,7 @@
 import OpenAI from "openai"
 import type { ChatCompletionMessageParam, ChatCompletionTool } from "openai/resources/chat/completions"
 import { describe, expect, it } from "vitest"
-import { mcpName } from "../../src/openai/tools.js"
+import { mcpName } from "../../src/protocols/openai/tools.js"
 import { type Gateway, health, openaiFor, postChat, startGateway, waitForHealth } from "../support/gateway.js"
 import { messagesOf, textOf, type Upstream } from "../support/upstream.js"
 import { useGateway } from "../support/e2e.js"

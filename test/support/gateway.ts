@@ -8,7 +8,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { CliEnvironment } from "../../src/cli/CliProcess.js"
 import { GatewayLive } from "../../src/Gateway.js"
-import { GatewayConfig } from "../../src/GatewayConfig.js"
+import { GatewayConfig } from "../../src/config/GatewayConfig.js"
 
 /** The pinned real CLI (devDependency @anthropic-ai/claude-code). */
 export const CLAUDE_BIN = fileURLToPath(new URL("../../node_modules/.bin/claude", import.meta.url))

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Scope } from "effect"
-import { Admission } from "../../src/Admission.js"
-import { GatewayConfig } from "../../src/GatewayConfig.js"
+import { Admission } from "../../src/services/Admission.js"
+import { GatewayConfig } from "../../src/config/GatewayConfig.js"
 
 const layer = Admission.Default.pipe(
   Layer.provide(GatewayConfig.layerWith({ claude: { max_concurrent_sessions: 1 }, queue: { max_waiting: 1, max_wait_seconds: 1 } }))

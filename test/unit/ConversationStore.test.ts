@@ -3,10 +3,10 @@ import { Effect, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { ConversationStore } from "../../src/ConversationStore.js"
-import { chainHash, fingerprint } from "../../src/Conversations.js"
-import { GatewayConfig } from "../../src/GatewayConfig.js"
-import { historyMessage } from "../../src/Turn.js"
+import { ConversationStore } from "../../src/store/ConversationStore.js"
+import { chainHash, fingerprint } from "../../src/services/Conversations.js"
+import { GatewayConfig } from "../../src/config/GatewayConfig.js"
+import { historyMessage } from "../../src/domain/Turn.js"
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-store-"))
 const store = (dir: string) =>

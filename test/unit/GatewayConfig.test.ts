@@ -3,7 +3,7 @@ import { Effect, Either } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { ConfigError, decodeConfig, fromAssignments, fromEnv, loadConfig } from "../../src/GatewayConfig.js"
+import { ConfigError, decodeConfig, fromAssignments, fromEnv, loadConfig } from "../../src/config/GatewayConfig.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-config-test-"))
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { isPrivateAddress, sniff } from "../../src/ImageFetcher.js"
+import { isPrivateAddress, sniff } from "../../src/services/ImageFetcher.js"
 
 describe("isPrivateAddress", () => {
   it.each([

@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
 import { type CliMessage, decodeCliLine, ProtocolError } from "../../src/cli/Protocol.js"
 import { finishReason, toTurnEvents } from "../../src/cli/TurnEvents.js"
-import type { TurnEvent } from "../../src/Turn.js"
+import type { TurnEvent } from "../../src/domain/Turn.js"
 
 /**
  * Fixtures: stdout of the real CLI (2.1.331, `-p --input-format stream-json --output-format stream-json --verbose

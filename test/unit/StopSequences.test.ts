@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Stream } from "effect"
-import { applyStop } from "../../src/StopSequences.js"
-import { TurnEvent } from "../../src/Turn.js"
+import { applyStop } from "../../src/domain/StopSequences.js"
+import { TurnEvent } from "../../src/domain/Turn.js"
 
 const usage = { inputTokens: 3, outputTokens: 2, cacheReadTokens: 0, cacheCreationTokens: 0 }
 const turn = (...texts: Array<string>) =>

@@ -1,7 +1,7 @@
 import { Either } from "effect"
 import { describe, expect, it } from "vitest"
 import { cliArgs, cliEnv, launchEnv, launchSignature } from "../../src/cli/CliProcess.js"
-import { decodeConfig } from "../../src/GatewayConfig.js"
+import { decodeConfig } from "../../src/config/GatewayConfig.js"
 
 const config = (claude: Record<string, unknown> = {}, tools: Record<string, unknown> = {}) =>
   Either.getOrThrow(decodeConfig({ claude, tools }))

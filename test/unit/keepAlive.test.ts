@@ -1,6 +1,6 @@
 import { Chunk, Effect, Either, Stream } from "effect"
 import { describe, expect, it } from "vitest"
-import { withKeepAlive } from "../../src/lib/keepAlive.js"
+import { withKeepAlive } from "../../src/http/keepAlive.js"
 
 const KEEP = ": keep-alive\n\n"
 const run = <E>(stream: Stream.Stream<string, E>) => Effect.runPromise(Effect.either(Stream.runCollect(stream)))

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Data, Effect, Schema, Stream } from "effect"
-import { aggregate, type CompletionMeta, completionUsage, DONE, sseFrames } from "../../src/openai/render.js"
-import { ChatCompletionChunk, type ErrorBody } from "../../src/openai/Schema.js"
-import { TurnEvent, type TurnUsage } from "../../src/Turn.js"
+import { aggregate, type CompletionMeta, completionUsage, DONE, sseFrames } from "../../src/protocols/openai/render.js"
+import { ChatCompletionChunk, type ErrorBody } from "../../src/protocols/openai/Schema.js"
+import { TurnEvent, type TurnUsage } from "../../src/domain/Turn.js"
 
 class Boom extends Data.TaggedError("Boom")<{ readonly reason: string }> {}
 

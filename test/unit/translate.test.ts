@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
-import type { InputBlock } from "../../src/cli/Protocol.js"
-import { InvalidRequest } from "../../src/Errors.js"
-import { decodeChatRequest, MAX_IMAGE_BYTES, type PendingTurn, toTurnRequest } from "../../src/openai/translate.js"
+import type { InputBlock } from "../../src/domain/Turn.js"
+import { InvalidRequest } from "../../src/domain/errors.js"
+import { decodeChatRequest, MAX_IMAGE_BYTES, type PendingTurn, toTurnRequest } from "../../src/protocols/openai/translate.js"
 
 const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 const pngUrl = `data:image/png;base64,${PNG}`

@@ -1,12 +1,10 @@
 import { Either, Schema } from "effect"
-import type { InputBlock } from "../cli/Protocol.js"
-import { ImageMediaType } from "../cli/Protocol.js"
-import { InvalidRequest } from "../Errors.js"
-import { decodeBody, decodeOrFail } from "../http/request.js"
-import { type HistoryMessage, historyMessage, type ToolResult, type TurnRequest } from "../Turn.js"
+import { InvalidRequest } from "../../domain/errors.js"
+import { decodeBody, decodeOrFail } from "../../http/request.js"
+import { type HistoryMessage, historyMessage, ImageMediaType, type InputBlock, type ToolResult, type TurnRequest } from "../../domain/Turn.js"
 import { AssistantMessage, AssistantToolCall, ChatRequest, MessageRole, SystemMessage, ToolMessage, UserMessage, UserPart } from "./Schema.js"
 import { decodeTools } from "./tools.js"
-import { assistantText, FOOTER, HEADER_TOOLS, HEADER_USER, toolText, USER_CLOSE, USER_OPEN } from "../Transcript.js"
+import { assistantText, FOOTER, HEADER_TOOLS, HEADER_USER, toolText, USER_CLOSE, USER_OPEN } from "../../domain/Transcript.js"
 
 /** OpenAI chat request → TurnRequest. Every rejection names the field it is about. */
 

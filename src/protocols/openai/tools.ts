@@ -1,9 +1,8 @@
 import { Ajv } from "ajv"
 import { Either, Schema } from "effect"
 import * as crypto from "node:crypto"
-import { TOOL_PREFIX } from "../cli/McpBridge.js"
-import { InvalidRequest } from "../Errors.js"
-import type { ClientTool } from "../Turn.js"
+import { InvalidRequest } from "../../domain/errors.js"
+import { type ClientTool, TOOL_PREFIX } from "../../domain/Turn.js"
 import type { ChatRequest } from "./Schema.js"
 
 /** OpenAI `tools`, `tool_choice` and `parallel_tool_calls` → the client tools of a launch. */

@@ -1,7 +1,7 @@
 import { Effect, Either, Option, Schema, SynchronizedRef } from "effect"
-import { CliProcess } from "./cli/CliProcess.js"
-import { ModelNotFound } from "./Errors.js"
-import { GatewayConfig } from "./GatewayConfig.js"
+import { CliProcess } from "../cli/CliProcess.js"
+import { ModelNotFound } from "../domain/errors.js"
+import { GatewayConfig } from "../config/GatewayConfig.js"
 
 /**
  * The models the gateway accepts, as the CLI itself reports them (aliases such as `sonnet` and

@@ -1,11 +1,11 @@
 import { Effect, Exit, Fiber, Option, Runtime, Schedule, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { Admission, Overloaded } from "./Admission.js"
-import type { CliHandle } from "./cli/CliProcess.js"
-import { type Conversation, ConversationStore } from "./ConversationStore.js"
-import { ConversationNotFound } from "./Errors.js"
-import { GatewayConfig } from "./GatewayConfig.js"
-import type { ConversationRef, HistoryMessage, ToolCall, TurnUsage } from "./Turn.js"
+import type { CliHandle } from "../cli/CliProcess.js"
+import { type Conversation, ConversationStore } from "../store/ConversationStore.js"
+import { ConversationNotFound } from "../domain/errors.js"
+import { GatewayConfig } from "../config/GatewayConfig.js"
+import type { ConversationRef, HistoryMessage, ToolCall, TurnUsage } from "../domain/Turn.js"
 
 /**
  * Which CLI session continues which conversation. A conversation is named by the client

@@ -1,9 +1,9 @@
 import { Deferred, Effect, ExecutionStrategy, Exit, Runtime, Scope } from "effect"
-import type { CliError } from "./cli/CliErrors.js"
-import { type CliHandle, CliProcess, launchSignature } from "./cli/CliProcess.js"
+import type { CliError } from "../cli/CliErrors.js"
+import { type CliHandle, CliProcess, launchSignature } from "../cli/CliProcess.js"
 import { Admission } from "./Admission.js"
-import { GatewayConfig } from "./GatewayConfig.js"
-import type { LaunchOptions } from "./Turn.js"
+import { GatewayConfig } from "../config/GatewayConfig.js"
+import type { LaunchOptions } from "../domain/Turn.js"
 
 /**
  * Standby CLI processes spawned before anyone asks, keyed by launch signature (everything that

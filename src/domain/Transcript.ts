@@ -1,5 +1,4 @@
-import type { InputBlock } from "./cli/Protocol.js"
-import type { HistoryMessage, ToolCall } from "./Turn.js"
+import type { HistoryMessage, InputBlock, ToolCall } from "./Turn.js"
 
 /**
  * The text form of earlier turns, for a CLI session that has not seen them: a new conversation

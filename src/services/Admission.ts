@@ -1,5 +1,5 @@
 import { Data, Deferred, Effect, type Scope } from "effect"
-import { GatewayConfig } from "./GatewayConfig.js"
+import { GatewayConfig } from "../config/GatewayConfig.js"
 
 /**
  * At most `claude.max_concurrent_sessions` turns run at once; up to `queue.max_waiting` more wait

@@ -1,6 +1,6 @@
 import * as Sse from "@effect/experimental/Sse"
 import { Effect, Stream } from "effect"
-import type { FinishReason, ToolCall, TurnEvent, TurnUsage } from "../Turn.js"
+import type { FinishReason, ToolCall, TurnEvent, TurnUsage } from "../../domain/Turn.js"
 import type { ChatCompletion, ChatCompletionChunk, CompletionUsage, ErrorBody } from "./Schema.js"
 
 /** TurnEvents → OpenAI chat completion objects and SSE frames. */

@@ -1,8 +1,8 @@
 import { Chunk, Effect, Exit, Fiber, Option, Runtime, Scope } from "effect"
-import type { TurnError } from "./cli/TurnEvents.js"
+import type { TurnError } from "../cli/TurnEvents.js"
 import type { OwnedProcess } from "./Conversations.js"
-import { GatewayConfig } from "./GatewayConfig.js"
-import type { TurnEvent } from "./Turn.js"
+import { GatewayConfig } from "../config/GatewayConfig.js"
+import type { TurnEvent } from "../domain/Turn.js"
 
 /**
  * Turns that wait for the client's tool results. When the model calls the client's functions the

@@ -4,7 +4,7 @@ import { Effect, Layer, Option, Schema } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { GatewayConfig } from "./GatewayConfig.js"
+import { GatewayConfig } from "../config/GatewayConfig.js"
 
 /**
  * Where conversations are remembered: their messages, usage, the CLI session that continues them

@@ -6,9 +6,9 @@ import * as https from "node:https"
 import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import type { InputBlock } from "./cli/Protocol.js"
-import { InvalidRequest } from "./Errors.js"
-import { GatewayConfig } from "./GatewayConfig.js"
+import type { InputBlock } from "../domain/Turn.js"
+import { InvalidRequest } from "../domain/errors.js"
+import { GatewayConfig } from "../config/GatewayConfig.js"
 
 /**
  * Images given by reference: http(s) URLs fetched by the gateway (time and size limits, checked

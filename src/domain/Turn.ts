@@ -1,10 +1,25 @@
-import { Data } from "effect"
-import type { InputBlock } from "./cli/Protocol.js"
+import { Data, Schema } from "effect"
 
 /**
  * The dialect-neutral middle of the data path: every API dialect translates its request into a
  * TurnRequest and renders the TurnEvent stream back in its own shape.
  */
+
+export const ImageMediaType = Schema.Literal("image/png", "image/jpeg", "image/gif", "image/webp")
+
+/** One block of the user's input, in the CLI's (and Anthropic's) content shape. */
+export const InputBlock = Schema.Union(
+  Schema.Struct({ type: Schema.Literal("text"), text: Schema.String }),
+  Schema.Struct({
+    type: Schema.Literal("image"),
+    source: Schema.Struct({ type: Schema.Literal("base64"), media_type: ImageMediaType, data: Schema.String })
+  })
+)
+export type InputBlock = typeof InputBlock.Type
+
+/** How the CLI names a client tool (`mcp__<server>__<name>`): the in-process MCP server is called "client". */
+export const CLIENT_TOOL_SERVER = "client"
+export const TOOL_PREFIX = `mcp__${CLIENT_TOOL_SERVER}__`
 
 /** Everything that changes the CLI's argv or environment (the pool's key). */
 export interface LaunchOptions {
