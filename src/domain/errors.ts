@@ -36,4 +36,11 @@ export class RouteNotFound extends Data.TaggedError("RouteNotFound")<{
 
 export class Unauthorized extends Data.TaggedError("Unauthorized")<{ readonly message: string }> {}
 
-export type RequestError = InvalidRequest | ModelNotFound | ConversationNotFound | RouteNotFound | Unauthorized
+/** The request body is larger than `server.max_body_bytes` (413; the rest of it is not read). */
+export class PayloadTooLarge extends Data.TaggedError("PayloadTooLarge")<{ readonly limit: number }> {
+  override get message() {
+    return `The request body is larger than the gateway's limit of ${this.limit} bytes (server.max_body_bytes).`
+  }
+}
+
+export type RequestError = InvalidRequest | ModelNotFound | ConversationNotFound | RouteNotFound | Unauthorized | PayloadTooLarge

@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApiError, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Layer, Option, Predicate, Redacted } from "effect"
@@ -6,7 +6,7 @@ import * as crypto from "node:crypto"
 import { createServer } from "node:http"
 import { Admission } from "../services/Admission.js"
 import { ChatService } from "../services/ChatService.js"
-import { RouteNotFound, Unauthorized } from "../domain/errors.js"
+import { InvalidRequest, RouteNotFound, Unauthorized } from "../domain/errors.js"
 import { ConfigError, GatewayConfig } from "../config/GatewayConfig.js"
 import { ImageFetcher } from "../services/ImageFetcher.js"
 import { ModelCatalog } from "../services/ModelCatalog.js"
@@ -72,9 +72,21 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
         Effect.catchAllCause((cause) => {
           if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
           const failure = Cause.failureOption(cause)
-          return Option.isSome(failure) && Predicate.isTagged(failure.value, "RouteNotFound")
-            ? Effect.succeed(errorResponse(new RouteNotFound({ method: request.method, path })))
-            : Effect.as(Effect.logError("unhandled request failure", cause), internalError)
+          if (Option.isSome(failure) && Predicate.isTagged(failure.value, "RouteNotFound")) {
+            return Effect.succeed(errorResponse(new RouteNotFound({ method: request.method, path })))
+          }
+          // Parameters the endpoint's schema refuses (a repeated query parameter…): the client's fault.
+          const decodeError: unknown = Option.getOrUndefined(failure)
+          if (decodeError instanceof HttpApiError.HttpApiDecodeError) {
+            const [issue] = decodeError.issues
+            const param = issue === undefined ? null : issue.path.map(String).join(".") || null
+            return Effect.succeed(errorResponse(new InvalidRequest({
+              message: `Invalid value for '${param ?? "request"}': ${issue?.message ?? decodeError.message}`,
+              param,
+              code: "invalid_value"
+            })))
+          }
+          return Effect.as(Effect.logError("unhandled request failure", cause), internalError)
         }),
         Effect.annotateLogs("request_id", requestId)
       )
