@@ -29,19 +29,24 @@ const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
     const { config } = yield* GatewayConfig
     return handlers.handle("health", () =>
       Effect.map(Effect.all([catalog.state, pool.stats, admission.stats, bridge.count, conversations.liveIds]), ([state, poolStats, sessions, parked, live]) => {
+        // A CLI that is not logged in fails every chat: not healthy.
+        const healthy = state._tag === "Ready" && state.info.auth.loggedIn
         const body = {
-          status: state._tag === "Ready" ? "ok" as const : "degraded" as const,
+          status: healthy ? "ok" as const : "degraded" as const,
           cli: {
             command: config.claude.command,
             version: state._tag === "Ready" ? state.info.version : null,
-            error: state._tag === "Ready" ? null : state.reason
+            error: state._tag === "Ready"
+              ? (state.info.auth.loggedIn ? null : "not logged in: log the CLI in with `claude /login`, or set ANTHROPIC_API_KEY")
+              : state.reason,
+            auth: state._tag === "Ready" ? { logged_in: state.info.auth.loggedIn, method: state.info.auth.method } : null
           },
           sessions,
           pool: poolStats,
           tools: { parked },
           conversations: { live: live.size }
         }
-        return state._tag === "Ready" ? body : HttpServerResponse.unsafeJson(body, { status: 503 })
+        return healthy ? body : HttpServerResponse.unsafeJson(body, { status: 503 })
       }))
   }))
 
