@@ -236,6 +236,8 @@ describe("image URLs", () => {
           clearInterval(timer)
           onDripClosed()
         })
+      } else if (request.url === "/missing.png") {
+        response.writeHead(404).end()
       } else response.writeHead(200, { "content-type": "image/png" }).end(PNG)
     })
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
@@ -259,18 +261,13 @@ describe("image URLs", () => {
     expect(hits).toEqual([])
   })
 
-  it("error messages do not tell a port's or a server's state", async () => {
-    const refused = await json(await postChat(gateway, withImages("HARDEN-IMG", "http://localhost:1/x.png")))
-    expect(refused.error.message).not.toMatch(/ECONNREFUSED|connect|404|answered/)
-  })
-
   it("more images than images.max_per_request are refused before any is fetched", async () => {
     const urls = Array.from({ length: 4 }, (_, i) => `http://[::ffff:8.8.8.8]:${port}/n${i}.png`)
     const error = await expectRefusal(await postChat(gateway, withImages("HARDEN-IMG", ...urls)), "messages[0].content[4].image_url.url")
     expect(error.code).toBe("too_many_images")
   })
 
-  it("a server that drips bytes is cut at images.fetch_timeout_seconds, and a client that leaves ends the fetch", async () => {
+  it("a server that drips bytes is cut at images.fetch_timeout_seconds, a client that leaves ends the fetch, and errors tell no port's or server's state", async () => {
     // Loopback is refused here; the same limits with a fetchable loopback server are in the gateway below.
     const open = await import("../support/gateway.js").then(({ startGateway }) =>
       startGateway({ upstreamUrl: upstream.url, config: { images: { allow_private: true, fetch_timeout_seconds: 2 } } })
@@ -282,6 +279,15 @@ describe("image URLs", () => {
       // The drip never ends: before the total deadline it held the request for as long as it went on.
       expect(Date.now() - started).toBeLessThan(10_000)
       await dripClosed
+
+      // A 404 and a closed port read the same: the gateway is no port scanner.
+      const messages = new Set<string>()
+      for (const url of [`http://127.0.0.1:${port}/missing.png`, "http://127.0.0.1:1/x.png"]) {
+        const refused = await expectRefusal(await postChat(open, withImages("HARDEN-DRIP", url)), "messages[0].content[1].image_url.url")
+        expect(refused.message).not.toMatch(/ECONNREFUSED|connect|404|answered/)
+        messages.add(refused.message)
+      }
+      expect(messages.size).toBe(1)
 
       let closed = false
       const nextClose = new Promise<void>((resolve) => server.once("request", (_request, response) => response.on("close", () => {
