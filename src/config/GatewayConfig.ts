@@ -127,8 +127,14 @@ export const ConfigSchema = Schema.Struct({
   images: Section(Schema.Struct({
     /** Largest image fetched or read (decoded bytes). */
     max_bytes: withDefault(PositiveInt, () => 5 * 1024 * 1024),
-    /** Longest silence while fetching an image by URL. */
+    /** Longest time for fetching one image, start to end (also the longest silence of its server). */
     fetch_timeout_seconds: withDefault(PositiveInt, () => 10),
+    /** Images given by URL or path in one request; more is a 400 before any is fetched. */
+    max_per_request: withDefault(PositiveInt, () => 20),
+    /** Bytes the fetched and read images of one request may have together. */
+    max_total_bytes: withDefault(PositiveInt, () => 20 * 1024 * 1024),
+    /** Longest time for fetching all images of one request. */
+    request_timeout_seconds: withDefault(PositiveInt, () => 30),
     /** Fetch from loopback, private and link-local addresses too (refused by default: SSRF). */
     allow_private: withDefault(Bool, () => false),
     /** Local image paths (absolute or file://) are read only inside these directories. */

@@ -30,7 +30,14 @@ export class RouteNotFound extends Schema.TaggedError<RouteNotFound>()("RouteNot
 
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", { message: Schema.String }) {}
 
-export type RequestError = InvalidRequest | ModelNotFound | ConversationNotFound | RouteNotFound | Unauthorized
+/** The request body is larger than `server.max_body_bytes` (413; the rest of it is not read). */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", { limit: Schema.Number }) {
+  override get message() {
+    return `The request body is larger than the gateway's limit of ${this.limit} bytes (server.max_body_bytes).`
+  }
+}
+
+export type RequestError = InvalidRequest | ModelNotFound | ConversationNotFound | RouteNotFound | Unauthorized | PayloadTooLarge
 
 /** No session slot: the queue is full or the wait ran out (429 with Retry-After), or the gateway is shutting down. */
 export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {
