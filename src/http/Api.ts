@@ -20,6 +20,10 @@ export const Health = Schema.Struct({
     hits: Schema.Number,
     misses: Schema.Number,
     spawned: Schema.Number,
+    /** Processes reset to serve another conversation; resets that failed (process killed); processes retired. */
+    reused: Schema.Number,
+    resetFailed: Schema.Number,
+    retired: Schema.Number,
     signatures: Schema.Array(Schema.Struct({
       model: Schema.String,
       systemPrompt: Schema.Boolean,
