@@ -1,6 +1,6 @@
 import Anthropic from "@anthropic-ai/sdk"
-import { describe, expect, it } from "vitest"
-import type { Gateway } from "../support/gateway.js"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type Gateway, startGateway } from "../support/gateway.js"
 import { messagesOf, systemText, textOf, type Upstream } from "../support/upstream.js"
 import { useGateway } from "../support/e2e.js"
 
@@ -329,5 +329,31 @@ describe("GET /v1/models in Anthropic's shape", () => {
     expect(openai.object).toBe("list")
     const one = await client().models.retrieve("sonnet")
     expect(one).toMatchObject({ id: "sonnet", type: "model", display_name: "Sonnet" })
+  })
+})
+
+describe("API keys on Anthropic routes", () => {
+  let keyed: Gateway
+  beforeAll(async () => {
+    keyed = await startGateway({ upstreamUrl: upstream.url, config: { server: { api_keys: ["anth-key"] }, pool: { prewarm: 0 } } })
+  })
+  afterAll(async () => {
+    await keyed.close()
+  })
+
+  it("accepts x-api-key (the SDK's header); a wrong key is an AuthenticationError in Anthropic's envelope", async () => {
+    upstream.on("ANTH-KEY", { kind: "message", blocks: [{ type: "text", text: "keyed" }] })
+    const good = new Anthropic({ baseURL: keyed.url, apiKey: "anth-key", maxRetries: 0 })
+    const message = await good.messages.create({ model: "sonnet", max_tokens: 10, messages: [{ role: "user", content: "ANTH-KEY" }] })
+    expect(message.content).toEqual([{ type: "text", text: "keyed" }])
+    const bad = new Anthropic({ baseURL: keyed.url, apiKey: "wrong", maxRetries: 0 })
+    const error = await bad.messages.create({ model: "sonnet", max_tokens: 10, messages: [{ role: "user", content: "x" }] }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(Anthropic.AuthenticationError)
+    expect((error as InstanceType<typeof Anthropic.AuthenticationError>).error).toMatchObject({
+      type: "error",
+      error: { type: "authentication_error" }
+    })
+    const models = await bad.models.list().catch((e: unknown) => e)
+    expect(models).toBeInstanceOf(Anthropic.AuthenticationError)
   })
 })
