@@ -21,6 +21,12 @@ const postMessages = (body: unknown, path = "/v1/messages") =>
     body: typeof body === "string" ? body : JSON.stringify(body)
   })
 
+/** The last user message the CLI sent upstream, as JSON (the CLI also adds a system-role message of its own). */
+const lastUser = (body: unknown) => JSON.stringify(messagesOf(body).filter((m) => m.role === "user").at(-1)?.content)
+
+// A 1x1 PNG.
+const PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
 const WEATHER_TOOL = {
   name: "get_weather",
   description: "Current weather for a city",
@@ -89,7 +95,39 @@ describe("Anthropic Messages: messages.create", () => {
     // the same CLI session, not a transcript in the new user message.
     expect(h2!.headers["x-claude-code-session-id"]).toBe(h1!.headers["x-claude-code-session-id"])
     expect(messagesOf(h2!.body).some((m) => m.role === "assistant" && textOf(m.content).includes("First answer."))).toBe(true)
-    expect(JSON.stringify(messagesOf(h2!.body).at(-1)?.content)).not.toContain("conversation_history")
+    expect(lastUser(h2!.body)).toContain("ANTH-H2")
+    expect(lastUser(h2!.body)).not.toContain("conversation_history")
+  })
+})
+
+describe("Anthropic Messages: images and the beta namespace", () => {
+  it("a base64 image block reaches the model as an image block, next to the text", async () => {
+    upstream.on("ANTH-IMG", { kind: "message", blocks: [{ type: "text", text: "A pixel." }] })
+    const message = await client().messages.create({
+      model: "sonnet",
+      max_tokens: 50,
+      messages: [{
+        role: "user",
+        content: [
+          { type: "text", text: "ANTH-IMG what is this?" },
+          { type: "image", source: { type: "base64", media_type: "image/png", data: PIXEL } }
+        ]
+      }]
+    })
+    expect(message.content).toEqual([{ type: "text", text: "A pixel." }])
+    const [sent] = upstream.requestsFor("ANTH-IMG")
+    expect(lastUser(sent!.body)).toContain(`"media_type":"image/png","data":"${PIXEL}"`)
+  })
+
+  it("client.beta.messages (POST /v1/messages?beta=true, anthropic-beta header) is the same endpoint", async () => {
+    upstream.on("ANTH-BETA", { kind: "message", blocks: [{ type: "text", text: "beta ok" }] })
+    const message = await client().beta.messages.create({
+      model: "sonnet",
+      max_tokens: 50,
+      betas: ["context-management-2025-06-27"],
+      messages: [{ role: "user", content: "ANTH-BETA" }]
+    })
+    expect(message.content).toEqual([{ type: "text", text: "beta ok" }])
   })
 })
 
@@ -196,7 +234,7 @@ describe("Anthropic Messages: client tools", () => {
     const [asked] = upstream.requestsFor("ANTH-TOOL")
     const [answered] = upstream.requestsFor("ANTH-WEATHER")
     expect(answered!.headers["x-claude-code-session-id"]).toBe(asked!.headers["x-claude-code-session-id"])
-    expect(JSON.stringify(messagesOf(answered!.body).at(-1)?.content)).toContain("sunny, 24 C")
+    expect(lastUser(answered!.body)).toContain("sunny, 24 C")
   })
 
   it("tool_choice 'tool' tells the model which tool to call", async () => {
