@@ -71,6 +71,31 @@ describe("Anthropic Messages: messages.create", () => {
     expect(message.stop_sequence).toBe("STOP")
   })
 
+  it("output_config.format json_schema answers with the CLI's validated structured output", async () => {
+    upstream.on("ANTH-JSON", {
+      kind: "message",
+      blocks: [{ type: "text", text: "Here you go." }, { type: "tool_use", name: "StructuredOutput", input: { name: "Ada", age: 36 } }]
+    })
+    const schema = {
+      type: "object",
+      properties: { name: { type: "string" }, age: { type: "integer" } },
+      required: ["name", "age"],
+      additionalProperties: false
+    }
+    const message = await client().messages.create({
+      model: "sonnet",
+      max_tokens: 200,
+      output_config: { format: { type: "json_schema", schema } },
+      messages: [{ role: "user", content: "ANTH-JSON who?" }]
+    })
+    expect(message.content).toHaveLength(1)
+    const [block] = message.content
+    expect(block?.type === "text" ? JSON.parse(block.text) : block).toEqual({ name: "Ada", age: 36 })
+    expect(message.stop_reason).toBe("end_turn")
+    const tools = (upstream.requestsFor("ANTH-JSON")[0]!.body as { tools: Array<{ name: string; input_schema: unknown }> }).tools
+    expect(tools.find((t) => t.name === "StructuredOutput")?.input_schema).toMatchObject(schema)
+  })
+
   it("a history of real turns continues the same CLI session natively", async () => {
     upstream.on("ANTH-H1", { kind: "message", blocks: [{ type: "text", text: "First answer." }] })
     upstream.on("ANTH-H2", { kind: "message", blocks: [{ type: "text", text: "Second answer." }] })

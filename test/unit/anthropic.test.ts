@@ -186,6 +186,11 @@ describe("Anthropic translate", () => {
     expect(paramOf({ messages: [{ role: "user", content: [] }] })).toBe("messages[0].content")
     expect(paramOf({ system: [{ type: "image" }], messages: [user] })).toBe("system[0].type")
     expect(paramOf({ messages: [user], thinking: { type: "enabled", budget_tokens: 0 } })).toBe("thinking.budget_tokens")
+    expect(paramOf({
+      messages: [user],
+      tools: [{ name: "f", input_schema: { type: "object" } }],
+      output_config: { format: { type: "json_schema", schema: { type: "object" } } }
+    })).toBe("output_config.format")
   })
 
   it("count_tokens text holds the system prompt, every message with its role, tool calls and tools", () => {

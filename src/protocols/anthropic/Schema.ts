@@ -18,7 +18,13 @@ export const MessagesRequest = Schema.Struct({
   tools: Schema.optional(Schema.Array(Schema.Unknown)),
   tool_choice: Schema.optional(Schema.Unknown),
   thinking: Schema.optional(Schema.Unknown),
-  output_config: Schema.optional(Schema.Struct({ effort: Schema.optional(Schema.NullOr(Schema.String)) })),
+  output_config: Schema.optional(Schema.Struct({
+    effort: Schema.optional(Schema.NullOr(Schema.String)),
+    format: Schema.optional(Schema.NullOr(Schema.Struct({
+      type: Schema.Literal("json_schema"),
+      schema: Schema.Record({ key: Schema.String, value: Schema.Unknown })
+    })))
+  })),
   // Sampling knobs: accepted, not applied (the CLI has no such flags).
   temperature: Schema.optional(Schema.Number),
   top_p: Schema.optional(Schema.Number),

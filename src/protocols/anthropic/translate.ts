@@ -265,6 +265,9 @@ export const toAnthropicTurn = (
     const { messages, paths } = yield* rewriteMessages(request.system, request.messages)
     const tools = yield* rewriteTools(request, paths)
     const thinking = yield* thinkingOf(request, paths)
+    // Structured output: the CLI's own (--json-schema), validated and retried by the CLI.
+    const format = request.output_config?.format
+    paths.push(["response_format", "output_config.format"])
     const chat: ChatRequest = {
       model: request.model,
       messages,
@@ -273,6 +276,7 @@ export const toAnthropicTurn = (
       ...(tools.tool_choice !== undefined ? { tool_choice: tools.tool_choice } : {}),
       ...(tools.parallel_tool_calls !== undefined ? { parallel_tool_calls: tools.parallel_tool_calls } : {}),
       ...(thinking.effort != null ? { reasoning_effort: thinking.effort } : {}),
+      ...(format != null ? { response_format: { type: "json_schema", json_schema: { schema: format.schema } } } : {}),
       ...(options.conversationId !== undefined ? { conversation_id: options.conversationId } : {})
     }
     const turn = yield* Either.mapLeft(toTurnRequest(chat, model, options), renamed(paths))
