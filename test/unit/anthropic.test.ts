@@ -160,6 +160,20 @@ describe("Anthropic translate", () => {
     expect(turn.conversation?.added).toEqual([{ role: "tool", content: "Error: found", tool_call_id: "toolu_1" }])
   })
 
+  it("accepts and ignores Anthropic's platform and caching fields", () => {
+    expect(paramOf({
+      messages: [{ role: "user", content: [{ type: "text", text: "x", cache_control: { type: "ephemeral" } }] }],
+      cache_control: { type: "ephemeral" },
+      context_management: { edits: [] },
+      metadata: { user_id: "u1" },
+      temperature: 0.2,
+      top_k: 5,
+      service_tier: "auto",
+      speed: "fast",
+      workspace_id: "w"
+    })).toBe("accepted")
+  })
+
   it("thinking budgets and output_config.effort choose the CLI's effort", () => {
     const effort = (body: Record<string, unknown>) =>
       Either.getOrThrow(translate({ messages: [{ role: "user", content: "x" }], ...body })).turn.launch.effort
@@ -186,6 +200,8 @@ describe("Anthropic translate", () => {
     expect(paramOf({ messages: [{ role: "user", content: [] }] })).toBe("messages[0].content")
     expect(paramOf({ system: [{ type: "image" }], messages: [user] })).toBe("system[0].type")
     expect(paramOf({ messages: [user], thinking: { type: "enabled", budget_tokens: 0 } })).toBe("thinking.budget_tokens")
+    expect(paramOf({ messages: [{ role: "user", content: [{ type: "image", source: { type: "file", file_id: "f1" } }] }] }))
+      .toMatch(/^messages\[0\]\.content\[0\]\.source/)
     expect(paramOf({
       messages: [user],
       tools: [{ name: "f", input_schema: { type: "object" } }],
