@@ -1,6 +1,6 @@
 import Anthropic from "@anthropic-ai/sdk"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Gateway, startGateway } from "../support/gateway.js"
+import { cliChildren, type Gateway, standbys, startGateway, waitForHealth } from "../support/gateway.js"
 import { messagesOf, systemText, textOf, type Upstream } from "../support/upstream.js"
 import { useGateway } from "../support/e2e.js"
 
@@ -395,10 +395,19 @@ describe("GET /v1/models in Anthropic's shape", () => {
   })
 })
 
-describe("API keys on Anthropic routes", () => {
+// Long enough for a turn on a loaded machine; the stall test waits it out once.
+const DEADLINE_SECONDS = 8
+
+// A second gateway: API keys, and a short turn deadline.
+describe("API keys and a mid-stream failure on Anthropic routes", () => {
   let keyed: Gateway
   beforeAll(async () => {
-    keyed = await startGateway({ upstreamUrl: upstream.url, config: { server: { api_keys: ["anth-key"] }, pool: { prewarm: 0 } } })
+    keyed = await startGateway({
+      upstreamUrl: upstream.url,
+      config: { server: { api_keys: ["anth-key"] }, claude: { timeout_seconds: DEADLINE_SECONDS } }
+    })
+    // The deadline counts from admission: a standby first, so that no test pays a cold start.
+    await waitForHealth(keyed, (h) => standbys(h) >= 1, 30_000)
   })
   afterAll(async () => {
     await keyed.close()
@@ -418,5 +427,38 @@ describe("API keys on Anthropic routes", () => {
     })
     const models = await bad.models.list().catch((e: unknown) => e)
     expect(models).toBeInstanceOf(Anthropic.AuthenticationError)
+  })
+
+  it("a failure after the first byte ends the stream with an `error` event the SDK raises", async () => {
+    upstream.on("ANTH-STALL", { kind: "message", blocks: [{ type: "text", text: ["first ", "never"] }], stallAfterDeltas: 1 })
+    const client = new Anthropic({ baseURL: keyed.url, apiKey: "anth-key", maxRetries: 0 })
+    const stream = client.messages.stream({ model: "sonnet", max_tokens: 10, messages: [{ role: "user", content: "ANTH-STALL" }] })
+    const texts: Array<string> = []
+    const types: Array<string> = []
+    // Both gateways of this file keep idle CLIs: the request's CLI is one of those running mid-stream.
+    let during: Array<number> = []
+    const error = await (async () => {
+      for await (const event of stream) {
+        types.push(event.type)
+        if (event.type === "content_block_delta" && event.delta.type === "text_delta") {
+          texts.push(event.delta.text)
+          during = cliChildren()
+        }
+      }
+    })().catch((e: unknown) => e)
+    expect(texts.join("")).toBe("first ")
+    expect(types[0]).toBe("message_start")
+    expect(types).not.toContain("message_stop")
+    expect(error).toBeInstanceOf(Anthropic.APIError)
+    expect((error as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({
+      type: "error",
+      error: { type: "timeout_error", message: expect.stringContaining(`did not finish within ${DEADLINE_SECONDS} s`) }
+    })
+    // The request's CLI (it may be stuck) is killed with it, not kept: one of those running mid-stream is gone.
+    expect(during.length).toBeGreaterThan(0)
+    const gone = () => during.filter((pid) => !cliChildren().includes(pid))
+    const deadline = Date.now() + 3000
+    while (gone().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    expect(gone()).toHaveLength(1)
   })
 })
