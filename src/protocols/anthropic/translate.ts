@@ -43,8 +43,25 @@ const unsupportedBlock = (type: string | undefined, param: string, supported: st
 /** Which OpenAI field (of the rewritten request) stands for which Anthropic field: most specific first. */
 type PathMap = Array<readonly [openai: string, anthropic: string]>
 
+type ChatPart =
+  | { readonly type: "text"; readonly text: string }
+  | { readonly type: "image_url"; readonly image_url: { readonly url: string } }
+
+interface ChatCall {
+  readonly id: string
+  readonly type: "function"
+  readonly function: { readonly name: string; readonly arguments: string }
+}
+
+/** A message of the rewritten request, in the OpenAI chat shape. */
+type ChatMessage =
+  | { readonly role: "system"; readonly content: string }
+  | { readonly role: "user"; readonly content: ReadonlyArray<ChatPart> }
+  | { readonly role: "assistant"; readonly content: string; readonly tool_calls?: ReadonlyArray<ChatCall> }
+  | { readonly role: "tool"; readonly tool_call_id: string; readonly content: string }
+
 interface Rewritten {
-  readonly messages: Array<unknown>
+  readonly messages: Array<ChatMessage>
   readonly paths: PathMap
 }
 
@@ -68,9 +85,9 @@ const rewriteMessages = (
   messages: ReadonlyArray<unknown>
 ): Either.Either<Rewritten, InvalidRequest> =>
   Either.gen(function*() {
-    const out: Array<unknown> = []
+    const out: Array<ChatMessage> = []
     const paths: PathMap = []
-    const push = (message: unknown, path: string, parts: ReadonlyArray<readonly [number, string]> = []) => {
+    const push = (message: ChatMessage, path: string, parts: ReadonlyArray<readonly [number, string]> = []) => {
       const k = out.length
       out.push(message)
       for (const [j, part] of parts) paths.push([`messages[${k}].content[${j}]`, part])
@@ -108,7 +125,7 @@ const rewriteMessages = (
         case "assistant": {
           yield* closeOpen()
           let text = ""
-          const calls: Array<unknown> = []
+          const calls: Array<ChatCall> = []
           for (const [j, block] of blocks.entries()) {
             const param = `${prefix}.content[${j}]`
             switch (typeOf(block)) {
@@ -129,14 +146,12 @@ const rewriteMessages = (
             }
           }
           push({ role: "assistant", content: text, ...(calls.length > 0 ? { tool_calls: calls } : {}) }, prefix)
-          open = calls.length > 0
-            ? { index: i, ids: new Set(calls.map((call) => (call as { readonly id: string }).id)) }
-            : undefined
+          open = calls.length > 0 ? { index: i, ids: new Set(calls.map((call) => call.id)) } : undefined
           break
         }
         case "user": {
-          const results: Array<readonly [unknown, string]> = []
-          const parts: Array<unknown> = []
+          const results: Array<readonly [ChatMessage, string]> = []
+          const parts: Array<ChatPart> = []
           const partPaths: Array<readonly [number, string]> = []
           for (const [j, block] of blocks.entries()) {
             const param = `${prefix}.content[${j}]`
@@ -237,17 +252,21 @@ const thinkingOf = (request: Pick<MessagesRequest, "thinking" | "output_config">
     }
   })
 
-/** An error of the chat translation, renamed to the Anthropic field it is about. */
-const renamed = (paths: PathMap) => (error: InvalidRequest): InvalidRequest => {
-  const param = error.param
-  if (param === null) return error
+/** A field of the rewritten chat request, as the Anthropic field it stands for. */
+const anthropicPath = (paths: PathMap, param: string): string => {
   for (const [from, to] of paths) {
     if (param === from || param.startsWith(`${from}.`) || param.startsWith(`${from}[`)) {
-      const anthropic = (to + param.slice(from.length)).replace(/\.image_url\.url$/, ".source")
-      return new InvalidRequest({ message: error.message.replaceAll(param, anthropic), param: anthropic, code: error.code })
+      return (to + param.slice(from.length)).replace(/\.image_url\.url$/, ".source")
     }
   }
-  return error
+  return param
+}
+
+/** An error of the chat translation, renamed to the Anthropic field it is about. */
+const renamed = (paths: PathMap) => (error: InvalidRequest): InvalidRequest => {
+  if (error.param === null) return error
+  const param = anthropicPath(paths, error.param)
+  return new InvalidRequest({ message: error.message.replaceAll(error.param, param), param, code: error.code })
 }
 
 export interface AnthropicTurn {
@@ -295,22 +314,27 @@ export const countableText = (request: CountTokensRequest): Either.Either<string
     yield* thinkingOf({ thinking: request.thinking }, paths)
     const lines: Array<string> = []
     for (const [k, message] of messages.entries()) {
-      const m = message as { role: string; content: string | ReadonlyArray<{ type: string; text?: string }>; tool_calls?: ReadonlyArray<unknown> }
-      if (typeof m.content === "string") {
-        lines.push(`${m.role}: ${m.content}`)
-      } else {
-        const image = m.content.findIndex((part) => part.type !== "text")
-        if (image >= 0) {
-          const param = renamed(paths)(invalid("", `messages[${k}].content[${image}]`)).param ?? `messages[${k}]`
-          return yield* Either.left(invalid(
-            `Unsupported content at '${param}': count_tokens counts text, tool calls and tools; images cannot be counted through the Claude Code CLI.`,
-            param,
-            "unsupported_content_type"
-          ))
+      switch (message.role) {
+        case "user": {
+          const image = message.content.findIndex((part) => part.type !== "text")
+          if (image >= 0) {
+            const param = anthropicPath(paths, `messages[${k}].content[${image}]`)
+            return yield* Either.left(invalid(
+              `Unsupported content at '${param}': count_tokens counts text, tool calls and tools; images cannot be counted through the Claude Code CLI.`,
+              param,
+              "unsupported_content_type"
+            ))
+          }
+          lines.push(`user: ${message.content.map((part) => (part.type === "text" ? part.text : "")).join("")}`)
+          break
         }
-        lines.push(`${m.role}: ${m.content.map((part) => part.text ?? "").join("")}`)
+        case "assistant":
+          lines.push(`assistant: ${message.content}`)
+          if (message.tool_calls !== undefined) lines.push(JSON.stringify(message.tool_calls))
+          break
+        default:
+          lines.push(`${message.role}: ${message.content}`)
       }
-      if (m.tool_calls !== undefined) lines.push(JSON.stringify(m.tool_calls))
     }
     if (tools.tools.length > 0) lines.push(JSON.stringify(tools.tools))
     return lines.join("\n")
