@@ -40,7 +40,7 @@ describe("Anthropic Messages: messages.create", () => {
       blocks: [{ type: "text", text: ["Hello ", "from ", "Claude"] }],
       usage: { input_tokens: 21, output_tokens: 6, cache_read_input_tokens: 3 }
     })
-    const { data: message, request_id } = await client().messages.create({
+    const { data: message, request_id, response } = await client().messages.create({
       model: "sonnet",
       max_tokens: 256,
       system: [{ type: "text", text: "You are terse." }],
@@ -54,6 +54,14 @@ describe("Anthropic Messages: messages.create", () => {
     expect(message.stop_sequence).toBeNull()
     expect(message.usage).toMatchObject({ input_tokens: 21, output_tokens: 6, cache_read_input_tokens: 3 })
     expect(request_id).toMatch(/^req_/)
+    // The conversation the turn started, to continue by name (x-conversation-id) if the client wishes.
+    const conversationId = response.headers.get("x-conversation-id")
+    expect(conversationId).toBeTruthy()
+    const unknown = await client().messages.create(
+      { model: "sonnet", max_tokens: 10, messages: [{ role: "user", content: "x" }] },
+      { headers: { "x-conversation-id": "conv_does_not_exist" } }
+    ).catch((e: unknown) => e)
+    expect(unknown).toBeInstanceOf(Anthropic.NotFoundError)
     const [sent] = upstream.requestsFor("ANTH-1")
     expect(systemText(sent!.body)).toContain("You are terse.")
   })
