@@ -1,5 +1,5 @@
 import { Context, Deferred, Effect, Either, Exit, FiberId, FiberSet, Option, Queue, Runtime, Stream } from "effect"
-import { type ChildProcess, spawn as spawnChild } from "node:child_process"
+import { type ChildProcess, spawn as spawnChild, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -151,6 +151,26 @@ const terminate = (child: ChildProcess) =>
     signalGroup(child, "SIGTERM")
   })
 
+/** The executable `command` names (a path, or a name looked up in PATH), if there is one. */
+const resolveExecutable = (command: string, searchPath: string | undefined): string | undefined => {
+  const candidates = command.includes("/") ? [command] : (searchPath ?? "").split(":").filter((dir) => dir !== "").map((dir) => path.join(dir, command))
+  return candidates.find((file) => {
+    try {
+      fs.accessSync(file, fs.constants.X_OK)
+      return fs.statSync(file).isFile()
+    } catch {
+      return false
+    }
+  })
+}
+
+/** `setpriv`, if it is there and can set a parent-death signal (Linux). */
+const parentDeathWrapper = (): string | undefined => {
+  const setpriv = resolveExecutable("setpriv", process.env.PATH ?? "/usr/bin:/bin")
+  if (setpriv === undefined) return undefined
+  return spawnSync(setpriv, ["--pdeathsig", "KILL", "--", "true"], { stdio: "ignore", timeout: 5000 }).status === 0 ? setpriv : undefined
+}
+
 export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
   effect: Effect.gen(function*() {
     const { config } = yield* GatewayConfig
@@ -161,13 +181,26 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
     const cwd = config.claude.workspace
     yield* Effect.sync(() => fs.mkdirSync(cwd, { recursive: true }))
 
+    // A CLI must not outlive the gateway, however it dies (SIGKILL, OOM): the kernel kills it when
+    // the gateway does (parent-death signal, set by util-linux `setpriv` before it execs the CLI).
+    const deathSignal = yield* Effect.sync(parentDeathWrapper)
+    if (deathSignal === undefined) {
+      yield* Effect.logWarning("setpriv (util-linux) not found: CLI processes will outlive the gateway if it is killed")
+    }
+
     // Plain node:child_process with callbacks: a spawn per conversation and a callback per line
     // are the hot path, and this keeps them to a few allocations (see bench/).
     const start = (launch: LaunchOptions) =>
       Effect.acquireRelease(
         Effect.async<ChildProcess, CliError>((resume) => {
           const extra = launchEnv(config, launch)
-          const child = spawnChild(command, cliArgs(config, launch), {
+          const executable = deathSignal === undefined ? command : resolveExecutable(command, env.PATH)
+          // The wrapper would turn a missing CLI into its own exit code: say so here, as a direct spawn would.
+          if (executable === undefined) return resume(Effect.fail(new CliNotFound({ command })))
+          const [file, args] = deathSignal === undefined
+            ? [command, cliArgs(config, launch)]
+            : [deathSignal, ["--pdeathsig", "KILL", "--", executable, ...cliArgs(config, launch)]]
+          const child = spawnChild(file, args, {
             cwd: launch.cwd ?? cwd,
             env: Object.keys(extra).length === 0 ? env : { ...env, ...extra },
             stdio: "pipe",

@@ -9,7 +9,9 @@ export const Health = Schema.Struct({
   cli: Schema.Struct({
     command: Schema.String,
     version: Schema.NullOr(Schema.String),
-    error: Schema.NullOr(Schema.String)
+    error: Schema.NullOr(Schema.String),
+    /** Whether the CLI can authenticate upstream (checked without a model call); null until it answered. */
+    auth: Schema.NullOr(Schema.Struct({ logged_in: Schema.Boolean, method: Schema.String }))
   }),
   sessions: Schema.Struct({ running: Schema.Number, queued: Schema.Number, limit: Schema.Number }),
   pool: Schema.Struct({

@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApiError, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Layer, Option, Predicate, Redacted } from "effect"
@@ -7,7 +7,7 @@ import { createServer } from "node:http"
 import { Admission } from "../services/Admission.js"
 import { ChatService } from "../services/ChatService.js"
 import { CliProcess } from "../cli/CliProcess.js"
-import { RouteNotFound, Unauthorized } from "../domain/errors.js"
+import { InvalidRequest, RouteNotFound, Unauthorized } from "../domain/errors.js"
 import { ConfigError, GatewayConfig } from "../config/GatewayConfig.js"
 import { ImageFetcher } from "../services/ImageFetcher.js"
 import { ModelCatalog } from "../services/ModelCatalog.js"
@@ -31,19 +31,24 @@ const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
     const { config } = yield* GatewayConfig
     return handlers.handle("health", () =>
       Effect.map(Effect.all([catalog.state, pool.stats, admission.stats, bridge.count, conversations.liveIds]), ([state, poolStats, sessions, parked, live]) => {
+        // A CLI that is not logged in fails every chat: not healthy.
+        const healthy = state._tag === "Ready" && state.info.auth.loggedIn
         const body = {
-          status: state._tag === "Ready" ? "ok" as const : "degraded" as const,
+          status: healthy ? "ok" as const : "degraded" as const,
           cli: {
             command: config.claude.command,
             version: state._tag === "Ready" ? state.info.version : null,
-            error: state._tag === "Ready" ? null : state.reason
+            error: state._tag === "Ready"
+              ? (state.info.auth.loggedIn ? null : "not logged in: log the CLI in with `claude /login`, or set ANTHROPIC_API_KEY")
+              : state.reason,
+            auth: state._tag === "Ready" ? { logged_in: state.info.auth.loggedIn, method: state.info.auth.method } : null
           },
           sessions,
           pool: poolStats,
           tools: { parked },
           conversations: { live: live.size }
         }
-        return state._tag === "Ready" ? body : HttpServerResponse.unsafeJson(body, { status: 503 })
+        return healthy ? body : HttpServerResponse.unsafeJson(body, { status: 503 })
       }))
   }))
 
@@ -80,9 +85,21 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
         Effect.catchAllCause((cause) => {
           if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
           const failure = Cause.failureOption(cause)
-          return Option.isSome(failure) && Predicate.isTagged(failure.value, "RouteNotFound")
-            ? Effect.succeed(rejection(new RouteNotFound({ method: request.method, path })))
-            : Effect.as(Effect.logError("unhandled request failure", cause), anthropic ? anthropicInternalError : internalError)
+          if (Option.isSome(failure) && Predicate.isTagged(failure.value, "RouteNotFound")) {
+            return Effect.succeed(rejection(new RouteNotFound({ method: request.method, path })))
+          }
+          // Parameters the endpoint's schema refuses (a repeated query parameter…): the client's fault.
+          const decodeError: unknown = Option.getOrUndefined(failure)
+          if (decodeError instanceof HttpApiError.HttpApiDecodeError) {
+            const [issue] = decodeError.issues
+            const param = issue === undefined ? null : issue.path.map(String).join(".") || null
+            return Effect.succeed(rejection(new InvalidRequest({
+              message: `Invalid value for '${param ?? "request"}': ${issue?.message ?? decodeError.message}`,
+              param,
+              code: "invalid_value"
+            })))
+          }
+          return Effect.as(Effect.logError("unhandled request failure", cause), anthropic ? anthropicInternalError : internalError)
         }),
         Effect.annotateLogs("request_id", requestId)
       )

@@ -32,7 +32,8 @@ const make = (
   headers: options.headers ?? {}
 })
 
-// openai-node retries 408/409/429/5xx unless told otherwise; a retry cannot fix these.
+// openai-node retries 408/409/429/5xx unless told otherwise: every error a retry cannot fix says so
+// (SDKs and proxies that retry more than openai-node are told as well).
 const noRetry = { "x-should-retry": "false" }
 
 const upstream = (error: UpstreamError): HttpError => {
@@ -54,9 +55,9 @@ const upstream = (error: UpstreamError): HttpError => {
       )
     case 400:
     case 413:
-      return make(400, "invalid_request_error", "upstream_rejected_request", message)
+      return make(400, "invalid_request_error", "upstream_rejected_request", message, { headers: noRetry })
     case 404:
-      return make(404, "invalid_request_error", "model_not_found", message)
+      return make(404, "invalid_request_error", "model_not_found", message, { headers: noRetry })
     case null:
       return /timed out/i.test(error.message)
         ? make(504, "timeout_error", "upstream_timeout", message)
@@ -69,15 +70,18 @@ const upstream = (error: UpstreamError): HttpError => {
 export const toHttpError = (error: GatewayError): HttpError => {
   switch (error._tag) {
     case "InvalidRequest":
-      return make(400, "invalid_request_error", error.code, error.message, { param: error.param })
+      return make(400, "invalid_request_error", error.code, error.message, { param: error.param, headers: noRetry })
     case "ModelNotFound":
-      return make(404, "invalid_request_error", "model_not_found", error.message, { param: "model" })
+      return make(404, "invalid_request_error", "model_not_found", error.message, { param: "model", headers: noRetry })
     case "ConversationNotFound":
-      return make(404, "invalid_request_error", "conversation_not_found", error.message, { param: "conversation_id" })
+      return make(404, "invalid_request_error", "conversation_not_found", error.message, { param: "conversation_id", headers: noRetry })
     case "RouteNotFound":
-      return make(404, "invalid_request_error", "unknown_url", error.message)
+      return make(404, "invalid_request_error", "unknown_url", error.message, { headers: noRetry })
     case "Unauthorized":
       return make(401, "invalid_request_error", "invalid_api_key", error.message, { headers: noRetry })
+    case "PayloadTooLarge":
+      // The rest of the body is not read: the connection cannot serve another request.
+      return make(413, "invalid_request_error", "request_too_large", error.message, { headers: { ...noRetry, connection: "close" } })
     case "UpstreamError":
       return upstream(error)
     case "Overloaded":
@@ -89,7 +93,8 @@ export const toHttpError = (error: GatewayError): HttpError => {
           headers: { "retry-after": String(error.retryAfterSeconds) }
         })
     case "TurnFailed":
-      return make(500, "server_error", error.subtype, `The Claude Code CLI ended the turn with an error: ${error.message}`)
+      // The CLI's own verdict on the turn (budget, turns, structured output): the same request ends the same way.
+      return make(500, "server_error", error.subtype, `The Claude Code CLI ended the turn with an error: ${error.message}`, { headers: noRetry })
     case "CliNotFound":
     case "CliSpawnFailed":
       return make(503, "service_unavailable_error", "cli_unavailable", error.message, { headers: noRetry })
@@ -97,7 +102,7 @@ export const toHttpError = (error: GatewayError): HttpError => {
       return make(502, "upstream_error", "cli_exited", error.message)
     case "CliProtocolError":
     case "ControlRequestFailed":
-      return make(502, "upstream_error", "cli_protocol_error", error.message)
+      return make(502, "upstream_error", "cli_protocol_error", error.message, { headers: noRetry })
     case "CliTimeout":
       return make(504, "timeout_error", "timeout", error.message, { headers: noRetry })
   }

@@ -59,6 +59,8 @@ interface Recording {
   readonly resolved: Resolved
   readonly signature: string
   readonly request: TurnRequest
+  /** How far the turn got: a conversation created for a turn that failed before recording anything is removed. */
+  readonly progress: { started: boolean; recorded: boolean; failed: boolean }
 }
 
 /**
@@ -141,6 +143,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
                 costUsd: event.costUsd,
                 cliSessionId: event.sessionId
               })
+              recording.progress.recorded = true
             }
             if (event.reason === "tool_calls") {
               owner.parked = true
@@ -153,14 +156,18 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             let finished: Extract<TurnEvent, { _tag: "Finished" }> | undefined
             for (const event of chunk) {
               if (event._tag === "TextDelta") text += event.text
-              if (event._tag === "Started") owner.unrecordedSession = event.sessionId
+              if (event._tag === "Started") {
+                owner.unrecordedSession = event.sessionId
+                if (recording !== undefined) recording.progress.started = true
+              }
               if (event._tag === "Finished") {
                 owner.unrecordedSession = undefined
                 finished = event
               }
             }
             return finished === undefined ? Effect.succeed(chunk) : Effect.as(onFinished(finished), chunk)
-          })
+          }),
+          Stream.tapError(() => Effect.sync(() => recording !== undefined && (recording.progress.failed = true)))
         )
       })
 
@@ -188,7 +195,20 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         const launch = resolved === undefined ? request.launch : withConversation(request.launch, resolved.conversation)
         const signature = launchSignature(config, launch)
         const toolsKey = JSON.stringify(launch.tools ?? [])
-        const recording = resolved === undefined ? undefined : { resolved, signature, request }
+        const recording = resolved === undefined
+          ? undefined
+          : { resolved, signature, request, progress: { started: false, recorded: false, failed: false } }
+        // A request that fails before anything is recorded (429, spawn, timeout, an upstream error) leaves
+        // no empty conversation; one whose client went away mid-turn keeps it (the id was sent).
+        if (recording?.resolved.created === true) {
+          yield* Effect.addFinalizer(() =>
+            Effect.suspend(() =>
+              recording.progress.recorded || (recording.progress.started && !recording.progress.failed)
+                ? Effect.void
+                : Effect.asVoid(conversations.remove(recording.resolved.conversation.id))
+            )
+          )
+        }
 
         if (options.admitted !== true) yield* admission.admit
         const owner: Ownership = {

@@ -34,6 +34,8 @@ export interface Resolved {
   readonly continues: boolean
   /** Earlier messages the conversation has not recorded yet (the history a new one starts with). */
   readonly unrecorded: ReadonlyArray<HistoryMessage>
+  /** Created for this request: a request that fails before its turn starts removes it again. */
+  readonly created?: boolean
 }
 
 export interface Answer {
@@ -184,7 +186,7 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
             return { conversation: found.value, byHistory: true, continues: true, unrecorded: [] }
           }
         }
-        return { conversation: yield* store.create({ owner: ref.owner }), byHistory: false, continues: false, unrecorded: ref.history }
+        return { conversation: yield* store.create({ owner: ref.owner }), byHistory: false, continues: false, unrecorded: ref.history, created: true }
       })
 
     /**
@@ -196,7 +198,7 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
       Effect.gen(function*() {
         const current = Option.getOrElse(yield* store.get(resolved.conversation.id), () => resolved.conversation)
         if (resolved.byHistory && current.historyHash !== resolved.conversation.historyHash) {
-          return { conversation: yield* store.create({ owner: ref.owner }), byHistory: false, continues: false, unrecorded: ref.history }
+          return { conversation: yield* store.create({ owner: ref.owner }), byHistory: false, continues: false, unrecorded: ref.history, created: true }
         }
         if (current.cliSessionId === null) return { ...resolved, conversation: current }
         return { ...resolved, conversation: current, continues: true, unrecorded: [] }

@@ -89,11 +89,8 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
           const translated = yield* toTurnRequest(chatRequest, model, { maxChoices, maxHistoryMessages, owner })
           // `n` independent runs belong to no conversation.
           const pending = choices > 1 ? { ...translated, conversation: undefined } : translated
-          const input = yield* Effect.forEach(
-            pending.input,
-            (block) => (block.type === "image_ref" ? images.load(block.url, block.param) : Effect.succeed(block)),
-            { concurrency: 4 }
-          )
+          // Bounded in count, bytes and time; a client that goes away interrupts the fetches.
+          const input = yield* images.resolveAll(pending.input)
           const turn = { ...pending, input }
           const meta = {
             id: `chatcmpl-${crypto.randomUUID().replaceAll("-", "")}`,
