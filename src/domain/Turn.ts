@@ -145,6 +145,8 @@ export type TurnEvent = Data.TaggedEnum<{
     readonly structuredOutput?: unknown
     /** With reason "tool_calls": the calls the client is to answer (the turn is parked meanwhile). */
     readonly toolCalls?: ReadonlyArray<ToolCall>
+    /** With reason "stop": the stop sequence that ended the answer (dialects that report it). */
+    readonly stopSequence?: string
   }
 }>
 export const TurnEvent = Data.taggedEnum<TurnEvent>()

@@ -1,5 +1,6 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+import { AnthropicApi } from "../protocols/anthropic/Api.js"
 import { ConversationsApi } from "../protocols/conversations/Api.js"
 import { OpenAIApi } from "../protocols/openai/Api.js"
 
@@ -46,6 +47,7 @@ export class GatewayApi extends HttpApi.make("claude-code-api")
   .add(SystemApi)
   .add(OpenAIApi)
   .add(ConversationsApi)
+  .add(AnthropicApi)
   .annotate(OpenApi.Title, "claude-code-api")
   .annotate(OpenApi.Version, "0.1.0")
   .annotate(OpenApi.Description, "OpenAI-compatible gateway in front of the Claude Code CLI")

@@ -116,3 +116,61 @@ export const errorResponse = (error: GatewayError): HttpServerResponse.HttpServe
 /** Handlers answer their failures themselves, in the OpenAI envelope. */
 export const recover = <A, R>(effect: Effect.Effect<A | HttpServerResponse.HttpServerResponse, GatewayError, R>) =>
   Effect.catchAll(effect, (error) => Effect.succeed(errorResponse(error)))
+
+// ---------------------------------------------------------------------------------------------
+// The Anthropic dialect: the same status decision (toHttpError), Anthropic's envelope and types.
+
+export interface AnthropicErrorBody {
+  readonly type: "error"
+  readonly error: { readonly type: string; readonly message: string }
+}
+
+/** Anthropic's error type for a status (docs.claude.com/en/api/errors; the SDK's ErrorType). */
+const anthropicType = (status: number): string => {
+  switch (status) {
+    case 400:
+      return "invalid_request_error"
+    case 401:
+      return "authentication_error"
+    case 403:
+      return "permission_error"
+    case 404:
+      return "not_found_error"
+    case 413:
+      return "request_too_large"
+    case 429:
+      return "rate_limit_error"
+    case 503:
+    case 529:
+      return "overloaded_error"
+    case 504:
+      return "timeout_error"
+    default:
+      return "api_error"
+  }
+}
+
+export const toAnthropicError = (error: GatewayError): { readonly status: number; readonly body: AnthropicErrorBody; readonly headers: Readonly<Record<string, string>> } => {
+  const http = toHttpError(error)
+  return {
+    status: http.status,
+    body: { type: "error", error: { type: anthropicType(http.status), message: http.body.error.message } },
+    headers: http.headers
+  }
+}
+
+export const anthropicErrorResponse = (error: GatewayError): HttpServerResponse.HttpServerResponse => {
+  const http = toAnthropicError(error)
+  return HttpServerResponse.unsafeJson(http.body, { status: http.status, headers: http.headers })
+}
+
+/** Handlers of Anthropic routes answer their failures themselves, in Anthropic's envelope. */
+export const recoverAnthropic = <A, R>(effect: Effect.Effect<A | HttpServerResponse.HttpServerResponse, GatewayError, R>) =>
+  Effect.catchAll(effect, (error) => Effect.succeed(anthropicErrorResponse(error)))
+
+/**
+ * Which envelope a request's errors use when the router or middleware answers it: Anthropic's on
+ * /v1/messages*, and on /v1/models* when the client speaks Anthropic (sends `anthropic-version`).
+ */
+export const speaksAnthropic = (path: string, headers: Readonly<Record<string, string | undefined>>): boolean =>
+  path.startsWith("/v1/messages") || (path.startsWith("/v1/models") && headers["anthropic-version"] !== undefined)
