@@ -12,6 +12,8 @@ import { ImageFetcher } from "../services/ImageFetcher.js"
 import { ModelCatalog } from "../services/ModelCatalog.js"
 import { ConversationsHttp } from "../protocols/conversations/Http.js"
 import { OpenAIHttp } from "../protocols/openai/Http.js"
+import { ResponsesHttp } from "../protocols/responses/Http.js"
+import { ResponseStore } from "../store/ResponseStore.js"
 import { Conversations } from "../services/Conversations.js"
 import { Pool } from "../services/Pool.js"
 import { ToolBridge } from "../services/ToolBridge.js"
@@ -90,12 +92,13 @@ export const GatewayServices = Layer.mergeAll(
   Admission.Default,
   ImageFetcher.Default,
   ToolBridge.Default,
-  Conversations.Default
+  Conversations.Default,
+  ResponseStore.Default
 )
 
 /** The HttpApi with its handlers; needs GatewayConfig. */
 export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
-  Layer.provide([OpenAIHttp, ConversationsHttp, SystemHttp]),
+  Layer.provide([OpenAIHttp, ConversationsHttp, ResponsesHttp, SystemHttp]),
   Layer.provide(GatewayServices)
 )
 

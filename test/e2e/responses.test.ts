@@ -1,0 +1,244 @@
+import type OpenAI from "openai"
+import type { FunctionTool, ResponseStreamEvent } from "openai/resources/responses/responses"
+import { zodTextFormat } from "openai/helpers/zod"
+import { z } from "zod"
+import { describe, expect, it } from "vitest"
+import type { Gateway } from "../support/gateway.js"
+import { messagesOf, textOf, type Upstream } from "../support/upstream.js"
+import { useGateway } from "../support/e2e.js"
+
+// The OpenAI Responses dialect (POST /v1/responses and its stored objects) with real clients:
+// the openai SDK here; the Agents SDK and Codex CLI below. Real CLI, scripted upstream.
+
+let upstream: Upstream
+let gateway: Gateway
+let client: OpenAI
+
+useGateway({}, (started) => ({ upstream, gateway, client } = started))
+
+const sessionOf = (marker: string) => upstream.requestsFor(marker).map((r) => r.headers["x-claude-code-session-id"])
+
+/** The last user message upstream got for `marker`, as text (tool results included). */
+const lastUserText = (marker: string) => {
+  const request = upstream.requestsFor(marker).at(-1)!
+  const content = messagesOf(request.body).filter((m) => m.role === "user").at(-1)?.content
+  return JSON.stringify(content)
+}
+
+const weather: FunctionTool = {
+  type: "function",
+  name: "get_weather",
+  description: "Current weather for a city",
+  parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"], additionalProperties: false },
+  strict: true
+}
+
+const post = (body: unknown) =>
+  fetch(`${gateway.baseURL}/responses`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
+
+describe("responses.create", () => {
+  it("answers a string input with a completed response, stored for GET, input_items and DELETE", async () => {
+    upstream.on("RESP-1", { kind: "message", blocks: [{ type: "text", text: ["Hello ", "there."] }], usage: { input_tokens: 20, output_tokens: 3 } })
+    const response = await client.responses.create({
+      model: "sonnet",
+      instructions: "Be brief.",
+      input: "RESP-1 say hello",
+      metadata: { ticket: "42" }
+    })
+    expect(response).toMatchObject({ object: "response", status: "completed", instructions: "Be brief.", metadata: { ticket: "42" }, error: null })
+    expect(response.id).toMatch(/^resp_/)
+    expect(response.output_text).toBe("Hello there.")
+    expect(response.output).toEqual([
+      expect.objectContaining({ type: "message", role: "assistant", status: "completed", content: [expect.objectContaining({ type: "output_text", text: "Hello there." })] })
+    ])
+    expect(response.usage).toMatchObject({ input_tokens: 20, output_tokens: 3, total_tokens: 23 })
+    // The instructions are the CLI's system prompt.
+    expect(JSON.stringify((upstream.requestsFor("RESP-1")[0]!.body as { system: unknown }).system)).toContain("Be brief.")
+
+    const retrieved = await client.responses.retrieve(response.id)
+    expect(retrieved.id).toBe(response.id)
+    expect(retrieved.output_text).toBe("Hello there.")
+    const items = await client.responses.inputItems.list(response.id)
+    expect(items.data).toEqual([expect.objectContaining({ type: "message", role: "user", content: [{ type: "input_text", text: "RESP-1 say hello" }] })])
+
+    await client.responses.delete(response.id)
+    const gone = await client.responses.retrieve(response.id).catch((e: unknown) => e)
+    expect(gone).toMatchObject({ status: 404, code: "response_not_found" })
+  })
+
+  it("leaves out tool types and include values it cannot serve, and says so", async () => {
+    upstream.on("RESP-IGNORED", { kind: "message", blocks: [{ type: "text", text: "Fine." }] })
+    const response = await client.responses.create({
+      model: "sonnet",
+      input: [{ role: "user", content: [{ type: "input_text", text: "RESP-IGNORED" }] }],
+      tools: [{ type: "web_search" }, weather],
+      include: ["reasoning.encrypted_content"]
+    })
+    expect(response.output_text).toBe("Fine.")
+    expect((response as unknown as { ignored: unknown }).ignored).toEqual([
+      { param: "tools[0]", reason: expect.stringContaining("web_search") },
+      { param: "include[0]", reason: expect.stringContaining("reasoning.encrypted_content") }
+    ])
+    expect(response.tools).toEqual([expect.objectContaining({ type: "function", name: "get_weather" })])
+    const offered = (upstream.requestsFor("RESP-IGNORED")[0]!.body as { tools: Array<{ name: string }> }).tools.map((t) => t.name)
+    expect(offered).toContain("mcp__client__get_weather")
+  })
+
+  it("rejects bad input with a 400 naming the Responses field", async () => {
+    const badItem = await client.responses.create({
+      model: "sonnet",
+      // @ts-expect-error an item type that does not exist
+      input: [{ type: "bogus_item" }]
+    }).catch((e: unknown) => e)
+    expect(badItem).toMatchObject({ status: 400, param: "input[0].type", code: "unsupported_input_item" })
+
+    const badCall = await post({
+      model: "sonnet",
+      input: [{ type: "function_call_output", call_id: "call_nope", output: "x" }]
+    })
+    expect(badCall.status).toBe(400)
+    expect(await badCall.json()).toMatchObject({ error: { type: "invalid_request_error", param: "input[0].call_id" } })
+
+    const badTool = await post({ model: "sonnet", input: "hi", tools: [{ type: "function", name: "bad name!" }] })
+    expect(await badTool.json()).toMatchObject({ error: { param: "tools[0].name" } })
+
+    const missing = await post({ model: "sonnet" })
+    expect(missing.status).toBe(400)
+    expect(await missing.json()).toMatchObject({ error: { param: "input", code: "missing_required_parameter" } })
+
+    const unknownPrevious = await client.responses.create({ model: "sonnet", input: "x", previous_response_id: "resp_nope" }).catch((e: unknown) => e)
+    expect(unknownPrevious).toMatchObject({ status: 404, param: "previous_response_id" })
+  })
+})
+
+describe("responses.stream", () => {
+  it("streams the documented events in order, each with the next sequence_number", async () => {
+    upstream.on("RESP-STREAM", {
+      kind: "message",
+      blocks: [{ type: "thinking", thinking: ["Let me ", "think."] }, { type: "text", text: ["one ", "two ", "three"] }]
+    })
+    const stream = client.responses.stream({ model: "sonnet", input: "RESP-STREAM", reasoning: { effort: "high", summary: "auto" } })
+    const events: Array<ResponseStreamEvent> = []
+    for await (const event of stream) events.push(event)
+    const final = await stream.finalResponse()
+
+    const types = events.map((e) => e.type)
+    const distinct = types.filter((type, i) => type !== types[i - 1])
+    expect(distinct).toEqual([
+      "response.created",
+      "response.in_progress",
+      "response.output_item.added",
+      "response.reasoning_summary_part.added",
+      "response.reasoning_summary_text.delta",
+      "response.reasoning_summary_text.done",
+      "response.reasoning_summary_part.done",
+      "response.output_item.done",
+      "response.output_item.added",
+      "response.content_part.added",
+      "response.output_text.delta",
+      "response.output_text.done",
+      "response.content_part.done",
+      "response.output_item.done",
+      "response.completed"
+    ])
+    expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i))
+    expect(events.filter((e) => e.type === "response.output_text.delta").map((e) => "delta" in e ? e.delta : "")).toEqual(["one ", "two ", "three"])
+    expect(final.output_text).toBe("one two three")
+    expect(final.output[0]).toMatchObject({ type: "reasoning", summary: [{ type: "summary_text", text: "Let me think." }] })
+    expect(final.status).toBe("completed")
+  })
+
+  it("streams a function call's arguments and ends with the call", async () => {
+    upstream.on("RESP-SCALL", {
+      kind: "message",
+      blocks: [{ type: "tool_use", name: "mcp__client__get_weather", input: { city: "Oslo" }, chunks: 3 }]
+    })
+    const stream = client.responses.stream({ model: "sonnet", input: "RESP-SCALL", tools: [weather] })
+    const types: Array<string> = []
+    for await (const event of stream) types.push(event.type)
+    const final = await stream.finalResponse()
+    expect(types.filter((type, i) => type !== types[i - 1])).toEqual([
+      "response.created",
+      "response.in_progress",
+      "response.output_item.added",
+      "response.function_call_arguments.delta",
+      "response.function_call_arguments.done",
+      "response.output_item.done",
+      "response.completed"
+    ])
+    expect(final.output).toEqual([expect.objectContaining({ type: "function_call", name: "get_weather", status: "completed" })])
+    const call = final.output[0]!
+    if (call.type !== "function_call") throw new Error("expected a function call")
+    expect(JSON.parse(call.arguments)).toEqual({ city: "Oslo" })
+  })
+
+  it("keeps the HTTP status of an upstream failure that comes before the first byte", async () => {
+    upstream.on("RESP-FAIL", { kind: "error", status: 400, type: "invalid_request_error", message: "nope" })
+    const response = await post({ model: "sonnet", input: "RESP-FAIL", stream: true })
+    expect(response.status).toBe(400)
+    expect(await response.json()).toMatchObject({ error: { type: "invalid_request_error" } })
+  })
+})
+
+describe("previous_response_id", () => {
+  it("continues the same CLI session natively, not with a replayed transcript", async () => {
+    upstream.on("RESP-PREV-1", { kind: "message", blocks: [{ type: "text", text: "Noted: 7." }] })
+    upstream.on("RESP-PREV-2", { kind: "message", blocks: [{ type: "text", text: "It was 7." }] })
+    const first = await client.responses.create({ model: "sonnet", input: "RESP-PREV-1 remember 7" })
+    const second = await client.responses.create({ model: "sonnet", input: "RESP-PREV-2 what was it?", previous_response_id: first.id })
+    expect(second.output_text).toBe("It was 7.")
+    expect(second.previous_response_id).toBe(first.id)
+    expect(sessionOf("RESP-PREV-2")).toEqual(sessionOf("RESP-PREV-1"))
+    // Upstream saw the earlier turn as real messages, and the new one without a history header.
+    const body = upstream.requestsFor("RESP-PREV-2")[0]!.body
+    expect(messagesOf(body).map((m) => textOf(m.content))).toEqual(
+      expect.arrayContaining([expect.stringContaining("RESP-PREV-1"), "Noted: 7.", expect.stringContaining("RESP-PREV-2")])
+    )
+    expect(JSON.stringify(body)).not.toContain("conversation_history")
+  })
+
+  it("continues with store: false (nothing to GET, but the continuation works)", async () => {
+    upstream.on("RESP-NOSTORE-1", { kind: "message", blocks: [{ type: "text", text: "First." }] })
+    upstream.on("RESP-NOSTORE-2", { kind: "message", blocks: [{ type: "text", text: "Second." }] })
+    const first = await client.responses.create({ model: "sonnet", input: "RESP-NOSTORE-1", store: false })
+    expect(first.store).toBe(false)
+    expect(await client.responses.retrieve(first.id).catch((e: unknown) => e)).toMatchObject({ status: 404 })
+    const second = await client.responses.create({ model: "sonnet", input: "RESP-NOSTORE-2", previous_response_id: first.id, store: false })
+    expect(second.output_text).toBe("Second.")
+    expect(sessionOf("RESP-NOSTORE-2")).toEqual(sessionOf("RESP-NOSTORE-1"))
+  })
+
+  it("a function call round trip: the output answers the parked call in the same CLI turn", async () => {
+    upstream.on("RESP-TOOL", { kind: "message", blocks: [{ type: "text", text: "Checking." }, { type: "tool_use", name: "mcp__client__get_weather", input: { city: "Paris" } }] })
+    upstream.on("RESP-WEATHER", { kind: "message", blocks: [{ type: "text", text: "Sunny in Paris." }] })
+    const first = await client.responses.create({ model: "sonnet", input: "RESP-TOOL weather in Paris?", tools: [weather] })
+    const call = first.output.find((item) => item.type === "function_call")
+    if (call?.type !== "function_call") throw new Error("expected a function call")
+    expect(call.name).toBe("get_weather")
+    expect(JSON.parse(call.arguments)).toEqual({ city: "Paris" })
+    expect(first.output_text).toBe("Checking.")
+
+    const second = await client.responses.create({
+      model: "sonnet",
+      previous_response_id: first.id,
+      tools: [weather],
+      input: [{ type: "function_call_output", call_id: call.call_id, output: "RESP-WEATHER: sunny, 21 C" }]
+    })
+    expect(second.output_text).toBe("Sunny in Paris.")
+    // Upstream got the real tool_result for the real tool_use id, in the same session.
+    expect(lastUserText("RESP-WEATHER")).toContain(call.call_id)
+    expect(lastUserText("RESP-WEATHER")).toContain("sunny, 21 C")
+    expect(sessionOf("RESP-WEATHER")).toEqual(sessionOf("RESP-TOOL"))
+  })
+})
+
+describe("text.format", () => {
+  it("json_schema answers with the CLI's validated structured output, parsed by responses.parse", async () => {
+    upstream.on("RESP-JSON", { kind: "message", blocks: [{ type: "tool_use", name: "StructuredOutput", input: { city: "Paris", days: 3 } }] })
+    const Trip = z.object({ city: z.string(), days: z.number().int() })
+    const response = await client.responses.parse({ model: "sonnet", input: "RESP-JSON plan a trip", text: { format: zodTextFormat(Trip, "trip") } })
+    expect(response.output_parsed).toEqual({ city: "Paris", days: 3 })
+    const tools = (upstream.requestsFor("RESP-JSON")[0]!.body as { tools: Array<{ name: string; input_schema: unknown }> }).tools
+    expect(tools.find((t) => t.name === "StructuredOutput")?.input_schema).toMatchObject({ properties: { city: { type: "string" } } })
+  })
+})
