@@ -146,6 +146,8 @@ describe("responses.stream", () => {
     expect(final.output_text).toBe("one two three")
     expect(final.output[0]).toMatchObject({ type: "reasoning", summary: [{ type: "summary_text", text: "Let me think." }] })
     expect(final.status).toBe("completed")
+    // reasoning.effort is the CLI's effort.
+    expect(upstream.requestsFor("RESP-STREAM")[0]!.body).toMatchObject({ output_config: { effort: "high" } })
   })
 
   it("streams a function call's arguments and ends with the call", async () => {
@@ -240,5 +242,51 @@ describe("text.format", () => {
     expect(response.output_parsed).toEqual({ city: "Paris", days: 3 })
     const tools = (upstream.requestsFor("RESP-JSON")[0]!.body as { tools: Array<{ name: string; input_schema: unknown }> }).tools
     expect(tools.find((t) => t.name === "StructuredOutput")?.input_schema).toMatchObject({ properties: { city: { type: "string" } } })
+  })
+})
+
+describe("OpenAI Agents SDK (its default Responses model)", () => {
+  const agentWithWeather = async (seen: Array<string>) => {
+    const { Agent, setDefaultOpenAIClient, setOpenAIAPI, setTracingDisabled, tool } = await import("@openai/agents")
+    setTracingDisabled(true)
+    setOpenAIAPI("responses")
+    setDefaultOpenAIClient(client)
+    const getWeather = tool({
+      name: "get_weather",
+      description: "Current weather for a city",
+      parameters: z.object({ city: z.string() }),
+      execute: async ({ city }) => {
+        seen.push(city)
+        return `${city.toUpperCase()}-WEATHER: sunny in ${city}`
+      }
+    })
+    return new Agent({ name: "Forecaster", instructions: "Answer with the weather tool.", model: "sonnet", tools: [getWeather] })
+  }
+
+  it("runs an agent whose tool the model calls, and the gateway continues the parked turn", async () => {
+    const { run } = await import("@openai/agents")
+    upstream.on("AGENT-TOOL", { kind: "message", blocks: [{ type: "tool_use", name: "mcp__client__get_weather", input: { city: "Lyon" } }] })
+    upstream.on("LYON-WEATHER", { kind: "message", blocks: [{ type: "text", text: "Lyon is sunny." }] })
+    const seen: Array<string> = []
+    const result = await run(await agentWithWeather(seen), "AGENT-TOOL weather in Lyon?")
+    expect(seen).toEqual(["Lyon"])
+    expect(result.finalOutput).toBe("Lyon is sunny.")
+    expect(lastUserText("LYON-WEATHER")).toContain("LYON-WEATHER: sunny in Lyon")
+    expect(new Set([...sessionOf("AGENT-TOOL"), ...sessionOf("LYON-WEATHER")]).size).toBe(1)
+    expect(JSON.stringify((upstream.requestsFor("AGENT-TOOL")[0]!.body as { system: unknown }).system)).toContain("Answer with the weather tool.")
+  })
+
+  it("streams an agent run with a tool call", async () => {
+    const { run } = await import("@openai/agents")
+    upstream.on("AGENT-STREAM", { kind: "message", blocks: [{ type: "text", text: "Looking. " }, { type: "tool_use", name: "mcp__client__get_weather", input: { city: "Nice" }, chunks: 3 }] })
+    upstream.on("NICE-WEATHER", { kind: "message", blocks: [{ type: "text", text: ["Nice ", "is sunny."] }] })
+    const seen: Array<string> = []
+    const result = await run(await agentWithWeather(seen), "AGENT-STREAM weather in Nice?", { stream: true })
+    let text = ""
+    for await (const delta of result.toTextStream()) text += delta
+    await result.completed
+    expect(seen).toEqual(["Nice"])
+    expect(result.finalOutput).toBe("Nice is sunny.")
+    expect(text).toContain("Nice is sunny.")
   })
 })
