@@ -2,8 +2,14 @@ import type OpenAI from "openai"
 import type { FunctionTool, ResponseStreamEvent } from "openai/resources/responses/responses"
 import { zodTextFormat } from "openai/helpers/zod"
 import { z } from "zod"
-import { describe, expect, it } from "vitest"
-import type { Gateway } from "../support/gateway.js"
+import { afterAll, describe, expect, it } from "vitest"
+import { execFile } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { promisify } from "node:util"
+import { cliChildren, type Gateway, startGateway } from "../support/gateway.js"
 import { messagesOf, textOf, type Upstream } from "../support/upstream.js"
 import { useGateway } from "../support/e2e.js"
 
@@ -13,6 +19,10 @@ import { useGateway } from "../support/e2e.js"
 let upstream: Upstream
 let gateway: Gateway
 let client: OpenAI
+
+const execFileAsync = promisify(execFile)
+/** The pinned Codex CLI (devDependency @openai/codex). */
+const CODEX_BIN = fileURLToPath(new URL("../../node_modules/.bin/codex", import.meta.url))
 
 useGateway({}, (started) => ({ upstream, gateway, client } = started))
 
@@ -203,7 +213,6 @@ describe("previous_response_id", () => {
     upstream.on("RESP-NOSTORE-1", { kind: "message", blocks: [{ type: "text", text: "First." }] })
     upstream.on("RESP-NOSTORE-2", { kind: "message", blocks: [{ type: "text", text: "Second." }] })
     const first = await client.responses.create({ model: "sonnet", input: "RESP-NOSTORE-1", store: false })
-    expect(first.store).toBe(false)
     expect(await client.responses.retrieve(first.id).catch((e: unknown) => e)).toMatchObject({ status: 404 })
     const second = await client.responses.create({ model: "sonnet", input: "RESP-NOSTORE-2", previous_response_id: first.id, store: false })
     expect(second.output_text).toBe("Second.")
@@ -231,6 +240,52 @@ describe("previous_response_id", () => {
     expect(lastUserText("RESP-WEATHER")).toContain(call.call_id)
     expect(lastUserText("RESP-WEATHER")).toContain("sunny, 21 C")
     expect(sessionOf("RESP-WEATHER")).toEqual(sessionOf("RESP-TOOL"))
+  })
+})
+
+describe("previous_response_id from an earlier response (a branch)", () => {
+  it("starts a new conversation told the messages up to that response", async () => {
+    // Registered first: the branch's last user message also holds the root's text (its transcript).
+    upstream.on("RESP-BR-3", { kind: "message", blocks: [{ type: "text", text: "Side line." }] })
+    upstream.on("RESP-BR-1", { kind: "message", blocks: [{ type: "text", text: "Root answer." }] })
+    upstream.on("RESP-BR-2", { kind: "message", blocks: [{ type: "text", text: "Main line." }] })
+    const root = await client.responses.create({ model: "sonnet", input: "RESP-BR-1 root" })
+    await client.responses.create({ model: "sonnet", input: "RESP-BR-2 main", previous_response_id: root.id })
+    const side = await client.responses.create({ model: "sonnet", input: "RESP-BR-3 side", previous_response_id: root.id })
+    expect(side.output_text).toBe("Side line.")
+    const told = JSON.stringify(upstream.requestsFor("RESP-BR-3")[0]!.body)
+    expect(told).toContain("conversation_history")
+    expect(told).toContain("Root answer.")
+    expect(told).not.toContain("Main line.")
+    const conversationOf = (response: unknown) => (response as { conversation_id: string }).conversation_id
+    expect(conversationOf(side)).not.toBe(conversationOf(root))
+  })
+})
+
+describe("input images", () => {
+  const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+
+  it("sends an input_image data URL to the model as an image block", async () => {
+    upstream.on("RESP-IMG", { kind: "message", blocks: [{ type: "text", text: "A pixel." }] })
+    const response = await client.responses.create({
+      model: "sonnet",
+      input: [{ role: "user", content: [{ type: "input_text", text: "RESP-IMG what is it?" }, { type: "input_image", image_url: `data:image/png;base64,${PNG}`, detail: "auto" }] }]
+    })
+    expect(response.output_text).toBe("A pixel.")
+    expect(lastUserText("RESP-IMG")).toContain(PNG)
+  })
+
+  it("names the Responses field of an image it refuses", async () => {
+    const byFile = await client.responses.create({
+      model: "sonnet",
+      input: [{ role: "user", content: [{ type: "input_text", text: "x" }, { type: "input_image", file_id: "file-1", detail: "auto" }] }]
+    }).catch((e: unknown) => e)
+    expect(byFile).toMatchObject({ status: 400, param: "input[0].content[1].file_id" })
+    const byPath = await client.responses.create({
+      model: "sonnet",
+      input: [{ role: "user", content: [{ type: "input_text", text: "x" }, { type: "input_image", image_url: "/etc/hostname", detail: "auto" }] }]
+    }).catch((e: unknown) => e)
+    expect(byPath).toMatchObject({ status: 400, code: "image_path_not_allowed", param: "input[0].content[1].image_url" })
   })
 })
 
@@ -289,4 +344,108 @@ describe("OpenAI Agents SDK (its default Responses model)", () => {
     expect(result.finalOutput).toBe("Nice is sunny.")
     expect(text).toContain("Nice is sunny.")
   })
+})
+
+describe("Codex CLI (custom provider, wire_api = \"responses\")", () => {
+  /** `codex exec` in a fresh CODEX_HOME whose only provider is the gateway; any other network goes to a dead proxy. */
+  const codexExec = async (prompt: string) => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), "codex-home-"))
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), "codex-work-"))
+    fs.writeFileSync(
+      path.join(home, "config.toml"),
+      [
+        `model = "sonnet"`,
+        `model_provider = "gateway"`,
+        `[model_providers.gateway]`,
+        `name = "claude-code-api"`,
+        `base_url = "${gateway.baseURL}"`,
+        `wire_api = "responses"`,
+        `request_max_retries = 0`,
+        `stream_max_retries = 0`
+      ].join("\n")
+    )
+    const proxy = "http://127.0.0.1:9"
+    try {
+      const running = execFileAsync(
+        CODEX_BIN,
+        ["exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "--cd", work, prompt],
+        {
+          env: { PATH: process.env.PATH, HOME: home, CODEX_HOME: home, HTTPS_PROXY: proxy, HTTP_PROXY: proxy, ALL_PROXY: proxy, NO_PROXY: "127.0.0.1,localhost" },
+          timeout: 100_000
+        }
+      )
+      // Codex reads a piped stdin to its end (appended to the prompt): there is none.
+      running.child.stdin?.end()
+      const result = await running
+      return { ...result, code: 0, work }
+    } catch (error) {
+      const failed = error as { stdout?: string; stderr?: string; code?: number }
+      return { stdout: failed.stdout ?? "", stderr: failed.stderr ?? "", code: failed.code ?? 1, work }
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true })
+    }
+  }
+
+  it("answers a prompt", async () => {
+    upstream.on("CODEX-HELLO", { kind: "message", blocks: [{ type: "text", text: "Hello from the gateway." }] })
+    const result = await codexExec("CODEX-HELLO say hello")
+    expect(result.code, result.stderr).toBe(0)
+    expect(result.stdout).toContain("Hello from the gateway.")
+  }, 120_000)
+
+  it("runs its own shell function for the model, and the model answers from its output", async () => {
+    upstream.on("CODEX-SHELL", {
+      kind: "message",
+      blocks: [{ type: "text", text: "Running it." }, { type: "tool_use", name: "mcp__client__exec_command", input: { cmd: "echo CODEX-OUT-$((6*7))" } }]
+    })
+    upstream.on("CODEX-OUT-42", { kind: "message", blocks: [{ type: "text", text: "The command printed forty-two." }] })
+    const result = await codexExec("CODEX-SHELL run the command")
+    expect(result.code, result.stderr).toBe(0)
+    expect(result.stdout).toContain("The command printed forty-two.")
+    // Codex's shell really ran ($((6*7)) evaluated) and its output went back as the tool_result of the same CLI turn.
+    expect(lastUserText("CODEX-OUT-42")).toContain("tool_result")
+    expect(new Set([...sessionOf("CODEX-SHELL"), ...sessionOf("CODEX-OUT-42")]).size).toBe(1)
+  }, 120_000)
+})
+
+/** The CLI children of one gateway (by the HOME it gives them), once they are gone or after 3 s. */
+const cliChildrenOf = async (of: Gateway) => {
+  const mine = () =>
+    cliChildren().filter((pid) => {
+      try {
+        return fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`HOME=${of.home}`)
+      } catch {
+        return false // already gone
+      }
+    })
+  const deadline = Date.now() + 3000
+  while (mine().length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  return mine()
+}
+
+describe("a failure after the first byte", () => {
+  let slow: Gateway | undefined
+  afterAll(async () => {
+    await slow?.close()
+  })
+
+  it("ends the stream with error and response.failed, and the CLI is gone", async () => {
+    slow = await startGateway({ upstreamUrl: upstream.url, config: { claude: { timeout_seconds: 4 }, pool: { enabled: false } } })
+    upstream.on("RESP-STALL", { kind: "message", blocks: [{ type: "text", text: ["first ", "never"] }], stallAfterDeltas: 1 })
+    const response = await fetch(`${slow.baseURL}/responses`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "sonnet", input: "RESP-STALL", stream: true })
+    })
+    expect(response.status).toBe(200)
+    const events = (await response.text()).split("\n\n").flatMap((frame) => {
+      const data = frame.split("\n").find((line) => line.startsWith("data: "))
+      return data === undefined ? [] : [JSON.parse(data.slice(6)) as { type: string; sequence_number: number; delta?: string; response?: { status: string; error: { code: string } } }]
+    })
+    expect(events.find((e) => e.type === "response.output_text.delta")?.delta).toBe("first ")
+    expect(events.slice(-2).map((e) => e.type)).toEqual(["error", "response.failed"])
+    expect(events.at(-1)?.response).toMatchObject({ status: "failed", error: { code: "timeout" } })
+    expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i))
+    expect(await cliChildrenOf(slow)).toEqual([])
+  }, 60_000)
 })

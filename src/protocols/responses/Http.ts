@@ -96,11 +96,11 @@ export const ResponsesHttp = HttpApiBuilder.group(GatewayApi, "responses", (hand
           const owner = ownerOf(request, keysConfigured)
           const continuation = yield* continuationOf(body, owner)
           const model = yield* catalog.resolve(body.model)
-          const { ignored, tools, turn: pending } = yield* toTurn(body, model, continuation, { maxChoices: 1, maxHistoryMessages, owner })
+          const { ignored, rename, tools, turn: pending } = yield* toTurn(body, model, continuation, { maxChoices: 1, maxHistoryMessages, owner })
           if (ignored.length > 0) yield* Effect.logDebug("responses: request parts left out", { ignored })
           const input = yield* Effect.forEach(
             pending.input,
-            (block) => (block.type === "image_ref" ? images.load(block.url, block.param.replace(/^messages/, "input")) : Effect.succeed(block)),
+            (block) => (block.type === "image_ref" ? images.load(block.url, rename(block.param)) : Effect.succeed(block)),
             { concurrency: 4 }
           )
           const started = yield* chat.turn({ ...pending, input })

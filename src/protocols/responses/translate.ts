@@ -228,6 +228,8 @@ export interface Translated {
   readonly ignored: ReadonlyArray<Ignored>
   /** The function tools as the response object echoes them. */
   readonly tools: ReadonlyArray<typeof FunctionTool.Type>
+  /** A chat-dialect field path of the translated request (an image to load) as the Responses field. */
+  readonly rename: (param: string) => string
 }
 
 const priorMessage = (message: HistoryMessage): unknown => {
@@ -318,5 +320,5 @@ export const toTurn = (
       conversation_id: continuation.conversationId
     }
     const turn = yield* Either.mapLeft(toTurnRequest(chat, model, options), (error) => renameError(error, converted.origins, toolIndex))
-    return { turn, ignored, tools }
+    return { turn, ignored, tools, rename: (param: string) => renameParam(param, converted.origins, toolIndex) }
   })
