@@ -1,5 +1,5 @@
 import type OpenAI from "openai"
-import type { FunctionTool, ResponseStreamEvent } from "openai/resources/responses/responses"
+import type { FunctionTool, ResponseInputItem, ResponseStreamEvent } from "openai/resources/responses/responses"
 import { zodTextFormat } from "openai/helpers/zod"
 import { z } from "zod"
 import { afterAll, describe, expect, it } from "vitest"
@@ -243,6 +243,20 @@ describe("previous_response_id", () => {
   })
 })
 
+describe("a stateless client re-sending its history", () => {
+  it("is continued in the same CLI session (found by its history), not told a transcript", async () => {
+    upstream.on("RESP-SL-1", { kind: "message", blocks: [{ type: "text", text: "Stateless one." }] })
+    upstream.on("RESP-SL-2", { kind: "message", blocks: [{ type: "text", text: "Stateless two." }] })
+    const input: Array<ResponseInputItem> = [{ role: "user", content: "RESP-SL-1 first" }]
+    const first = await client.responses.create({ model: "sonnet", instructions: "Be brief.", input, store: false })
+    input.push(...(first.output as Array<ResponseInputItem>), { role: "user", content: "RESP-SL-2 second" })
+    const second = await client.responses.create({ model: "sonnet", instructions: "Be brief.", input, store: false })
+    expect(second.output_text).toBe("Stateless two.")
+    expect(sessionOf("RESP-SL-2")).toEqual(sessionOf("RESP-SL-1"))
+    expect(lastUserText("RESP-SL-2")).not.toContain("conversation_history")
+  })
+})
+
 describe("previous_response_id from an earlier response (a branch)", () => {
   it("starts a new conversation told the messages up to that response", async () => {
     // Registered first: the branch's last user message also holds the root's text (its transcript).
@@ -347,10 +361,9 @@ describe("OpenAI Agents SDK (its default Responses model)", () => {
 })
 
 describe("Codex CLI (custom provider, wire_api = \"responses\")", () => {
-  /** `codex exec` in a fresh CODEX_HOME whose only provider is the gateway; any other network goes to a dead proxy. */
-  const codexExec = async (prompt: string) => {
+  /** A fresh CODEX_HOME whose only provider is the gateway; any other network goes to a dead proxy. */
+  const codexHome = () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), "codex-home-"))
-    const work = fs.mkdtempSync(path.join(os.tmpdir(), "codex-work-"))
     fs.writeFileSync(
       path.join(home, "config.toml"),
       [
@@ -364,25 +377,38 @@ describe("Codex CLI (custom provider, wire_api = \"responses\")", () => {
         `stream_max_retries = 0`
       ].join("\n")
     )
+    return { home, work: fs.mkdtempSync(path.join(os.tmpdir(), "codex-work-")) }
+  }
+
+  /** `codex exec …` in that home; its exit code and output. */
+  const codex = async (where: { readonly home: string; readonly work: string }, args: ReadonlyArray<string>) => {
     const proxy = "http://127.0.0.1:9"
     try {
       const running = execFileAsync(
         CODEX_BIN,
-        ["exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "--cd", work, prompt],
+        ["exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "--cd", where.work, ...args],
         {
-          env: { PATH: process.env.PATH, HOME: home, CODEX_HOME: home, HTTPS_PROXY: proxy, HTTP_PROXY: proxy, ALL_PROXY: proxy, NO_PROXY: "127.0.0.1,localhost" },
+          env: { PATH: process.env.PATH, HOME: where.home, CODEX_HOME: where.home, HTTPS_PROXY: proxy, HTTP_PROXY: proxy, ALL_PROXY: proxy, NO_PROXY: "127.0.0.1,localhost" },
           timeout: 100_000
         }
       )
       // Codex reads a piped stdin to its end (appended to the prompt): there is none.
       running.child.stdin?.end()
       const result = await running
-      return { ...result, code: 0, work }
+      return { ...result, code: 0 }
     } catch (error) {
       const failed = error as { stdout?: string; stderr?: string; code?: number }
-      return { stdout: failed.stdout ?? "", stderr: failed.stderr ?? "", code: failed.code ?? 1, work }
+      return { stdout: failed.stdout ?? "", stderr: failed.stderr ?? "", code: failed.code ?? 1 }
+    }
+  }
+
+  const codexExec = async (prompt: string) => {
+    const where = codexHome()
+    try {
+      return await codex(where, [prompt])
     } finally {
-      fs.rmSync(home, { recursive: true, force: true })
+      fs.rmSync(where.home, { recursive: true, force: true })
+      fs.rmSync(where.work, { recursive: true, force: true })
     }
   }
 
@@ -406,6 +432,25 @@ describe("Codex CLI (custom provider, wire_api = \"responses\")", () => {
     expect(lastUserText("CODEX-OUT-42")).toContain("tool_result")
     expect(new Set([...sessionOf("CODEX-SHELL"), ...sessionOf("CODEX-OUT-42")]).size).toBe(1)
   }, 120_000)
+
+  it("exec resume re-sends the whole history, and the gateway continues the same CLI session", async () => {
+    upstream.on("CODEX-R1", { kind: "message", blocks: [{ type: "text", text: "First answer." }] })
+    upstream.on("CODEX-R2", { kind: "message", blocks: [{ type: "text", text: "Second answer." }] })
+    const where = codexHome()
+    try {
+      const first = await codex(where, ["CODEX-R1 first"])
+      expect(first.code, first.stderr).toBe(0)
+      const second = await codex(where, ["resume", "--last", "CODEX-R2 second"])
+      expect(second.code, second.stderr).toBe(0)
+      expect(second.stdout).toContain("Second answer.")
+    } finally {
+      fs.rmSync(where.home, { recursive: true, force: true })
+      fs.rmSync(where.work, { recursive: true, force: true })
+    }
+    // Found by its history: the second turn went to the first one's CLI session, as a real turn.
+    expect(sessionOf("CODEX-R2")).toEqual(sessionOf("CODEX-R1"))
+    expect(lastUserText("CODEX-R2")).not.toContain("conversation_history")
+  }, 150_000)
 })
 
 /** The CLI children of one gateway (by the HOME it gives them), once they are gone or after 3 s. */
