@@ -192,6 +192,25 @@ describe("responses.stream", () => {
   })
 })
 
+describe("max_output_tokens", () => {
+  it("reaches upstream as max_tokens; a cut answer is an incomplete response (streamed: response.incomplete)", async () => {
+    upstream.on("RESP-MAXTOK", { kind: "message", blocks: [{ type: "text", text: ["cut ", "short"] }], stopReason: "max_tokens" })
+    const response = await client.responses.create({ model: "sonnet", input: "RESP-MAXTOK", max_output_tokens: 77 })
+    expect(upstream.requestsFor("RESP-MAXTOK")[0]!.body).toMatchObject({ max_tokens: 77 })
+    expect(response).toMatchObject({ status: "incomplete", incomplete_details: { reason: "max_output_tokens" }, max_output_tokens: 77 })
+    expect(response.output_text).toBe("cut short")
+
+    const stream = client.responses.stream({ model: "sonnet", input: "RESP-MAXTOK", max_output_tokens: 77 })
+    const types: Array<string> = []
+    for await (const event of stream) types.push(event.type)
+    expect(types.at(-1)).toBe("response.incomplete")
+    expect(types.at(-2)).toBe("response.output_item.done")
+    const final = await stream.finalResponse()
+    expect(final.status).toBe("incomplete")
+    expect(final.output[0]).toMatchObject({ type: "message", status: "incomplete" })
+  })
+})
+
 describe("previous_response_id", () => {
   it("continues the same CLI session natively, not with a replayed transcript", async () => {
     upstream.on("RESP-PREV-1", { kind: "message", blocks: [{ type: "text", text: "Noted: 7." }] })
