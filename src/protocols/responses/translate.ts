@@ -190,6 +190,8 @@ const renameParam = (param: string, origins: ReadonlyArray<Origin>, toolIndex: R
       const tail = (call[2] ?? "").replace(/^\.function\./, ".").replace(/^\.id$/, ".call_id")
       return callItem === undefined ? item : `input[${callItem}]${tail}`
     }
+    // The calls as a whole (some unanswered): the first function_call item (the message names the ids).
+    if (rest === ".tool_calls") return `input[${origin.calls[0] ?? origin.item}]`
     if (rest === ".tool_call_id") return `${item}.call_id`
     if (rest.startsWith(".content")) {
       return origin.output ? `${item}.output${rest.slice(".content".length)}` : `${item}${rest.replace(/\.image_url\.url$/, ".image_url")}`
