@@ -1,4 +1,4 @@
-import type OpenAI from "openai"
+import OpenAI from "openai"
 import type { FunctionTool, ResponseInputItem, ResponseStreamEvent } from "openai/resources/responses/responses"
 import { zodTextFormat } from "openai/helpers/zod"
 import { z } from "zod"
@@ -470,6 +470,48 @@ describe("Codex CLI (custom provider, wire_api = \"responses\")", () => {
     expect(sessionOf("CODEX-R2")).toEqual(sessionOf("CODEX-R1"))
     expect(lastUserText("CODEX-R2")).not.toContain("conversation_history")
   }, 150_000)
+})
+
+describe("conversation", () => {
+  it("names a gateway conversation: its turns go on in one CLI session", async () => {
+    upstream.on("RESP-CONV-1", { kind: "message", blocks: [{ type: "text", text: "One." }] })
+    upstream.on("RESP-CONV-2", { kind: "message", blocks: [{ type: "text", text: "Two." }] })
+    const created = await (await fetch(`${gateway.baseURL}/conversations`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).json() as { id: string }
+    const first = await client.responses.create({ model: "sonnet", input: "RESP-CONV-1", conversation: created.id })
+    const second = await client.responses.create({ model: "sonnet", input: "RESP-CONV-2", conversation: { id: created.id } })
+    expect(second.output_text).toBe("Two.")
+    expect([first, second].map((r) => (r as unknown as { conversation_id: string }).conversation_id)).toEqual([created.id, created.id])
+    expect(sessionOf("RESP-CONV-2")).toEqual(sessionOf("RESP-CONV-1"))
+    const both = await post({ model: "sonnet", input: "x", conversation: created.id, previous_response_id: first.id })
+    expect(both.status).toBe(400)
+    expect(await both.json()).toMatchObject({ error: { param: "conversation" } })
+  })
+
+  it("the endpoints are in /openapi.json", async () => {
+    const paths = Object.keys(((await (await fetch(`${gateway.url}/openapi.json`)).json()) as { paths: Record<string, unknown> }).paths)
+    expect(paths).toEqual(expect.arrayContaining(["/v1/responses", "/v1/responses/{id}", "/v1/responses/{id}/input_items"]))
+  })
+})
+
+describe("with API keys", () => {
+  let keyed: Gateway | undefined
+  afterAll(async () => {
+    await keyed?.close()
+  })
+
+  it("a response belongs to the key that created it", async () => {
+    keyed = await startGateway({ upstreamUrl: upstream.url, config: { server: { api_keys: ["key-one", "key-two"] }, pool: { enabled: false } } })
+    upstream.on("RESP-KEY", { kind: "message", blocks: [{ type: "text", text: "Mine." }] })
+    const one = new OpenAI({ baseURL: keyed.baseURL, apiKey: "key-one", maxRetries: 0 })
+    const two = new OpenAI({ baseURL: keyed.baseURL, apiKey: "key-two", maxRetries: 0 })
+    const response = await one.responses.create({ model: "sonnet", input: "RESP-KEY" })
+    expect((await one.responses.retrieve(response.id)).output_text).toBe("Mine.")
+    expect(await two.responses.retrieve(response.id).catch((e: unknown) => e)).toMatchObject({ status: 404 })
+    expect(await two.responses.inputItems.list(response.id).catch((e: unknown) => e)).toMatchObject({ status: 404 })
+    expect(await two.responses.delete(response.id).catch((e: unknown) => e)).toMatchObject({ status: 404 })
+    expect(await two.responses.create({ model: "sonnet", input: "x", previous_response_id: response.id }).catch((e: unknown) => e))
+      .toMatchObject({ status: 404, param: "previous_response_id" })
+  }, 60_000)
 })
 
 /** The CLI children of one gateway (by the HOME it gives them), once they are gone or after 3 s. */
