@@ -536,7 +536,8 @@ describe("a failure after the first byte", () => {
   })
 
   it("ends the stream with error and response.failed, and the CLI is gone", async () => {
-    slow = await startGateway({ upstreamUrl: upstream.url, config: { claude: { timeout_seconds: 4 }, pool: { enabled: false } } })
+    // The deadline also covers the CLI's start, which is slow on a loaded machine: headroom for the first delta.
+    slow = await startGateway({ upstreamUrl: upstream.url, config: { claude: { timeout_seconds: 12 }, pool: { enabled: false } } })
     upstream.on("RESP-STALL", { kind: "message", blocks: [{ type: "text", text: ["first ", "never"] }], stallAfterDeltas: 1 })
     const response = await fetch(`${slow.baseURL}/responses`, {
       method: "POST",
