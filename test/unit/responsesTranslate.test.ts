@@ -66,6 +66,22 @@ describe("Responses translation", () => {
     ])
   })
 
+  it("does not count the previous response's calls twice when the client re-sends them", () => {
+    const prior: Continuation = {
+      conversationId: "conv_1",
+      prior: [{ role: "assistant", content: null, tool_calls: [{ id: "call_9", name: "get_weather", arguments: "{}" }] }]
+    }
+    const { turn } = ok({
+      tools: [weather],
+      input: [
+        { type: "function_call", call_id: "call_9", name: "get_weather", arguments: "{}" },
+        { type: "function_call_output", call_id: "call_9", output: "rain" }
+      ]
+    }, prior)
+    expect(turn.toolResults).toEqual([{ id: "call_9", content: "rain" }])
+    expect(turn.conversation?.history).toEqual([{ role: "assistant", content: null, tool_calls: [{ id: "call_9", name: "get_weather", arguments: "{}" }] }])
+  })
+
   it("leaves out hosted tools and include values, and reports them", () => {
     const { ignored, tools, turn } = ok({
       input: "x",

@@ -298,8 +298,13 @@ export const toTurn = (
       converted.messages.push({ role: "system", content: request.instructions })
       converted.origins.push({ kind: "field", param: "instructions" })
     }
+    // Calls the client re-sends with their outputs are its own copy of the previous answer: not twice.
+    const resent = new Set(
+      typeof request.input === "string" ? [] : request.input.flatMap((raw) => Schema.is(FunctionCallItem)(raw) ? [raw.call_id] : [])
+    )
     for (const message of continuation.prior) {
       if (message.role === "system" || message.role === "developer") continue
+      if ((message.tool_calls ?? []).some((call) => resent.has(call.id))) continue
       converted.messages.push(priorMessage(message))
       converted.origins.push({ kind: "field", param: "previous_response_id" })
     }
