@@ -493,6 +493,31 @@ describe("conversation", () => {
   })
 })
 
+describe("after a restart", () => {
+  it("previous_response_id still continues the same CLI session (resumed), and the stored response is still there", async () => {
+    upstream.on("RESP-RESTART-1", { kind: "message", blocks: [{ type: "text", text: "Before the restart." }] })
+    upstream.on("RESP-RESTART-2", { kind: "message", blocks: [{ type: "text", text: "After the restart." }] })
+    const first = await startGateway({ upstreamUrl: upstream.url, config: { pool: { enabled: false } } })
+    const before = await new OpenAI({ baseURL: first.baseURL, apiKey: "unused", maxRetries: 0 }).responses.create({ model: "sonnet", input: "RESP-RESTART-1" })
+    await first.close({ keepHome: true })
+    const second = await startGateway({ upstreamUrl: upstream.url, home: first.home, config: { pool: { enabled: false } } })
+    try {
+      const secondClient = new OpenAI({ baseURL: second.baseURL, apiKey: "unused", maxRetries: 0 })
+      expect((await secondClient.responses.retrieve(before.id)).output_text).toBe("Before the restart.")
+      const after = await secondClient.responses.create({ model: "sonnet", input: "RESP-RESTART-2", previous_response_id: before.id })
+      expect(after.output_text).toBe("After the restart.")
+      expect(sessionOf("RESP-RESTART-2")).toEqual(sessionOf("RESP-RESTART-1"))
+      // The resumed session's real turns (the CLI adds <system-reminder> blocks of its own to user messages).
+      const turns = messagesOf(upstream.requestsFor("RESP-RESTART-2")[0]!.body)
+        .filter((m) => m.role === "user" || m.role === "assistant")
+        .map((m) => `${m.role}: ${textOf(m.content).replace(/<system-reminder>[\s\S]*?<\/system-reminder>/g, "").trim()}`)
+      expect(turns).toEqual(["user: RESP-RESTART-1", "assistant: Before the restart.", "user: RESP-RESTART-2"])
+    } finally {
+      await second.close()
+    }
+  }, 90_000)
+})
+
 describe("with API keys", () => {
   let keyed: Gateway | undefined
   afterAll(async () => {
