@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApiScalar, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Layer, Option, Predicate, Redacted } from "effect"
@@ -12,6 +12,7 @@ import { ImageFetcher } from "../services/ImageFetcher.js"
 import { ModelCatalog } from "../services/ModelCatalog.js"
 import { ConversationsHttp } from "../protocols/conversations/Http.js"
 import { OpenAIHttp } from "../protocols/openai/Http.js"
+import { RpcLive } from "../protocols/rpc/Http.js"
 import { Conversations } from "../services/Conversations.js"
 import { Pool } from "../services/Pool.js"
 import { ToolBridge } from "../services/ToolBridge.js"
@@ -139,6 +140,8 @@ export const ServerLive = Layer.unwrapEffect(
       // CORS outermost: a preflight carries no API key and matches no route.
       Layer.provide(HttpApiBuilder.middleware((app) => cors(gatewayMiddleware(keys)(app)))),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+      Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+      Layer.provide(RpcLive.pipe(Layer.provide(GatewayServices))),
       Layer.provide(ApiLive),
       HttpServer.withLogAddress,
       // Merged so that embedding apps and tests can read the bound address.
