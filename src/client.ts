@@ -2,7 +2,7 @@ import { FetchHttpClient, HttpClient, HttpClientRequest, Socket } from "@effect/
 import { RpcClient, RpcSerialization } from "@effect/rpc"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import type { RpcGroup } from "@effect/rpc"
-import { Context, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { WebSocket } from "ws"
 import { GatewayRpcs } from "./protocols/rpc/Api.js"
 
@@ -27,7 +27,7 @@ export interface GatewayClientOptions {
   readonly apiKey?: string | undefined
   /**
    * `http` (default): one streamed HTTP request per call, NDJSON. `websocket`: one connection for
-   * every call of the layer's lifetime (reconnects by itself).
+   * every call of the layer's lifetime (reconnected when it drops).
    */
   readonly transport?: "http" | "websocket" | undefined
 }
@@ -41,12 +41,18 @@ const rpcUrl = (base: string, websocket: boolean) => {
 }
 
 /** HTTP transport: NDJSON, so that a streamed call's events arrive as the server writes them. */
-const httpProtocol = (options: GatewayClientOptions) =>
-  RpcClient.layerProtocolHttp({
-    url: rpcUrl(options.url, false),
-    transformClient: (client) =>
-      options.apiKey === undefined ? client : HttpClient.mapRequest(client, HttpClientRequest.bearerToken(options.apiKey))
-  }).pipe(Layer.provide([RpcSerialization.layerNdjson, FetchHttpClient.layer]))
+const httpProtocol = (options: GatewayClientOptions) => {
+  const { apiKey } = options
+  // A refused call (401, 413, …) has no NDJSON body: without the status check it would wait forever.
+  const client = Layer.effect(
+    HttpClient.HttpClient,
+    Effect.map(HttpClient.HttpClient, (client) =>
+      HttpClient.filterStatusOk(apiKey === undefined ? client : HttpClient.mapRequest(client, HttpClientRequest.bearerToken(apiKey))))
+  ).pipe(Layer.provide(FetchHttpClient.layer))
+  return RpcClient.layerProtocolHttp({ url: rpcUrl(options.url, false) }).pipe(
+    Layer.provide([RpcSerialization.layerNdjson, client])
+  )
+}
 
 /** WebSocket transport; `ws` rather than the global WebSocket, because only it can send the API key header. */
 const websocketProtocol = (options: GatewayClientOptions) => {
@@ -55,7 +61,8 @@ const websocketProtocol = (options: GatewayClientOptions) => {
     Socket.WebSocketConstructor,
     (url, protocols) => new WebSocket(url, protocols, { headers }) as unknown as globalThis.WebSocket
   )
-  return RpcClient.layerProtocolSocket({ retryTransientErrors: true }).pipe(
+  // Calls fail at once while the gateway cannot be reached (or refuses the key); the socket reconnects by itself.
+  return RpcClient.layerProtocolSocket().pipe(
     Layer.provide(Socket.layerWebSocket(rpcUrl(options.url, true))),
     Layer.provide([RpcSerialization.layerJson, constructor])
   )
