@@ -1,7 +1,7 @@
 import { HttpApiBuilder, HttpIncomingMessage, HttpServerRequest } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { RpcSerialization, RpcServer } from "@effect/rpc"
-import { Effect, Layer, Option, Redacted, Stream } from "effect"
+import { Effect, Layer, Option, Redacted, Scope, Stream } from "effect"
 import * as crypto from "node:crypto"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { ConversationNotFound as DomainConversationNotFound, InvalidRequest as DomainInvalidRequest } from "../../domain/errors.js"
@@ -73,15 +73,21 @@ export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
         onSome: Effect.succeed
       }))
 
+  // Where turns are released after their call has answered (closed with the server).
+  const background = yield* Effect.scope
+
   return {
-    // The turn's scope is the stream's: when the client interrupts the call, the stream ends and
-    // ChatService ends the turn's CLI exactly as for an HTTP client that disconnects.
+    // The turn's scope ends with the call's stream: when the client interrupts the call, ChatService
+    // ends the turn's CLI exactly as for an HTTP client that disconnects. The release (settling the
+    // CLI, keeping it for the conversation) runs after the last event, as after an HTTP response's
+    // last byte, so that the client does not wait for it.
     Chat: (request) =>
       Stream.unwrapScoped(Effect.gen(function*() {
         const { owner } = yield* Caller
         const model = yield* catalog.resolve(request.model ?? config.claude.default_model)
         const turn = yield* toTurnRequest(request, model, owner)
-        const result = yield* chat.turn(turn)
+        const turnScope = yield* Effect.acquireRelease(Scope.make(), (scope, exit) => Effect.forkIn(Scope.close(scope, exit), background))
+        const result = yield* Scope.extend(chat.turn(turn), turnScope)
         const accepted = result.conversationId === undefined
           ? Stream.empty
           : Stream.make({ _tag: "Accepted" as const, conversationId: result.conversationId })
@@ -165,7 +171,7 @@ export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
 }))
 
 /** An RPC body over `server.max_body_bytes` is refused before it is read (a 400 naming the limit). */
-const limitBody = (app: HttpApp.Default<never, import("effect").Scope.Scope>, maxBytes: number) =>
+const limitBody = (app: HttpApp.Default<never, Scope.Scope>, maxBytes: number) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
     Number(request.headers["content-length"] ?? "0") > maxBytes
       ? Effect.succeed(errorResponse(
