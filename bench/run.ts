@@ -1,7 +1,7 @@
 /**
  * Benchmarks (not tests): each compares within one run and prints JSON.
  *   npm run bench                 all of them
- *   npm run bench -- latency      one of: latency, overhead, delta, rss, newconv
+ *   npm run bench -- latency      one of: latency, overhead, delta, rss, newconv, rpc
  * The gateway runs as a child process (`node build/src/bin.js`), as a user would run it.
  */
 import { type ChildProcess, spawn } from "node:child_process"
@@ -12,7 +12,10 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { Either } from "effect"
+import { Effect, Either, ManagedRuntime, Stream } from "effect"
+import OpenAI from "openai"
+import type { ChatCompletionCreateParamsStreaming } from "openai/resources/chat/completions"
+import { GatewayClient } from "../src/client.js"
 import { cliArgs } from "../src/cli/CliProcess.js"
 import { decodeConfig } from "../src/config/GatewayConfig.js"
 import { startUpstream, type Upstream } from "../test/support/upstream.js"
@@ -580,9 +583,86 @@ const newConversations = async (measured = 100, offMeasured = 30) => {
   }
 }
 
+// ---------------------------------------------------------------------------- 6. RPC vs OpenAI
+
+/**
+ * A later turn of a conversation (on its live CLI) through the typed RPC client, over HTTP and
+ * over WebSocket, vs through the official openai client (streamed, read to the end): one gateway,
+ * the three interleaved turn by turn so that they share the machine's noise.
+ */
+const rpcVsOpenai = async (turns = 40) => {
+  const upstream = await startUpstream()
+  const gateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["conversation.max_live=8"] })
+  const openai = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: "unused", maxRetries: 0 })
+  const viaHttp = ManagedRuntime.make(GatewayClient.layer({ url: gateway.url }))
+  const viaWebsocket = ManagedRuntime.make(GatewayClient.layer({ url: gateway.url, transport: "websocket" }))
+  try {
+    const openaiTurn = async (conversationId: string | undefined, content: string) => {
+      const body: ChatCompletionCreateParamsStreaming & { conversation_id?: string } = {
+        model: "sonnet",
+        stream: true,
+        messages: [{ role: "user", content }],
+        ...(conversationId === undefined ? {} : { conversation_id: conversationId })
+      }
+      const { data, response } = await openai.chat.completions.create(body).withResponse()
+      for await (const _chunk of data) {
+        // read to the end
+      }
+      return response.headers.get("x-conversation-id") ?? ""
+    }
+    const rpcTurn = (runtime: typeof viaHttp, conversationId: string | undefined, input: string) =>
+      runtime.runPromise(Effect.gen(function*() {
+        const client = yield* GatewayClient
+        let id = ""
+        yield* Stream.runForEach(client.Chat({ model: "sonnet", conversationId, input }), (event) =>
+          Effect.sync(() => {
+            if (event._tag === "Accepted") id = event.conversationId
+          }))
+        return id
+      }))
+    const series = {
+      openai_http_sse: { open: (input: string) => openaiTurn(undefined, input), next: openaiTurn },
+      rpc_http_ndjson: { open: (input: string) => rpcTurn(viaHttp, undefined, input), next: (id: string, input: string) => rpcTurn(viaHttp, id, input) },
+      rpc_websocket: {
+        open: (input: string) => rpcTurn(viaWebsocket, undefined, input),
+        next: (id: string, input: string) => rpcTurn(viaWebsocket, id, input)
+      }
+    }
+    const names = Object.keys(series) as Array<keyof typeof series>
+    const ids = new Map<string, string>()
+    for (const name of names) {
+      ids.set(name, await series[name].open(`open ${name}`))
+      await standbyReady(gateway.url, 1, ids.size) // kept CLIs count as leased; the replacement standby boots off the request path
+    }
+    const times = new Map<string, Array<number>>(names.map((name) => [name, []]))
+    for (let i = 0; i < turns; i++) {
+      // Rotate who goes first: none always follows the same neighbour.
+      for (const name of names.map((_, k) => names[(k + i) % names.length]!)) {
+        const started = now()
+        await series[name].next(ids.get(name)!, `next ${i}`)
+        times.get(name)!.push(now() - started)
+      }
+    }
+    const result = Object.fromEntries(names.map((name) => [name, summary(times.get(name)!)]))
+    const p50 = (name: keyof typeof series) => summary(times.get(name)!).p50
+    return {
+      what: "later turns of a conversation on its live CLI (real CLI + scripted upstream), full turn in ms, interleaved",
+      ...result,
+      rpc_http_over_openai_p50: round(p50("rpc_http_ndjson") / p50("openai_http_sse")),
+      rpc_websocket_over_openai_p50: round(p50("rpc_websocket") / p50("openai_http_sse")),
+      target: "RPC p50 no slower than openai (ratio <= 1)"
+    }
+  } finally {
+    await viaHttp.dispose()
+    await viaWebsocket.dispose()
+    await gateway.stop()
+    await upstream.close()
+  }
+}
+
 // ---------------------------------------------------------------------------- main
 
-const all = { latency, overhead, delta: deltaLatency, rss, newconv: newConversations } as const
+const all = { latency, overhead, delta: deltaLatency, rss, newconv: newConversations, rpc: rpcVsOpenai } as const
 const chosen = process.argv.slice(2).filter((name): name is keyof typeof all => name in all)
 const out: Record<string, unknown> = { node: process.version, cpus: os.cpus().length }
 for (const name of chosen.length > 0 ? chosen : (Object.keys(all) as Array<keyof typeof all>)) {

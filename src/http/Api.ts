@@ -4,6 +4,7 @@ import { AnthropicApi } from "../protocols/anthropic/Api.js"
 import { ConversationsApi } from "../protocols/conversations/Api.js"
 import { OpenAIApi } from "../protocols/openai/Api.js"
 import { ResponsesApi } from "../protocols/responses/Api.js"
+import { completeOpenApi } from "./openapi.js"
 
 export const Health = Schema.Struct({
   status: Schema.Literal("ok", "degraded"),
@@ -53,4 +54,5 @@ export class GatewayApi extends HttpApi.make("claude-code-api")
   .annotate(OpenApi.Title, "claude-code-api")
   .annotate(OpenApi.Version, "0.1.0")
   .annotate(OpenApi.Description, "OpenAI-compatible gateway in front of the Claude Code CLI")
+  .annotate(OpenApi.Transform, completeOpenApi)
 {}

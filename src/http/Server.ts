@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpApiError, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApiError, HttpApiScalar, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Layer, Option, Predicate, Redacted } from "effect"
@@ -16,42 +16,21 @@ import { ConversationsHttp } from "../protocols/conversations/Http.js"
 import { OpenAIHttp } from "../protocols/openai/Http.js"
 import { ResponsesHttp } from "../protocols/responses/Http.js"
 import { ResponseStore } from "../store/ResponseStore.js"
+import { RpcLive } from "../protocols/rpc/Http.js"
 import { Conversations } from "../services/Conversations.js"
 import { Pool } from "../services/Pool.js"
 import { ToolBridge } from "../services/ToolBridge.js"
+import { healthReport } from "../services/Health.js"
 import { GatewayApi } from "./Api.js"
 import { anthropicErrorResponse, errorResponse, speaksAnthropic } from "./errors.js"
 import { offeredKey } from "./request.js"
 
 const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
   Effect.gen(function*() {
-    const catalog = yield* ModelCatalog
-    const pool = yield* Pool
-    const admission = yield* Admission
-    const bridge = yield* ToolBridge
-    const conversations = yield* Conversations
-    const { config } = yield* GatewayConfig
+    const context = yield* Effect.context<ModelCatalog | Pool | Admission | ToolBridge | Conversations | GatewayConfig>()
     return handlers.handle("health", () =>
-      Effect.map(Effect.all([catalog.state, pool.stats, admission.stats, bridge.count, conversations.liveIds]), ([state, poolStats, sessions, parked, live]) => {
-        // A CLI that is not logged in fails every chat: not healthy.
-        const healthy = state._tag === "Ready" && state.info.auth.loggedIn
-        const body = {
-          status: healthy ? "ok" as const : "degraded" as const,
-          cli: {
-            command: config.claude.command,
-            version: state._tag === "Ready" ? state.info.version : null,
-            error: state._tag === "Ready"
-              ? (state.info.auth.loggedIn ? null : "not logged in: log the CLI in with `claude /login`, or set ANTHROPIC_API_KEY")
-              : state.reason,
-            auth: state._tag === "Ready" ? { logged_in: state.info.auth.loggedIn, method: state.info.auth.method } : null
-          },
-          sessions,
-          pool: poolStats,
-          tools: { parked },
-          conversations: { live: live.size }
-        }
-        return healthy ? body : HttpServerResponse.unsafeJson(body, { status: 503 })
-      }))
+      Effect.map(Effect.provide(healthReport, context), ({ body, healthy }) =>
+        healthy ? body : HttpServerResponse.unsafeJson(body, { status: 503 })))
   }))
 
 const isLoopback = (host: string) => host === "localhost" || host === "::1" || host.startsWith("127.")
@@ -169,6 +148,8 @@ export const ServerLive = Layer.unwrapEffect(
       // CORS outermost: a preflight carries no API key and matches no route.
       Layer.provide(HttpApiBuilder.middleware((app) => cors(gatewayMiddleware(keys)(app)))),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+      Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+      Layer.provide(RpcLive.pipe(Layer.provide(GatewayServices))),
       Layer.provide(ApiLive),
       HttpServer.withLogAddress,
       // Merged so that embedding apps and tests can read the bound address.

@@ -136,7 +136,11 @@ export const offeredKey = (headers: Readonly<Record<string, string | undefined>>
  * has been checked by then), else everyone's ("").
  */
 export const ownerOf = (request: HttpServerRequest.HttpServerRequest, keysConfigured: boolean): string =>
-  keysConfigured ? crypto.createHash("sha256").update(offeredKey(request.headers) ?? "").digest("hex").slice(0, 32) : ""
+  ownerOfKey(offeredKey(request.headers), keysConfigured)
+
+/** The owner of what a checked API key creates (see `ownerOf`). */
+export const ownerOfKey = (key: string | undefined, keysConfigured: boolean): string =>
+  keysConfigured ? crypto.createHash("sha256").update(key ?? "").digest("hex").slice(0, 32) : ""
 
 /** A JSON object body decoded with `schema`. */
 export const decodeBody = <A, I>(schema: Schema.Schema<A, I>, body: unknown): Either.Either<A, InvalidRequest> =>

@@ -1,0 +1,191 @@
+import { HttpApiBuilder, HttpIncomingMessage, HttpServerRequest } from "@effect/platform"
+import type { HttpApp } from "@effect/platform"
+import { RpcSerialization, RpcServer } from "@effect/rpc"
+import { Effect, Layer, Option, Redacted, Scope, Stream } from "effect"
+import * as crypto from "node:crypto"
+import { GatewayConfig } from "../../config/GatewayConfig.js"
+import { ConversationNotFound as DomainConversationNotFound, InvalidRequest as DomainInvalidRequest } from "../../domain/errors.js"
+import { errorResponse } from "../../http/errors.js"
+import { offeredKey, ownerOfKey } from "../../http/request.js"
+import { Admission } from "../../services/Admission.js"
+import { ChatService } from "../../services/ChatService.js"
+import { Conversations } from "../../services/Conversations.js"
+import { ModelCatalog } from "../../services/ModelCatalog.js"
+import { Pool } from "../../services/Pool.js"
+import { healthReport } from "../../services/Health.js"
+import { ToolBridge } from "../../services/ToolBridge.js"
+import type { Conversation as StoredConversation } from "../../store/ConversationStore.js"
+import { Authentication, Caller, GatewayRpcs, Unauthorized } from "./Api.js"
+import { toChatEvent, toTurnRequest, toWireError } from "./translate.js"
+
+/** The RPC handlers over ChatService, Conversations and ModelCatalog, and their mount at /rpc. */
+
+const sameSecret = (expected: string, offered: string) => {
+  const a = Buffer.from(expected)
+  const b = Buffer.from(offered)
+  return a.length === b.length && crypto.timingSafeEqual(a, b)
+}
+
+/**
+ * The key is checked again per call (the HTTP middleware already checked the transport's): a call
+ * may carry headers of its own, and only a key that is valid decides whose conversations it sees.
+ */
+export const AuthenticationLive = Layer.effect(
+  Authentication,
+  Effect.map(GatewayConfig, ({ config }) => {
+    const keys = config.server.api_keys.map((key) => Redacted.make(key))
+    return Authentication.of(({ headers }) => {
+      const offered = offeredKey(headers)
+      if (keys.length === 0) return Effect.succeed({ owner: ownerOfKey(offered, false) })
+      return offered !== undefined && keys.some((key) => sameSecret(Redacted.value(key), offered))
+        ? Effect.succeed({ owner: ownerOfKey(offered, true) })
+        : Effect.fail(new Unauthorized({ message: "Incorrect API key provided. Send it as 'Authorization: Bearer <key>' or 'x-api-key'." }))
+    })
+  })
+)
+
+const render = (conversation: StoredConversation, live: ReadonlySet<string>) => ({
+  id: conversation.id,
+  createdAt: conversation.createdAt,
+  updatedAt: conversation.updatedAt,
+  model: conversation.model,
+  system: conversation.systemPrompt,
+  metadata: conversation.metadata,
+  live: live.has(conversation.id),
+  usage: { promptTokens: conversation.promptTokens, completionTokens: conversation.completionTokens },
+  costUsd: conversation.costUsd
+})
+
+export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
+  const chat = yield* ChatService
+  const catalog = yield* ModelCatalog
+  const conversations = yield* Conversations
+  const bridge = yield* ToolBridge
+  const { config } = yield* GatewayConfig
+  const context = yield* Effect.context<ModelCatalog | Pool | Admission | ToolBridge | Conversations | GatewayConfig>()
+  const store = conversations.store
+
+  /** A conversation of this caller's (another key's is as good as unknown). */
+  const find = (id: string, owner: string) =>
+    Effect.flatMap(store.get(id), (found) =>
+      Option.match(Option.filter(found, (conversation) => conversation.owner === owner), {
+        onNone: () => Effect.fail(new DomainConversationNotFound({ id })),
+        onSome: Effect.succeed
+      }))
+
+  // Where turns are released after their call has answered (closed with the server).
+  const background = yield* Effect.scope
+
+  return {
+    // The turn's scope ends with the call's stream: when the client interrupts the call, ChatService
+    // ends the turn's CLI exactly as for an HTTP client that disconnects. The release (settling the
+    // CLI, keeping it for the conversation) runs after the last event, as after an HTTP response's
+    // last byte, so that the client does not wait for it.
+    Chat: (request) =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        const { owner } = yield* Caller
+        const model = yield* catalog.resolve(request.model ?? config.claude.default_model)
+        const turn = yield* toTurnRequest(request, model, owner)
+        const turnScope = yield* Effect.acquireRelease(Scope.make(), (scope, exit) => Effect.forkIn(Scope.close(scope, exit), background))
+        const result = yield* Scope.extend(chat.turn(turn), turnScope)
+        const accepted = result.conversationId === undefined
+          ? Stream.empty
+          : Stream.make({ _tag: "Accepted" as const, conversationId: result.conversationId })
+        return Stream.concat(accepted, Stream.map(result.events, toChatEvent))
+      })).pipe(Stream.mapError(toWireError)),
+
+    CreateConversation: (payload) =>
+      Effect.gen(function*() {
+        const { owner } = yield* Caller
+        if (payload.model !== undefined) yield* catalog.resolve(payload.model)
+        const conversation = yield* store.create({
+          owner,
+          model: payload.model,
+          systemPrompt: payload.system,
+          metadata: payload.metadata
+        })
+        return render(conversation, new Set())
+      }).pipe(Effect.mapError(toWireError)),
+
+    ListConversations: ({ after, limit = 20 }) =>
+      Effect.gen(function*() {
+        const { owner } = yield* Caller
+        if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+          return yield* new DomainInvalidRequest({
+            message: "Invalid value for 'limit': expected an integer from 1 to 100.",
+            param: "limit",
+            code: "invalid_value"
+          })
+        }
+        if (after !== undefined) yield* find(after, owner)
+        const page = yield* store.list({ owner, limit, after })
+        const live = yield* conversations.liveIds
+        return { data: page.data.map((conversation) => render(conversation, live)), hasMore: page.hasMore }
+      }).pipe(Effect.mapError(toWireError)),
+
+    GetConversation: ({ id }) =>
+      Effect.gen(function*() {
+        const { owner } = yield* Caller
+        const conversation = yield* find(id, owner)
+        const messages = yield* store.messages(id)
+        return {
+          ...render(conversation, yield* conversations.liveIds),
+          messages: messages.map((message) => ({
+            role: message.role,
+            content: message.content,
+            toolCalls: message.tool_calls ?? [],
+            toolCallId: message.tool_call_id ?? null
+          }))
+        }
+      }).pipe(Effect.mapError(toWireError)),
+
+    DeleteConversation: ({ id }) =>
+      Effect.scoped(Effect.gen(function*() {
+        const { owner } = yield* Caller
+        yield* find(id, owner)
+        // After the conversation's running turn, if any; its parked turns end with it.
+        yield* conversations.lock(id)
+        yield* bridge.endParked(id)
+        if (!(yield* conversations.remove(id))) return yield* new DomainConversationNotFound({ id })
+      })).pipe(Effect.mapError(toWireError)),
+
+    ListModels: () => catalog.models,
+
+    Health: () => Effect.map(Effect.provide(healthReport, context), ({ body }) => body)
+  }
+}))
+
+/** An RPC body over `server.max_body_bytes` is refused before it is read (a 400 naming the limit). */
+const limitBody = (app: HttpApp.Default<never, Scope.Scope>, maxBytes: number) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    Number(request.headers["content-length"] ?? "0") > maxBytes
+      ? Effect.succeed(errorResponse(
+        new DomainInvalidRequest({
+          message: `The RPC request body is larger than server.max_body_bytes (${maxBytes} bytes).`,
+          param: null,
+          code: "request_too_large"
+        })
+      ))
+      : HttpIncomingMessage.withMaxBodySize(app, Option.some(maxBytes)))
+
+/**
+ * /rpc on the HttpApi's router: POST is the HTTP transport (NDJSON, so that streamed events are
+ * written as they come), GET upgrades to the WebSocket transport (JSON frames). One RPC server
+ * per transport, both over the same handlers.
+ */
+export const RpcLive = HttpApiBuilder.Router.use((router) =>
+  Effect.gen(function*() {
+    const { config } = yield* GatewayConfig
+    const http = yield* RpcServer.makeProtocolWithHttpApp.pipe(Effect.provide(RpcSerialization.layerNdjson))
+    yield* router.post("/rpc", limitBody(http.httpApp, config.server.max_body_bytes))
+    const websocket = yield* RpcServer.makeProtocolWithHttpAppWebsocket.pipe(Effect.provide(RpcSerialization.layerJson))
+    yield* router.get("/rpc", websocket.httpApp)
+    for (const protocol of [http.protocol, websocket.protocol]) {
+      yield* RpcServer.make(GatewayRpcs).pipe(
+        Effect.provideService(RpcServer.Protocol, protocol),
+        Effect.interruptible,
+        Effect.forkScoped
+      )
+    }
+  })
+).pipe(Layer.provide([GatewayRpcsLive, AuthenticationLive]))

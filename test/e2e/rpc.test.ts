@@ -1,0 +1,350 @@
+import { RpcClient } from "@effect/rpc"
+import { Chunk, Effect, Either, Fiber, ManagedRuntime, Stream } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type ChatEvent, type ChatRequest, GatewayClient } from "../../src/client.js"
+import { cliChildren, cliProcesses, type Gateway, health, startGateway, waitForHealth } from "../support/gateway.js"
+import { messagesOf, startUpstream, textOf, type Upstream } from "../support/upstream.js"
+import { useGateway } from "../support/e2e.js"
+
+// The typed RPC client (src/client.ts) against the real app at /rpc: real CLI, scripted upstream,
+// both transports (HTTP NDJSON and WebSocket).
+
+let upstream: Upstream
+let gateway: Gateway
+
+// max_live 0: a CLI whose turn is over (or cut) ends, so cancellation is visible as a dead pid.
+useGateway({ config: { conversation: { max_live: 0 } } }, (started) => ({ upstream, gateway } = started))
+
+const transports = ["http", "websocket"] as const
+type Transport = typeof transports[number]
+
+const runtimes = new Map<string, ManagedRuntime.ManagedRuntime<GatewayClient, never>>()
+/** One client per gateway, transport and key, for the whole file. */
+const clientFor = (g: Gateway, transport: Transport, apiKey?: string) => {
+  const key = `${g.url} ${transport} ${apiKey ?? ""}`
+  let runtime = runtimes.get(key)
+  if (runtime === undefined) {
+    runtime = ManagedRuntime.make(GatewayClient.layer({ url: g.url, transport, apiKey }))
+    runtimes.set(key, runtime)
+  }
+  return runtime
+}
+afterAll(async () => {
+  for (const runtime of runtimes.values()) await runtime.dispose()
+})
+
+const run = <A, E>(transport: Transport, effect: Effect.Effect<A, E, GatewayClient>, g = gateway, apiKey?: string) =>
+  clientFor(g, transport, apiKey).runPromise(effect)
+
+/** A whole Chat call's events, or its typed failure. */
+const chat = (request: ChatRequest) =>
+  Effect.flatMap(GatewayClient, (client) => Stream.runCollect(client.Chat(request))).pipe(
+    Effect.map(Chunk.toReadonlyArray),
+    Effect.either
+  )
+
+const events = <A, E>(result: Either.Either<A, E>): A => {
+  if (Either.isLeft(result)) throw new Error(`expected events, got ${JSON.stringify(result.left)}`)
+  return result.right
+}
+const failure = <A, E>(result: Either.Either<A, E>): E => {
+  if (Either.isRight(result)) throw new Error(`expected a failure, got ${JSON.stringify(result.right)}`)
+  return result.left
+}
+
+const textOfEvents = (list: ReadonlyArray<ChatEvent>) => list.flatMap((e) => (e._tag === "TextDelta" ? [e.text] : [])).join("")
+const accepted = (list: ReadonlyArray<ChatEvent>) => {
+  const first = list[0]
+  if (first?._tag !== "Accepted") throw new Error(`the first event is not Accepted: ${JSON.stringify(first)}`)
+  return first.conversationId
+}
+const finished = (list: ReadonlyArray<ChatEvent>) => {
+  const last = list.at(-1)
+  if (last?._tag !== "Finished") throw new Error(`the last event is not Finished: ${JSON.stringify(last)}`)
+  return last
+}
+
+const sessionOf = (marker: string, which = 0) => upstream.requestsFor(marker)[which]!.headers["x-claude-code-session-id"]
+
+describe.each(transports)("over %s", (transport) => {
+  const tag = transport.toUpperCase()
+
+  it("streams a chat as typed events", async () => {
+    upstream.on(`RPC-HELLO-${tag}`, {
+      kind: "message",
+      blocks: [{ type: "thinking", thinking: ["Let me ", "think."] }, { type: "text", text: ["Hello ", "from ", "RPC."] }],
+      usage: { input_tokens: 11, output_tokens: 7 }
+    })
+    const list = events(await run(transport, chat({ model: "sonnet", input: `RPC-HELLO-${tag}` })))
+    expect(accepted(list)).toMatch(/^conv_/)
+    expect(list.some((e) => e._tag === "Started")).toBe(true)
+    expect(list.filter((e) => e._tag === "TextDelta").length).toBeGreaterThanOrEqual(3)
+    expect(textOfEvents(list)).toBe("Hello from RPC.")
+    expect(list.flatMap((e) => (e._tag === "ThinkingDelta" ? [e.text] : [])).join("")).toBe("Let me think.")
+    const end = finished(list)
+    expect(end.reason).toBe("stop")
+    expect(end.usage).toMatchObject({ inputTokens: 11, outputTokens: 7 })
+    expect(end.toolCalls).toEqual([])
+  })
+
+  it("continues a conversation by id in the same CLI session", async () => {
+    upstream.on(`RPC-CONV1-${tag}`, { kind: "message", blocks: [{ type: "text", text: "First." }] })
+    upstream.on(`RPC-CONV2-${tag}`, { kind: "message", blocks: [{ type: "text", text: "Second." }] })
+    const first = events(await run(transport, chat({ input: `RPC-CONV1-${tag}` })))
+    const id = accepted(first)
+    const second = events(await run(transport, chat({ conversationId: id, input: `RPC-CONV2-${tag}` })))
+    expect(accepted(second)).toBe(id)
+    expect(textOfEvents(second)).toBe("Second.")
+    expect(sessionOf(`RPC-CONV2-${tag}`)).toBe(sessionOf(`RPC-CONV1-${tag}`))
+    const sent = messagesOf(upstream.requestsFor(`RPC-CONV2-${tag}`)[0]!.body).map((m) => textOf(m.content))
+    expect(sent.some((text) => text.includes(`RPC-CONV1-${tag}`))).toBe(true)
+
+    const stored = await run(transport, Effect.flatMap(GatewayClient, (client) => client.GetConversation({ id })))
+    expect(stored.messages.map((m) => [m.role, m.content])).toEqual([
+      ["user", `RPC-CONV1-${tag}`],
+      ["assistant", "First."],
+      ["user", `RPC-CONV2-${tag}`],
+      ["assistant", "Second."]
+    ])
+  })
+
+  it("round-trips a client tool call as typed values", async () => {
+    upstream.on(`RPC-TOOL-${tag}`, {
+      kind: "message",
+      blocks: [{ type: "text", text: "Checking." }, { type: "tool_use", name: "mcp__client__get_weather", input: { city: "Oslo" }, chunks: 3 }]
+    })
+    upstream.on(`RPC-WEATHER-${tag}`, { kind: "message", blocks: [{ type: "text", text: "Cold in Oslo." }] })
+    const tools = [{
+      name: "get_weather",
+      description: "Current weather for a city",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] }
+    }]
+    const first = events(await run(transport, chat({ input: `RPC-TOOL-${tag}`, tools })))
+    const end = finished(first)
+    expect(end.reason).toBe("tool_calls")
+    const [call] = end.toolCalls
+    expect(call?.name).toBe("get_weather")
+    expect(JSON.parse(call!.arguments)).toEqual({ city: "Oslo" })
+    expect(first.some((e) => e._tag === "ToolCallStarted" && e.name === "get_weather" && e.id === call!.id)).toBe(true)
+    expect(first.filter((e) => e._tag === "ToolCallDelta").map((e) => (e._tag === "ToolCallDelta" ? e.arguments : "")).join(""))
+      .toBe(call!.arguments)
+    expect((await health(gateway)).tools.parked).toBe(1)
+
+    const second = events(await run(transport, chat({
+      conversationId: accepted(first),
+      toolResults: [{ id: call!.id, content: `RPC-WEATHER-${tag}: -3 C` }],
+      tools
+    })))
+    expect(textOfEvents(second)).toBe("Cold in Oslo.")
+    expect(finished(second).reason).toBe("stop")
+    // The parked turn went on: upstream got a real tool_result for the real tool_use id, same session.
+    expect(JSON.stringify(upstream.requestsFor(`RPC-WEATHER-${tag}`)[0]!.body)).toContain(call!.id)
+    expect(sessionOf(`RPC-WEATHER-${tag}`)).toBe(sessionOf(`RPC-TOOL-${tag}`))
+    expect((await health(gateway)).tools.parked).toBe(0)
+  })
+
+  it("ends the turn's CLI when the client interrupts the stream", async () => {
+    const marker = `RPC-CANCEL-${tag}`
+    upstream.on(marker, {
+      kind: "message",
+      blocks: [{ type: "text", text: Array.from({ length: 100 }, (_, i) => `word${i} `) }],
+      interDeltaMs: 100
+    })
+    // The ready standby of the default launch is the one this turn takes.
+    let pid: number | undefined
+    await waitForHealth(gateway, (h) => {
+      const sonnets = cliProcesses().filter((p) =>
+        p.args.includes("--model sonnet") && !p.args.includes("--system-prompt") && !p.args.includes("--mcp-config")
+      )
+      pid = sonnets.length === 1 ? sonnets[0]!.pid : undefined
+      return h.pool.leased === 0 && pid !== undefined &&
+        h.pool.signatures.some((s) => s.model === "sonnet" && s.standby === 1 && s.spawning === 0)
+    })
+    const deltas = await run(transport, Effect.gen(function*() {
+      const client = yield* GatewayClient
+      const seen: Array<string> = []
+      // Stream.take ends the consumer after two deltas: the call is interrupted, as by a fiber interrupt.
+      yield* client.Chat({ model: "sonnet", input: marker }).pipe(
+        Stream.filter((e) => e._tag === "TextDelta"),
+        Stream.take(2),
+        Stream.runForEach((e) => Effect.sync(() => seen.push(e._tag === "TextDelta" ? e.text : ""))),
+        Effect.tap(() => Effect.sync(() => expect(cliChildren()).toContain(pid)))
+      )
+      return seen
+    }))
+    expect(deltas).toEqual(["word0 ", "word1 "])
+    const started = Date.now()
+    while (cliChildren().includes(pid!) && Date.now() - started < 3000) await new Promise((r) => setTimeout(r, 20))
+    expect(cliChildren()).not.toContain(pid)
+    expect(Date.now() - started).toBeLessThan(3000)
+    // The upstream stream was cut long before its 100 deltas (10 s).
+    expect((await health(gateway)).sessions.running).toBe(0)
+  })
+
+  it("interrupting the calling fiber also ends the turn", async () => {
+    const marker = `RPC-FIBER-${tag}`
+    upstream.on(marker, { kind: "message", blocks: [{ type: "text", text: Array.from({ length: 100 }, (_, i) => `w${i} `) }], interDeltaMs: 100 })
+    await run(transport, Effect.gen(function*() {
+      const client = yield* GatewayClient
+      const first = yield* Effect.makeLatch(false)
+      const fiber = yield* client.Chat({ input: marker }).pipe(
+        Stream.runForEach((e) => (e._tag === "TextDelta" ? first.open : Effect.void)),
+        Effect.fork
+      )
+      yield* first.await
+      yield* Fiber.interrupt(fiber)
+    }))
+    await waitForHealth(gateway, (h) => h.sessions.running === 0 && h.pool.leased === 0, 3000)
+  })
+})
+
+describe("typed errors", () => {
+  it("ModelNotFound lists the models", async () => {
+    const error = failure(await run("http", chat({ model: "gpt-4o", input: "x" })))
+    expect(error._tag).toBe("ModelNotFound")
+    if (error._tag !== "ModelNotFound") return
+    expect(error.model).toBe("gpt-4o")
+    expect(error.available).toContain("sonnet")
+  })
+
+  it("ConversationNotFound for an unknown conversation", async () => {
+    const error = failure(await run("websocket", chat({ conversationId: "conv_nope", input: "x" })))
+    expect(error).toMatchObject({ _tag: "ConversationNotFound", id: "conv_nope" })
+    const get = await run("http", Effect.flatMap(GatewayClient, (client) => client.GetConversation({ id: "conv_nope" })).pipe(Effect.either))
+    expect(failure(get)).toMatchObject({ _tag: "ConversationNotFound", id: "conv_nope" })
+  })
+
+  it.each([
+    [{ input: "x", tools: [{ name: "bad name!" }] }, "tools[0].name"],
+    [{ input: "x", tools: [{ name: "f", parameters: { type: "string" } }] }, "tools[0].parameters"],
+    [{ input: "x", toolChoice: { name: "missing" }, tools: [{ name: "f" }] }, "toolChoice.name"],
+    [{ input: "x", maxTokens: 0 }, "maxTokens"],
+    [{ input: "x", stop: ["a", "b", "c", "d", "e"] }, "stop"],
+    [{ input: "   " }, "input"],
+    [{}, "input"]
+  ] satisfies ReadonlyArray<readonly [ChatRequest, string]>)("InvalidRequest names the field (%j)", async (request, param) => {
+    const error = failure(await run("http", chat(request)))
+    expect(error).toMatchObject({ _tag: "InvalidRequest", param })
+    if (error._tag === "InvalidRequest") expect(error.message).toContain(param)
+  })
+
+  it("UpstreamError keeps the upstream status and says when to retry", async () => {
+    upstream.on("RPC-OVL", { kind: "error", status: 529, type: "overloaded_error", message: "Overloaded" })
+    const error = failure(await run("http", chat({ input: "RPC-OVL" })))
+    expect(error).toMatchObject({ _tag: "UpstreamError", status: 529, retryAfterSeconds: 5 })
+  })
+
+  it("ListConversations refuses a bad limit", async () => {
+    const result = await run("http", Effect.flatMap(GatewayClient, (client) => client.ListConversations({ limit: 0 })).pipe(Effect.either))
+    expect(failure(result)).toMatchObject({ _tag: "InvalidRequest", param: "limit" })
+  })
+})
+
+describe("conversations, models and health", () => {
+  it("creates, lists, gets and deletes conversations", async () => {
+    await run("websocket", Effect.gen(function*() {
+      const client = yield* GatewayClient
+      const created = yield* client.CreateConversation({ model: "sonnet", system: "Be brief.", metadata: { app: "rpc-test" } })
+      expect(created).toMatchObject({ model: "sonnet", system: "Be brief.", metadata: { app: "rpc-test" }, live: false })
+      const page = yield* client.ListConversations({ limit: 100 })
+      expect(page.data.map((c) => c.id)).toContain(created.id)
+      expect((yield* client.GetConversation({ id: created.id })).messages).toEqual([])
+      yield* client.DeleteConversation({ id: created.id })
+      const gone = yield* Effect.either(client.GetConversation({ id: created.id }))
+      expect(failure(gone)._tag).toBe("ConversationNotFound")
+      const bad = yield* Effect.either(client.CreateConversation({ model: "gpt-4o" }))
+      expect(failure(bad)._tag).toBe("ModelNotFound")
+    }))
+  })
+
+  it("lists models and reports health", async () => {
+    const [models, status] = await run("http", Effect.flatMap(GatewayClient, (client) => Effect.all([client.ListModels(), client.Health()])))
+    expect(models.map((m) => m.id)).toContain("sonnet")
+    expect(status.status).toBe("ok")
+    expect(status.cli.version).not.toBeNull()
+  })
+})
+
+describe("API keys, owners, limits and deadlines", () => {
+  let other: Upstream
+  let keyed: Gateway
+  beforeAll(async () => {
+    other = await startUpstream()
+    keyed = await startGateway({
+      upstreamUrl: other.url,
+      config: {
+        server: { api_keys: ["key-a", "key-b"] },
+        claude: { max_concurrent_sessions: 1, timeout_seconds: 6 },
+        queue: { max_waiting: 0 }
+      }
+    })
+  })
+  afterAll(async () => {
+    for (const [key, runtime] of runtimes) {
+      if (key.startsWith(keyed.url)) await runtime.dispose()
+    }
+    await keyed.close()
+    await other.close()
+  })
+
+  it("a conversation belongs to the key that made it", async () => {
+    other.on("RPC-OWNER", { kind: "message", blocks: [{ type: "text", text: "Mine." }] })
+    const list = events(await run("http", chat({ input: "RPC-OWNER" }), keyed, "key-a"))
+    const id = accepted(list)
+    const asB = await run("websocket", Effect.flatMap(GatewayClient, (client) => client.GetConversation({ id })).pipe(Effect.either), keyed, "key-b")
+    expect(failure(asB)).toMatchObject({ _tag: "ConversationNotFound" })
+    const continued = await run("http", chat({ conversationId: id, input: "x" }), keyed, "key-b")
+    expect(failure(continued)).toMatchObject({ _tag: "ConversationNotFound" })
+    const pageB = await run("http", Effect.flatMap(GatewayClient, (client) => client.ListConversations({})), keyed, "key-b")
+    expect(pageB.data.map((c) => c.id)).not.toContain(id)
+    const asA = await run("websocket", Effect.flatMap(GatewayClient, (client) => client.GetConversation({ id })), keyed, "key-a")
+    expect(asA.messages.map((m) => m.content)).toEqual(["RPC-OWNER", "Mine."])
+  })
+
+  it("a call whose own headers carry an unknown key gets Unauthorized", async () => {
+    const result = await run(
+      "http",
+      Effect.flatMap(GatewayClient, (client) => client.ListModels()).pipe(
+        RpcClient.withHeaders({ authorization: "Bearer forged" }),
+        Effect.either
+      ),
+      keyed,
+      "key-a"
+    )
+    expect(failure(result)).toMatchObject({ _tag: "Unauthorized" })
+  })
+
+  it("a transport without a valid key is refused", async () => {
+    const response = await fetch(`${keyed.url}/rpc`, { method: "POST", body: "{}" })
+    expect(response.status).toBe(401)
+    for (const transport of transports) {
+      const result = await run(transport, Effect.flatMap(GatewayClient, (client) => client.ListModels()).pipe(Effect.either), keyed, "wrong")
+      expect(failure(result)).toMatchObject({ _tag: "RpcClientError" })
+    }
+  })
+
+  it("Overloaded with retry-after when every session is busy, Timeout past claude.timeout_seconds", async () => {
+    other.on("RPC-HANG", { kind: "hang" })
+    await waitForHealth(keyed, () => true) // the app answers
+    const result = await run("http", Effect.gen(function*() {
+      const client = yield* GatewayClient
+      const hanging = yield* Effect.fork(Effect.either(Stream.runCollect(client.Chat({ input: "RPC-HANG" }))))
+      // The hanging turn holds the only session slot.
+      yield* Effect.promise(() =>
+        (async () => {
+          const deadline = Date.now() + 20_000
+          while (Date.now() < deadline) {
+            const h = await (await fetch(`${keyed.url}/health`)).json() as { sessions: { running: number } }
+            if (h.sessions.running === 1) return
+            await new Promise((r) => setTimeout(r, 50))
+          }
+          throw new Error("the hanging turn never ran")
+        })()
+      )
+      const busy = yield* Effect.either(Stream.runCollect(client.Chat({ input: "second" })))
+      return { busy, hung: yield* Fiber.join(hanging) }
+    }), keyed, "key-a")
+    expect(failure(result.busy)).toMatchObject({ _tag: "Overloaded", reason: "queue_full", retryAfterSeconds: 1 })
+    expect(failure(result.hung)).toMatchObject({ _tag: "Timeout", seconds: 6 })
+  }, 30_000)
+})
