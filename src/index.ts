@@ -19,6 +19,7 @@ export { type CatalogEntry, type CatalogState, type CliInfo, ModelCatalog } from
 export { Pool, type PoolStats } from "./services/Pool.js"
 export { ToolBridge } from "./services/ToolBridge.js"
 export { type Conversation, type ConversationInit, ConversationStore, StoredMessage } from "./store/ConversationStore.js"
+export { type ResponseRecord, ResponseStore } from "./store/ResponseStore.js"
 export { CliEnvironment, CliProcess } from "./cli/CliProcess.js"
 
 // Domain: the turn every dialect translates to and from, and the errors that cross a wire.
@@ -45,6 +46,7 @@ export {
   ModelNotFound,
   Overloaded,
   type RequestError,
+  ResponseNotFound,
   RouteNotFound,
   Unauthorized
 } from "./domain/errors.js"

@@ -116,7 +116,19 @@ export const ConfigSchema = Schema.Struct({
     /** A taken standby is replaced this much later, so that the new CLI's boot leaves the CPU to the turn. */
     replace_delay_ms: withDefault(NonNegativeInt, () => 500),
     /** A signature unused this long loses its standbys (the default one keeps its prewarm). */
-    idle_ttl_seconds: withDefault(PositiveInt, () => 600)
+    idle_ttl_seconds: withDefault(PositiveInt, () => 600),
+    /**
+     * A process whose conversation no longer needs it (one-shot requests, conversations evicted or
+     * deleted) is reset and serves the next new conversation instead of being killed. Off: every
+     * conversation gets a process of its own, killed after it.
+     */
+    reuse: withDefault(Bool, () => true),
+    /** A process is retired (killed) after serving this many conversations. */
+    max_uses: withDefault(PositiveInt, () => 200),
+    /** A process is retired when its resident memory passes this many MB at release (Linux). */
+    max_rss_mb: withDefault(PositiveInt, () => 600),
+    /** A reset that takes longer than this kills the process. */
+    reset_timeout_ms: withDefault(PositiveInt, () => 5000)
   })),
   queue: Section(Schema.Struct({
     /** Requests waiting for one of claude.max_concurrent_sessions; past it: 429. */

@@ -22,6 +22,13 @@ export class ConversationNotFound extends Schema.TaggedError<ConversationNotFoun
   }
 }
 
+/** A Responses API object that does not exist (or is not the caller's); `param` names where the id came from. */
+export class ResponseNotFound extends Schema.TaggedError<ResponseNotFound>()("ResponseNotFound", { id: Schema.String, param: Schema.NullOr(Schema.String) }) {
+  override get message() {
+    return `Response with id '${this.id}' not found.`
+  }
+}
+
 export class RouteNotFound extends Schema.TaggedError<RouteNotFound>()("RouteNotFound", { method: Schema.String, path: Schema.String }) {
   override get message() {
     return `Unknown endpoint: ${this.method} ${this.path}`
@@ -37,7 +44,14 @@ export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("Payl
   }
 }
 
-export type RequestError = InvalidRequest | ModelNotFound | ConversationNotFound | RouteNotFound | Unauthorized | PayloadTooLarge
+export type RequestError =
+  | InvalidRequest
+  | ModelNotFound
+  | ConversationNotFound
+  | ResponseNotFound
+  | RouteNotFound
+  | Unauthorized
+  | PayloadTooLarge
 
 /** No session slot: the queue is full or the wait ran out (429 with Retry-After), or the gateway is shutting down. */
 export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {

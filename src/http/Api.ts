@@ -3,6 +3,7 @@ import { Schema } from "effect"
 import { AnthropicApi } from "../protocols/anthropic/Api.js"
 import { ConversationsApi } from "../protocols/conversations/Api.js"
 import { OpenAIApi } from "../protocols/openai/Api.js"
+import { ResponsesApi } from "../protocols/responses/Api.js"
 
 export const Health = Schema.Struct({
   status: Schema.Literal("ok", "degraded"),
@@ -21,6 +22,10 @@ export const Health = Schema.Struct({
     hits: Schema.Number,
     misses: Schema.Number,
     spawned: Schema.Number,
+    /** Processes reset to serve another conversation; resets that failed (process killed); processes retired. */
+    reused: Schema.Number,
+    resetFailed: Schema.Number,
+    retired: Schema.Number,
     signatures: Schema.Array(Schema.Struct({
       model: Schema.String,
       systemPrompt: Schema.Boolean,
@@ -44,6 +49,7 @@ export class GatewayApi extends HttpApi.make("claude-code-api")
   .add(OpenAIApi)
   .add(ConversationsApi)
   .add(AnthropicApi)
+  .add(ResponsesApi)
   .annotate(OpenApi.Title, "claude-code-api")
   .annotate(OpenApi.Version, "0.1.0")
   .annotate(OpenApi.Description, "OpenAI-compatible gateway in front of the Claude Code CLI")

@@ -14,6 +14,8 @@ import { ModelCatalog } from "../services/ModelCatalog.js"
 import { AnthropicHttp } from "../protocols/anthropic/Http.js"
 import { ConversationsHttp } from "../protocols/conversations/Http.js"
 import { OpenAIHttp } from "../protocols/openai/Http.js"
+import { ResponsesHttp } from "../protocols/responses/Http.js"
+import { ResponseStore } from "../store/ResponseStore.js"
 import { Conversations } from "../services/Conversations.js"
 import { Pool } from "../services/Pool.js"
 import { ToolBridge } from "../services/ToolBridge.js"
@@ -117,12 +119,13 @@ export const GatewayServices = Layer.mergeAll(
   Admission.Default,
   ImageFetcher.Default,
   ToolBridge.Default,
-  Conversations.Default
+  Conversations.Default,
+  ResponseStore.Default
 )
 
 /** The HttpApi with its handlers; needs GatewayConfig. */
 export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
-  Layer.provide([OpenAIHttp, ConversationsHttp, SystemHttp, AnthropicHttp]),
+  Layer.provide([OpenAIHttp, ConversationsHttp, ResponsesHttp, AnthropicHttp, SystemHttp]),
   Layer.provide(GatewayServices)
 )
 

@@ -75,6 +75,8 @@ export const toHttpError = (error: GatewayError): HttpError => {
       return make(404, "invalid_request_error", "model_not_found", error.message, { param: "model", headers: noRetry })
     case "ConversationNotFound":
       return make(404, "invalid_request_error", "conversation_not_found", error.message, { param: "conversation_id", headers: noRetry })
+    case "ResponseNotFound":
+      return make(404, "invalid_request_error", "response_not_found", error.message, { param: error.param, headers: noRetry })
     case "RouteNotFound":
       return make(404, "invalid_request_error", "unknown_url", error.message, { headers: noRetry })
     case "Unauthorized":

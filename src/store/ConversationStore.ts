@@ -223,7 +223,8 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
         Effect.orDie
       )
 
-    return { create, get, messages, list, remove, recordTurn, attachSession, findByFingerprint, purge } as const
+    // `sql`: stores of other objects kept in the same database (ResponseStore).
+    return { create, get, messages, list, remove, recordTurn, attachSession, findByFingerprint, purge, sql } as const
   }),
   dependencies: [SqliteLive]
 }) {}

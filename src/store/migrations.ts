@@ -33,6 +33,22 @@ export const migrations = Migrator.fromRecord({
       message TEXT NOT NULL,
       PRIMARY KEY (conversation_id, position)
     )`
+  }),
+  // Responses API objects (src/store/ResponseStore.ts): what previous_response_id continues, and,
+  // when stored, the response and its input items for GET /v1/responses/{id}.
+  "0002_responses": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE responses (
+      id TEXT PRIMARY KEY,
+      owner TEXT NOT NULL DEFAULT '',
+      conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+      created_at INTEGER NOT NULL,
+      message_count INTEGER NOT NULL,
+      history_hash TEXT NOT NULL,
+      body TEXT,
+      input_items TEXT
+    )`
+    yield* sql`CREATE INDEX responses_conversation ON responses (conversation_id)`
   })
 })
 

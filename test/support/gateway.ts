@@ -119,6 +119,9 @@ export interface HealthBody {
     readonly hits: number
     readonly misses: number
     readonly spawned: number
+    readonly reused: number
+    readonly resetFailed: number
+    readonly retired: number
     readonly signatures: ReadonlyArray<{ readonly model: string; readonly standby: number; readonly spawning: number }>
   }
   readonly tools: { readonly parked: number }
