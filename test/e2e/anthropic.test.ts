@@ -405,6 +405,7 @@ describe("GET /v1/models in Anthropic's shape", () => {
 
 // Long enough for a turn on a loaded machine; the stall test waits it out once.
 const DEADLINE_SECONDS = 8
+const MAX_BODY = 64 * 1024
 
 // A second gateway: API keys, and a short turn deadline.
 describe("API keys and a mid-stream failure on Anthropic routes", () => {
@@ -412,7 +413,7 @@ describe("API keys and a mid-stream failure on Anthropic routes", () => {
   beforeAll(async () => {
     keyed = await startGateway({
       upstreamUrl: upstream.url,
-      config: { server: { api_keys: ["anth-key"] }, claude: { timeout_seconds: DEADLINE_SECONDS } }
+      config: { server: { api_keys: ["anth-key"], max_body_bytes: MAX_BODY }, claude: { timeout_seconds: DEADLINE_SECONDS } }
     })
     // The deadline counts from admission: a standby first, so that no test pays a cold start.
     await waitForHealth(keyed, (h) => standbys(h) >= 1, 30_000)
@@ -435,6 +436,16 @@ describe("API keys and a mid-stream failure on Anthropic routes", () => {
     })
     const models = await bad.models.list().catch((e: unknown) => e)
     expect(models).toBeInstanceOf(Anthropic.AuthenticationError)
+  })
+
+  it("a body over server.max_body_bytes is a 413 request_too_large in Anthropic's envelope", async () => {
+    const response = await fetch(`${keyed.url}/v1/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": "anth-key", "anthropic-version": "2023-06-01" },
+      body: JSON.stringify({ model: "sonnet", max_tokens: 10, messages: [{ role: "user", content: "x".repeat(2 * MAX_BODY) }] })
+    })
+    expect(response.status).toBe(413)
+    expect(await response.json()).toMatchObject({ type: "error", error: { type: "request_too_large" } })
   })
 
   it("a failure after the first byte ends the stream with an `error` event the SDK raises", async () => {

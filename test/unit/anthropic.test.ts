@@ -199,6 +199,7 @@ describe("Anthropic translate", () => {
     expect(paramOf({ messages: [{ role: "user", content: [{ type: "tool_result", tool_use_id: "nope" }] }] })).toBe("messages[0].content[0].tool_use_id")
     expect(paramOf({ messages: [{ role: "user", content: [] }] })).toBe("messages[0].content")
     expect(paramOf({ system: [{ type: "image" }], messages: [user] })).toBe("system[0].type")
+    expect(paramOf({ system: "a\u0000b", messages: [user] })).toBe("system")
     expect(paramOf({ messages: [user], thinking: { type: "enabled", budget_tokens: 0 } })).toBe("thinking.budget_tokens")
     expect(paramOf({ messages: [{ role: "user", content: [{ type: "image", source: { type: "file", file_id: "f1" } }] }] }))
       .toMatch(/^messages\[0\]\.content\[0\]\.source/)
@@ -221,5 +222,10 @@ describe("Anthropic translate", () => {
       ]
     }))
     for (const part of ["system: SYS", "user: Q1", "\"lookup\"", "{\\\"q\\\":1}", "tool: R1", "user: Q2"]) expect(text).toContain(part)
+  })
+
+  it("count_tokens refuses more text than the counting CLI's argv can carry, naming the field", () => {
+    const error = Either.flip(countableText({ model: "sonnet", messages: [{ role: "user", content: "x".repeat(200_000) }] }))
+    expect(Either.getOrThrow(error).param).toBe("messages")
   })
 })

@@ -2,7 +2,7 @@ import { Either } from "effect"
 import { InvalidRequest } from "../../domain/errors.js"
 import { decodeBody, decodeOrFail } from "../../http/request.js"
 import type { ChatRequest } from "../openai/Schema.js"
-import { type PendingTurn, toTurnRequest, type TranslateOptions } from "../openai/translate.js"
+import { MAX_ARG_BYTES, type PendingTurn, toTurnRequest, type TranslateOptions } from "../openai/translate.js"
 import {
   type CountTokensRequest,
   CountTokensRequest as CountTokensSchema,
@@ -100,6 +100,8 @@ const rewriteMessages = (
           : Either.left(unsupportedBlock(typeOf(raw), `${prefix}[${i}]`, "'text' blocks"))
       ))
     if (system !== undefined) {
+      // The chat translation checks system text as `messages[k].content`: here that is `system` itself.
+      paths.push([`messages[${out.length}].content`, "system"])
       push({ role: "system", content: typeof system === "string" ? system : (yield* texts(system, "system")).join("\n\n") }, "system")
     }
     // The tool_use ids of the latest assistant message: the next user message answers each of them.
@@ -337,5 +339,14 @@ export const countableText = (request: CountTokensRequest): Either.Either<string
       }
     }
     if (tools.tools.length > 0) lines.push(JSON.stringify(tools.tools))
-    return lines.join("\n")
+    // The text travels in the counting CLI's argv: no NUL (counted as a space), and within one argument's limit.
+    const text = lines.join("\n").replaceAll("\u0000", " ")
+    if (Buffer.byteLength(text) > MAX_ARG_BYTES) {
+      return yield* Either.left(invalid(
+        `Invalid value for 'messages': count_tokens counts at most ${MAX_ARG_BYTES} bytes of text (system, messages and tools together).`,
+        "messages",
+        "request_too_large"
+      ))
+    }
+    return text
   })
