@@ -510,7 +510,10 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
     /** Which live process may continue a conversation: the same reuse key and model. */
     const processKey = (launch: LaunchOptions) => `${reuseKey(launch)}\n${launch.model}`
 
-    return { take, spawn, release, prepare, processKey, stats } as const
+    /** Whether released processes are reset for other conversations (`pool.enabled` and `pool.reuse`). */
+    const reuses = reuse
+
+    return { take, spawn, release, prepare, processKey, reuses, stats } as const
   }),
   dependencies: [CliProcess.Default, Admission.Default]
 }) {}
