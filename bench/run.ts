@@ -92,7 +92,9 @@ const startGateway = async (options: {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-bench-"))
   const args = [BIN, "--port", String(port), "--claude-command", options.command, "--log-level", "error"]
   // Each request is its own conversation here: no CLI kept after it unless a run asks for it.
-  for (const s of [`claude.workspace=${path.join(home, "workspace")}`, "conversation.max_live=0", ...options.set]) args.push("--set", s)
+  // A stub CLI keeps no transcripts, so it cannot be reset for reuse: its processes are not reused.
+  const stub = options.command === CLAUDE ? [] : ["pool.reuse=false"]
+  for (const s of [`claude.workspace=${path.join(home, "workspace")}`, "conversation.max_live=0", ...stub, ...options.set]) args.push("--set", s)
   const child = spawn(process.execPath, args, {
     env: cliEnv(home, options.upstream ?? "http://127.0.0.1:9"),
     stdio: ["ignore", "inherit", "inherit"]
