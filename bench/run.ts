@@ -65,7 +65,8 @@ interface Child {
 }
 
 const waitForUrl = async (url: string) => {
-  for (let i = 0; i < 300; i++) {
+  // Generous: on a loaded 2-core machine a gateway (and its first CLI) may take many seconds to start.
+  for (let i = 0; i < 1200; i++) {
     try {
       if ((await fetch(url)).status < 600) return
     } catch {
@@ -94,13 +95,20 @@ const startGateway = async (options: {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-bench-"))
   const args = [BIN, "--port", String(port), "--claude-command", options.command, "--log-level", "error"]
   // Each request is its own conversation here: no CLI kept after it unless a run asks for it.
-  for (const s of [`claude.workspace=${path.join(home, "workspace")}`, "conversation.max_live=0", ...options.set]) args.push("--set", s)
+  // A stub CLI keeps no transcripts, so it cannot be reset for reuse: its processes are not reused.
+  const stub = options.command === CLAUDE ? [] : ["pool.reuse=false"]
+  for (const s of [`claude.workspace=${path.join(home, "workspace")}`, "conversation.max_live=0", ...stub, ...options.set]) args.push("--set", s)
   const child = spawn(process.execPath, args, {
     env: cliEnv(home, options.upstream ?? "http://127.0.0.1:9"),
     stdio: ["ignore", "inherit", "inherit"]
   })
   const url = `http://127.0.0.1:${port}`
-  await waitForUrl(`${url}/health`)
+  try {
+    await waitForUrl(`${url}/health`)
+  } catch (error) {
+    await stopChild(child) // no gateway (and its CLIs) left behind
+    throw error
+  }
   return {
     url,
     pid: child.pid!,
@@ -547,15 +555,18 @@ const sequentialNew = async (url: string, label: string, warmup: number, measure
   }
 }
 
-const newConversations = async (measured = 100, offMeasured = 30) => {
+const newConversations = async (measured = 100, offMeasured = 20) => {
   const upstream = await startUpstream()
   try {
     const direct = summary(await directNewConversations(upstream, 30))
+    console.error("direct", JSON.stringify(direct))
     const run = async (label: string, set: ReadonlyArray<string>, count: number) => {
       const gateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set })
       try {
-        await standbyReady(gateway.url)
-        return await sequentialNew(gateway.url, label, 10, count)
+        if (!set.includes("pool.enabled=false")) await standbyReady(gateway.url)
+        const result = await sequentialNew(gateway.url, label, 10, count)
+        console.error(label, JSON.stringify(result))
+        return result
       } finally {
         await gateway.stop()
       }

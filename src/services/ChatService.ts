@@ -232,11 +232,13 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             const attach = keepFor === undefined || session === undefined
               ? Effect.void
               : conversations.store.attachSession(keepFor, session)
-            if (process === undefined || owner.timedOut) return endReading.pipe(Effect.zipRight(kill), Effect.zipRight(attach))
+            const kept = keepFor !== undefined && conversations.keepsLive
+            // Nothing will use it again (timed out, or neither kept nor reused): no settling, it ends now.
+            if (process === undefined || owner.timedOut || (!kept && !pool.reuses)) {
+              return endReading.pipe(Effect.zipRight(kill), Effect.zipRight(attach))
+            }
             // A process its conversation keeps, else one the pool resets for another conversation.
-            const next = keepFor === undefined || !conversations.keepsLive
-              ? pool.release(process)
-              : conversations.keepLive(keepFor, process)
+            const next = keepFor !== undefined && kept ? conversations.keepLive(keepFor, process) : pool.release(process)
             return endReading.pipe(
               Effect.zipRight(settle(process.handle)),
               Effect.flatMap((settled) => settled ? next : kill),

@@ -48,6 +48,8 @@ interface Entry {
   /** Its processes that have not ended. */
   alive: number
   lastUsed: number
+  /** Requests that found no ready process while one was resetting, since the group was last quiet. */
+  shortfalls: number
 }
 
 /** A process lent to a caller: closing `scope` ends the lease (and kills the process unless it was released). */
@@ -70,6 +72,9 @@ export interface PoolStats {
   readonly retired: number
   readonly signatures: ReadonlyArray<{ readonly model: string; readonly systemPrompt: boolean; readonly standby: number; readonly spawning: number }>
 }
+
+/** A group unused this long forgets its demand (the standbys it wanted past its floor). */
+const DEMAND_WINDOW_MS = 60_000
 
 /** Resident memory of a process in MB (Linux; 0 where /proc is not readable). */
 const rssMb = (pid: number): number => {
@@ -138,7 +143,8 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
           spawning: 0,
           resetting: 0,
           alive: 0,
-          lastUsed: Date.now()
+          lastUsed: Date.now(),
+          shortfalls: 0
         }
         entries.set(key, entry)
       }
@@ -202,7 +208,15 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
       return n
     }
 
-    const wanted = (key: string) => (key === defaultKey ? Math.max(settings.prewarm, settings.standby_per_signature) : settings.standby_per_signature)
+    /**
+     * Ready processes a group should have: its floor, plus one for each request that found none ready
+     * while a released process was resetting (back-to-back conversations then find one ready while
+     * the previous process resets). After a quiet minute it is back to the floor.
+     */
+    const wanted = (entry: Entry) => {
+      const floor = entry.key === defaultKey ? Math.max(settings.prewarm, settings.standby_per_signature) : settings.standby_per_signature
+      return floor + entry.shortfalls
+    }
 
     /** A ready process goes to a waiting request, else stands by (within the caps). */
     const offer = (member: Member): Effect.Effect<void> =>
@@ -213,6 +227,8 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
         const waiter = entry.waiters.shift()
         if (waiter) return Deferred.succeed(waiter, member)
         if (closing || entries.get(entry.key) !== entry || standbyTotal() >= settings.max_standby) return kill(member)
+        // Past the demand (a burst is over), a returning process ends instead of standing by.
+        if (entry.standby.length >= Math.max(1, wanted(entry))) return kill(member)
         entry.standby.push(member)
         return Effect.void
       })
@@ -220,7 +236,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
     /** Top up the standbys of one key, within the caps, in the background. */
     const replenish = (entry: Entry): Effect.Effect<void> =>
       Effect.suspend(() => {
-        const missing = wanted(entry.key) - entry.standby.length - entry.spawning - entry.resetting
+        const missing = wanted(entry) - entry.standby.length - entry.spawning - entry.resetting
         const room = Math.min(settings.max_standby - standbyTotal(), settings.max_processes - processes)
         const count = Math.max(0, Math.min(missing, room))
         if (!settings.enabled || closing || count === 0) return Effect.void
@@ -322,7 +338,9 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
           misses++
           return yield* spawnLeased(entry, fresh, launch)
         }
-        entry.lastUsed = Date.now()
+        const now = Date.now()
+        if (now - entry.lastUsed > DEMAND_WINDOW_MS) entry.shortfalls = 0
+        entry.lastUsed = now
         // Taking a ready process and lending it is one step: an interruption cannot come between.
         const ready = yield* Effect.uninterruptible(Effect.gen(function*() {
           for (;;) {
@@ -335,6 +353,9 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
             yield* kill(member)
           }
         }))
+        // Demand is a request that came while a released process was still resetting (not a live
+        // set filling up: its processes come back only when it is full, one per new conversation).
+        if (ready === undefined && entry.resetting > 0) entry.shortfalls = Math.min(entry.shortfalls + 1, settings.max_standby)
         const awaited = ready !== undefined || entry.spawning + entry.resetting <= entry.waiters.length
           ? ready
           : yield* awaitReady(entry, launch)
@@ -450,6 +471,11 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
     const sweep = Effect.gen(function*() {
       const now = Date.now()
       for (const [key, entry] of entries) {
+        if (now - entry.lastUsed > DEMAND_WINDOW_MS) {
+          entry.shortfalls = 0
+          // Back to the floor: standbys past it end.
+          for (const member of entry.standby.splice(wanted(entry))) yield* kill(member)
+        }
         if (key === defaultKey || now - entry.lastUsed < settings.idle_ttl_seconds * 1000) continue
         for (const member of entry.standby.splice(0)) yield* kill(member)
         if (entry.alive === 0 && entry.spawning === 0 && entry.waiters.length === 0) entries.delete(key)
@@ -484,7 +510,10 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
     /** Which live process may continue a conversation: the same reuse key and model. */
     const processKey = (launch: LaunchOptions) => `${reuseKey(launch)}\n${launch.model}`
 
-    return { take, spawn, release, prepare, processKey, stats } as const
+    /** Whether released processes are reset for other conversations (`pool.enabled` and `pool.reuse`). */
+    const reuses = reuse
+
+    return { take, spawn, release, prepare, processKey, reuses, stats } as const
   }),
   dependencies: [CliProcess.Default, Admission.Default]
 }) {}
