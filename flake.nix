@@ -22,11 +22,10 @@
           src = ./.;
           inherit nodejs;
 
-          # Placeholder: the first build fails and prints the real hash; put it here. It must be
-          # updated whenever package-lock.json changes.
-          # fetchNpmDeps only downloads lock entries that have a `resolved` URL: regenerate the lock
-          # file with npm's omit-lockfile-registry-resolved off if it was written without them.
-          npmDepsHash = pkgs.lib.fakeHash;
+          # Dependencies straight from package-lock.json: each entry's `resolved` URL and `integrity`
+          # hash (the project's .npmrc keeps npm writing the URLs), so there is no npmDepsHash to update.
+          npmDeps = pkgs.importNpmLock { npmRoot = ./.; };
+          npmConfigHook = pkgs.importNpmLock.npmConfigHook;
 
           npmBuildScript = "build";
 

@@ -1,11 +1,12 @@
 /**
  * Benchmarks (not tests): each compares within one run and prints JSON.
  *   npm run bench                 all of them
- *   npm run bench -- latency      one of: latency, overhead, delta, rss, rpc
+ *   npm run bench -- latency      one of: latency, overhead, delta, rss, newconv, rpc
  * The gateway runs as a child process (`node build/src/bin.js`), as a user would run it.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as crypto from "node:crypto"
 import * as http from "node:http"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -448,7 +449,141 @@ const rss = async () => {
   }
 }
 
-// ---------------------------------------------------------------------------- 5. RPC vs OpenAI
+// ---------------------------------------------------------------------------- 5. new conversations
+
+/**
+ * The floor for a new conversation on a reused process: one CLI driven directly, and for each
+ * conversation the pool's reset (/clear, rewind onto the new session's first row), set_model, the turn.
+ */
+const directNewConversations = async (upstream: Upstream, conversations: number) => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-bench-direct-"))
+  const workspace = path.join(home, "workspace")
+  fs.mkdirSync(workspace)
+  const config = Either.getOrThrow(decodeConfig({}))
+  const child = spawn(CLAUDE, cliArgs(config, { model: "sonnet", systemPrompt: undefined }), {
+    cwd: workspace,
+    env: { ...cliEnv(home, upstream.url), CLAUDE_CODE_MAX_RETRIES: "2" },
+    stdio: ["pipe", "pipe", "ignore"]
+  })
+  let buffer = ""
+  let waiter: ((line: string) => void) | undefined
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    buffer += chunk
+    for (let i = buffer.indexOf("\n"); i >= 0; i = buffer.indexOf("\n")) {
+      const line = buffer.slice(0, i)
+      buffer = buffer.slice(i + 1)
+      waiter?.(line)
+    }
+  })
+  const until = (match: (line: string) => boolean) =>
+    new Promise<string>((resolve) => {
+      waiter = (line) => {
+        if (match(line)) resolve(line)
+      }
+    })
+  let id = 0
+  const control = async (request: Record<string, unknown>) => {
+    const requestId = `r${++id}`
+    const done = until((line) => line.includes(`"request_id":"${requestId}"`) && line.includes("control_response"))
+    child.stdin!.write(JSON.stringify({ type: "control_request", request_id: requestId, request }) + "\n")
+    return done
+  }
+  const userLine = async (text: string, uuid: string, typed: boolean) => {
+    const done = until((line) => line.includes(`"type":"result"`))
+    child.stdin!.write(JSON.stringify({ type: "user", uuid, session_id: "", message: { role: "user", content: [{ type: "text", text }] }, parent_tool_use_id: null, ...(typed ? {} : { text_not_typed: true }) }) + "\n")
+    return JSON.parse(await done) as { session_id: string }
+  }
+  const firstRow = (session: string) => {
+    const projects = path.join(home, ".claude", "projects")
+    for (const dir of fs.readdirSync(projects)) {
+      const file = path.join(projects, dir, `${session}.jsonl`)
+      if (!fs.existsSync(file)) continue
+      for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+        if (line.includes('"type":"user"')) return (JSON.parse(line) as { uuid: string }).uuid
+      }
+    }
+    throw new Error(`no transcript for ${session}`)
+  }
+  await control({ subtype: "initialize", systemPromptSnapshot: false })
+  await userLine("warm up", crypto.randomUUID(), false)
+  const times: Array<number> = []
+  for (let i = 0; i < conversations; i++) {
+    const started = now()
+    const clear = crypto.randomUUID()
+    const { session_id } = await userLine("/clear", clear, true)
+    await control({ subtype: "rewind_conversation", target_message_uuid: firstRow(session_id), last_seen_user_message_uuid: clear })
+    await control({ subtype: "set_model", model: "sonnet" })
+    await userLine(`direct new ${i}`, crypto.randomUUID(), false)
+    times.push(now() - started)
+  }
+  await stopChild(child)
+  fs.rmSync(home, { recursive: true, force: true })
+  return times
+}
+
+interface PoolCounts {
+  readonly pool: { readonly spawned: number; readonly reused: number; readonly hits: number; readonly misses: number }
+}
+const poolCounts = async (url: string) => ((await (await fetch(`${url}/health`)).json()) as PoolCounts).pool
+
+/** Back-to-back requests that each start a new conversation; CLI boots counted by the pool. */
+const sequentialNew = async (url: string, label: string, warmup: number, measured: number) => {
+  for (let i = 0; i < warmup; i++) {
+    const r = await post(`${url}/v1/chat/completions`, chatBody(`${label} warm-up ${i}`, false))
+    if (r.status !== 200) throw new Error(`${label} request failed: ${r.status} ${r.text}`)
+  }
+  const before = await poolCounts(url)
+  const times: Array<number> = []
+  for (let i = 0; i < measured; i++) {
+    const r = await post(`${url}/v1/chat/completions`, chatBody(`${label} ${i}`, false))
+    if (r.status !== 200) throw new Error(`${label} request failed: ${r.status} ${r.text}`)
+    times.push(r.ms)
+  }
+  const after = await poolCounts(url)
+  return {
+    latency_ms: summary(times),
+    boots_per_100: round(((after.spawned - before.spawned) * 100) / measured),
+    reused: after.reused - before.reused
+  }
+}
+
+const newConversations = async (measured = 100, offMeasured = 30) => {
+  const upstream = await startUpstream()
+  try {
+    const direct = summary(await directNewConversations(upstream, 30))
+    const run = async (label: string, set: ReadonlyArray<string>, count: number) => {
+      const gateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set })
+      try {
+        await standbyReady(gateway.url)
+        return await sequentialNew(gateway.url, label, 10, count)
+      } finally {
+        await gateway.stop()
+      }
+    }
+    // max_live=0: each conversation's process is released with its response (a one-shot client).
+    const oneShot = await run("reuse", [], measured)
+    // The default live set (8): each new conversation evicts the least recently used one's process.
+    const liveSet = await run("live8", ["conversation.max_live=8"], measured)
+    const noReuse = await run("noreuse", ["pool.reuse=false"], offMeasured)
+    const off = await run("off", ["pool.enabled=false"], offMeasured)
+    return {
+      what: "sequential back-to-back new conversations (one user message each, non-stream), real CLI + scripted upstream, ms",
+      direct_floor_reset_set_model_turn: direct,
+      gateway_pool_reuse_max_live_0: oneShot,
+      gateway_pool_reuse_max_live_8: liveSet,
+      gateway_pool_no_reuse: noReuse,
+      gateway_pool_off: off,
+      reuse_over_pool_off_p50: round(oneShot.latency_ms.p50 / off.latency_ms.p50),
+      reuse_over_direct_floor_p50: round(oneShot.latency_ms.p50 / direct.p50),
+      live8_over_pool_off_p50: round(liveSet.latency_ms.p50 / off.latency_ms.p50),
+      targets: { reuse_over_pool_off_p50: "<= 0.2", reuse_over_direct_floor_p50: "<= 1.5", boots_per_100: "<= 3" }
+    }
+  } finally {
+    await upstream.close()
+  }
+}
+
+// ---------------------------------------------------------------------------- 6. RPC vs OpenAI
 
 /**
  * A later turn of a conversation (on its live CLI) through the typed RPC client, over HTTP and
@@ -527,7 +662,7 @@ const rpcVsOpenai = async (turns = 40) => {
 
 // ---------------------------------------------------------------------------- main
 
-const all = { latency, overhead, delta: deltaLatency, rss, rpc: rpcVsOpenai } as const
+const all = { latency, overhead, delta: deltaLatency, rss, newconv: newConversations, rpc: rpcVsOpenai } as const
 const chosen = process.argv.slice(2).filter((name): name is keyof typeof all => name in all)
 const out: Record<string, unknown> = { node: process.version, cpus: os.cpus().length }
 for (const name of chosen.length > 0 ? chosen : (Object.keys(all) as Array<keyof typeof all>)) {

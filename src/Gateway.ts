@@ -2,11 +2,6 @@ import { Effect, Layer, Logger, LogLevel } from "effect"
 import { GatewayConfig } from "./config/GatewayConfig.js"
 import { ServerLive } from "./http/Server.js"
 
-export { ChatService } from "./services/ChatService.js"
-export { CliProcess } from "./cli/CliProcess.js"
-export { GatewayConfig } from "./config/GatewayConfig.js"
-export { ApiLive, GatewayServices, ServerLive } from "./http/Server.js"
-export { ModelCatalog } from "./services/ModelCatalog.js"
 
 const levels = {
   trace: LogLevel.Trace,

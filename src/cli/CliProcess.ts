@@ -1,5 +1,6 @@
-import { Context, Deferred, Effect, Either, Exit, FiberId, FiberSet, Option, Queue, Runtime, Stream } from "effect"
-import { type ChildProcess, spawn as spawnChild } from "node:child_process"
+import { Context, Deferred, Effect, Either, Exit, FiberId, FiberSet, Option, Queue, Runtime, Schedule, Stream } from "effect"
+import { type ChildProcess, spawn as spawnChild, spawnSync } from "node:child_process"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -9,11 +10,19 @@ import type { InputBlock, LaunchOptions } from "../domain/Turn.js"
 import { makeMcpBridge, type McpBridge, SERVER_CONFIG, TOOL_PREFIX } from "./McpBridge.js"
 import { CliExited, CliNotFound, CliProtocolError, CliSpawnFailed, ControlRequestFailed } from "./CliErrors.js"
 import type { CliError } from "./CliErrors.js"
-import { type CliMessage, type ControlRequest, decodeCliLine, encodeStdinLine, userInput } from "./Protocol.js"
+import {
+  type CliMessage,
+  commandInput,
+  type ControlRequest,
+  decodeCliLine,
+  encodeStdinLine,
+  type StdinLine,
+  userInput
+} from "./Protocol.js"
 
 /**
- * One running Claude Code CLI in kept-alive stream-json mode. A process serves one conversation:
- * stdout is decoded line by line into the running turn, stderr is drained (its tail kept for
+ * One running Claude Code CLI in kept-alive stream-json mode. It runs one conversation at a time
+ * (the pool may `reset` it for the next): stdout is decoded line by line into the running turn, stderr is drained (its tail kept for
  * errors), control requests are answered in-process, and closing the scope kills the process
  * group (SIGTERM, then SIGKILL after 500 ms).
  */
@@ -26,6 +35,14 @@ export interface CliHandle {
     subtype: string,
     fields?: Record<string, unknown>
   ) => Effect.Effect<unknown, CliError | ControlRequestFailed>
+  /** The CLI answered its `initialize` (sent at spawn): it is booted and takes control requests. */
+  readonly ready: Effect.Effect<void, CliError | ControlRequestFailed>
+  /**
+   * Start a new, empty conversation in this process, leaving the previous one resumable (§1.11 of
+   * the protocol notes): `/clear` opens a new session, then a rewind onto that session's first row
+   * drops the command's own traces. The next turn is upstream exactly a fresh process's first one.
+   */
+  readonly reset: Effect.Effect<void, CliError | ControlRequestFailed>
   readonly isRunning: Effect.Effect<boolean>
   /** Running and between turns: the last user message has its result. */
   readonly isIdle: Effect.Effect<boolean>
@@ -151,6 +168,26 @@ const terminate = (child: ChildProcess) =>
     signalGroup(child, "SIGTERM")
   })
 
+/** The executable `command` names (a path, or a name looked up in PATH), if there is one. */
+const resolveExecutable = (command: string, searchPath: string | undefined): string | undefined => {
+  const candidates = command.includes("/") ? [command] : (searchPath ?? "").split(":").filter((dir) => dir !== "").map((dir) => path.join(dir, command))
+  return candidates.find((file) => {
+    try {
+      fs.accessSync(file, fs.constants.X_OK)
+      return fs.statSync(file).isFile()
+    } catch {
+      return false
+    }
+  })
+}
+
+/** `setpriv`, if it is there and can set a parent-death signal (Linux). */
+const parentDeathWrapper = (): string | undefined => {
+  const setpriv = resolveExecutable("setpriv", process.env.PATH ?? "/usr/bin:/bin")
+  if (setpriv === undefined) return undefined
+  return spawnSync(setpriv, ["--pdeathsig", "KILL", "--", "true"], { stdio: "ignore", timeout: 5000 }).status === 0 ? setpriv : undefined
+}
+
 export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
   effect: Effect.gen(function*() {
     const { config } = yield* GatewayConfig
@@ -161,13 +198,58 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
     const cwd = config.claude.workspace
     yield* Effect.sync(() => fs.mkdirSync(cwd, { recursive: true }))
 
+    // A CLI must not outlive the gateway, however it dies (SIGKILL, OOM): the kernel kills it when
+    // the gateway does (parent-death signal, set by util-linux `setpriv` before it execs the CLI).
+    const deathSignal = yield* Effect.sync(parentDeathWrapper)
+    if (deathSignal === undefined) {
+      yield* Effect.logWarning("setpriv (util-linux) not found: CLI processes will outlive the gateway if it is killed")
+    }
+
+    // Where the CLI keeps its session transcripts: <config dir>/projects/<cwd slug>/<session>.jsonl.
+    const projects = path.join(env.CLAUDE_CONFIG_DIR ?? path.join(env.HOME ?? os.homedir(), ".claude"), "projects")
+    const transcript = (sessionId: string): string | undefined => {
+      try {
+        return fs.readdirSync(projects).map((dir) => path.join(projects, dir, `${sessionId}.jsonl`)).find((file) => fs.existsSync(file))
+      } catch {
+        return undefined
+      }
+    }
+
+    /** Whether the CLI still has a session's transcript (so that `--resume` can continue it). */
+    const hasSession = (sessionId: string) => Effect.sync(() => transcript(sessionId) !== undefined)
+
+    /** The uuid of a session's first user row, once its transcript holds one. */
+    const firstUserRow = (sessionId: string) =>
+      Effect.sync(() => {
+        const file = transcript(sessionId)
+        if (file === undefined) return undefined
+        for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+          if (!line.includes('"user"')) continue
+          try {
+            const row: unknown = JSON.parse(line)
+            if (typeof row === "object" && row !== null && "type" in row && row.type === "user" && "uuid" in row && typeof row.uuid === "string") {
+              return row.uuid
+            }
+          } catch {
+            // a row still being written
+          }
+        }
+        return undefined
+      })
+
     // Plain node:child_process with callbacks: a spawn per conversation and a callback per line
     // are the hot path, and this keeps them to a few allocations (see bench/).
     const start = (launch: LaunchOptions) =>
       Effect.acquireRelease(
         Effect.async<ChildProcess, CliError>((resume) => {
           const extra = launchEnv(config, launch)
-          const child = spawnChild(command, cliArgs(config, launch), {
+          const executable = deathSignal === undefined ? command : resolveExecutable(command, env.PATH)
+          // The wrapper would turn a missing CLI into its own exit code: say so here, as a direct spawn would.
+          if (executable === undefined) return resume(Effect.fail(new CliNotFound({ command })))
+          const [file, args] = deathSignal === undefined
+            ? [command, cliArgs(config, launch)]
+            : [deathSignal, ["--pdeathsig", "KILL", "--", executable, ...cliArgs(config, launch)]]
+          const child = spawnChild(file, args, {
             cwd: launch.cwd ?? cwd,
             env: Object.keys(extra).length === 0 ? env : { ...env, ...extra },
             stdio: "pipe",
@@ -289,7 +371,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           if (stderrTail.trim() !== "") run(Effect.logDebug("cli exited", { code, stderr: stderrTail }).pipe(log))
         })
 
-        const turn = (input: ReadonlyArray<InputBlock>): Stream.Stream<CliMessage, CliError> =>
+        const lineTurn = (line: StdinLine): Stream.Stream<CliMessage, CliError> =>
           Stream.unwrapScoped(
             Effect.gen(function*() {
               if (closedError) return Stream.fail(closedError)
@@ -302,38 +384,48 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
                 })
               )
               inFlight = true
-              write(encodeStdinLine(userInput(input)))
+              write(encodeStdinLine(line))
               return Stream.flattenExitOption(Stream.fromQueue(queue))
             })
           )
 
-        const control = (subtype: string, fields: Record<string, unknown> = {}) =>
-          Effect.suspend(() => {
-            if (closedError) return Effect.fail(closedError)
-            const requestId = `gw_${++nextId}`
-            const waiter = Deferred.unsafeMake<unknown, ControlRequestFailed | CliExited>(FiberId.none)
-            pending.set(requestId, { subtype, waiter })
-            write(encodeStdinLine({ type: "control_request", request_id: requestId, request: { ...fields, subtype } }))
-            return Deferred.await(waiter)
-          })
+        const turn = (input: ReadonlyArray<InputBlock>) => lineTurn(userInput(input, crypto.randomUUID()))
+
+        /** Write a control request now; the returned effect awaits its answer. */
+        const send = (subtype: string, fields: Record<string, unknown>) => {
+          if (closedError) return Effect.fail(closedError)
+          const requestId = `gw_${++nextId}`
+          const waiter = Deferred.unsafeMake<unknown, ControlRequestFailed | CliExited>(FiberId.none)
+          pending.set(requestId, { subtype, waiter })
+          write(encodeStdinLine({ type: "control_request", request_id: requestId, request: { ...fields, subtype } }))
+          return Deferred.await(waiter)
+        }
+        const control = (subtype: string, fields: Record<string, unknown> = {}) => Effect.suspend(() => send(subtype, fields))
+
+        // Sent before anything else. Without a snapshot the system prompt set at runtime (set_model's
+        // system_prompt) applies from the next turn, also in the middle of a conversation.
+        const ready = Effect.asVoid(send("initialize", { systemPromptSnapshot: false }))
+
+        const reset = Effect.gen(function*() {
+          const clear = crypto.randomUUID()
+          const result = yield* Stream.runFold(
+            lineTurn(commandInput("/clear", clear)),
+            undefined as string | undefined,
+            (session, message) => (message._tag === "ResultMessage" ? message.session_id : session)
+          )
+          if (result === undefined) return yield* new CliProtocolError({ reason: "/clear ended without a result" })
+          // The new session's first row (the command's caveat) is not printed: its file names it.
+          const first = yield* firstUserRow(result).pipe(
+            Effect.flatMap((row) => row === undefined ? Effect.fail(new CliProtocolError({ reason: `no transcript row for session ${result}` })) : Effect.succeed(row)),
+            Effect.retry(Schedule.spaced("10 millis").pipe(Schedule.upTo("1 second")))
+          )
+          yield* control("rewind_conversation", { target_message_uuid: first, last_seen_user_message_uuid: clear })
+        })
 
         const isRunning = Effect.sync(() => closedError === undefined && child.exitCode === null && child.signalCode === null)
         const isIdle = Effect.map(isRunning, (running) => running && !inFlight)
         const exited = Effect.flip(Deferred.await(closed))
-        return { pid: child.pid!, turn, control, isRunning, isIdle, exited, tools } satisfies CliHandle
-      })
-
-    // Where the CLI keeps its session transcripts: <config dir>/projects/<cwd slug>/<session>.jsonl.
-    const projects = path.join(env.CLAUDE_CONFIG_DIR ?? path.join(env.HOME ?? os.homedir(), ".claude"), "projects")
-
-    /** Whether the CLI still has a session's transcript (so that `--resume` can continue it). */
-    const hasSession = (sessionId: string) =>
-      Effect.sync(() => {
-        try {
-          return fs.readdirSync(projects).some((dir) => fs.existsSync(path.join(projects, dir, `${sessionId}.jsonl`)))
-        } catch {
-          return false
-        }
+        return { pid: child.pid!, turn, control, ready, reset, isRunning, isIdle, exited, tools } satisfies CliHandle
       })
 
     return { spawn, hasSession } as const

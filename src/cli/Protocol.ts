@@ -205,9 +205,16 @@ export const decodeCliLine = (line: string): Either.Either<CliMessage, ProtocolE
 
 export const UserInput = Schema.Struct({
   type: Schema.Literal("user"),
+  /** The line's own id: the CLI keeps it (a rewind names user messages by it). */
+  uuid: Schema.optional(Schema.String),
   session_id: Schema.String,
   message: Schema.Struct({ role: Schema.Literal("user"), content: Schema.Array(InputBlock) }),
-  parent_tool_use_id: Schema.Null
+  parent_tool_use_id: Schema.Null,
+  /**
+   * Text a program wrote, not a person typed: the CLI then never runs it as a slash command
+   * (`/help`, `/model opus`… reach the model as text). Observed with CLI 2.1.331.
+   */
+  text_not_typed: Schema.optional(Schema.Boolean)
 })
 
 export const ControlRequestOut = Schema.Struct({
@@ -229,9 +236,21 @@ export type StdinLine = typeof StdinLine.Type
 
 export const encodeStdinLine = (line: StdinLine): string => JSON.stringify(Schema.encodeSync(StdinLine)(line)) + "\n"
 
-export const userInput = (content: ReadonlyArray<InputBlock>): StdinLine => ({
+/** A client's message: always text for the model, never a CLI command. */
+export const userInput = (content: ReadonlyArray<InputBlock>, uuid: string): StdinLine => ({
   type: "user",
+  uuid,
   session_id: "",
   message: { role: "user", content },
+  parent_tool_use_id: null,
+  text_not_typed: true
+})
+
+/** A CLI command line (the pool's reset), run as one by the CLI. */
+export const commandInput = (command: string, uuid: string): StdinLine => ({
+  type: "user",
+  uuid,
+  session_id: "",
+  message: { role: "user", content: [{ type: "text", text: command }] },
   parent_tool_use_id: null
 })

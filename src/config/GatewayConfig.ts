@@ -38,7 +38,9 @@ const Section = <A, I>(schema: Schema.Schema<A, I>) => withDefault(schema, () =>
 
 export const ConfigSchema = Schema.Struct({
   server: Section(Schema.Struct({
+    /** Address to listen on. Anything but loopback needs api_keys (or allow_unauthenticated_remote). */
     host: withDefault(Schema.String, () => "127.0.0.1"),
+    /** Port to listen on; 0 picks a free one. */
     port: withDefault(Port, () => 8080),
     /** Accepted API keys (Bearer or x-api-key). Empty: no authentication. */
     api_keys: withDefault(StringList, () => []),
@@ -58,6 +60,7 @@ export const ConfigSchema = Schema.Struct({
     command: withDefault(Schema.String, () => "claude"),
     /** Limit for one turn from the moment it has a session slot (getting a CLI, then the answer): 504, CLI killed. */
     timeout_seconds: withDefault(PositiveInt, () => 300),
+    /** Turns running at once (each on a CLI of its own); more wait in the queue. */
     max_concurrent_sessions: withDefault(PositiveInt, () => 10),
     /** Largest `n` (choices per request); each choice runs on a CLI of its own. */
     max_choices: withDefault(PositiveInt, () => 4),
@@ -65,6 +68,7 @@ export const ConfigSchema = Schema.Struct({
     max_retries: withDefault(NonNegativeInt, () => 2),
     /** Working directory of every CLI process (its tools run there). */
     workspace: withDefault(Schema.String, () => path.join(os.tmpdir(), "claude-code-api", "workspace")),
+    /** The CLI's `--permission-mode` for its own tools; no request can change it. */
     permission_mode: withDefault(PermissionMode, () => "default" as const),
     /**
      * The CLI's `--bare` mode: no hooks, plugins, auto-memory, CLAUDE.md discovery or attribution
@@ -82,6 +86,7 @@ export const ConfigSchema = Schema.Struct({
     add_dirs: withDefault(StringList, () => []),
     /** MCP servers for the CLI (`--mcp-config <file>`); with mcp_strict only those (`--strict-mcp-config`). */
     mcp_config: Schema.optional(Schema.String),
+    /** Only the servers of mcp_config, none of the user's own MCP settings (`--strict-mcp-config`). */
     mcp_strict: withDefault(Bool, () => false),
     /** Model to switch to when the main one is overloaded (`--fallback-model`). */
     fallback_model: Schema.optional(Schema.String),
@@ -111,7 +116,19 @@ export const ConfigSchema = Schema.Struct({
     /** A taken standby is replaced this much later, so that the new CLI's boot leaves the CPU to the turn. */
     replace_delay_ms: withDefault(NonNegativeInt, () => 500),
     /** A signature unused this long loses its standbys (the default one keeps its prewarm). */
-    idle_ttl_seconds: withDefault(PositiveInt, () => 600)
+    idle_ttl_seconds: withDefault(PositiveInt, () => 600),
+    /**
+     * A process whose conversation no longer needs it (one-shot requests, conversations evicted or
+     * deleted) is reset and serves the next new conversation instead of being killed. Off: every
+     * conversation gets a process of its own, killed after it.
+     */
+    reuse: withDefault(Bool, () => true),
+    /** A process is retired (killed) after serving this many conversations. */
+    max_uses: withDefault(PositiveInt, () => 200),
+    /** A process is retired when its resident memory passes this many MB at release (Linux). */
+    max_rss_mb: withDefault(PositiveInt, () => 600),
+    /** A reset that takes longer than this kills the process. */
+    reset_timeout_ms: withDefault(PositiveInt, () => 5000)
   })),
   queue: Section(Schema.Struct({
     /** Requests waiting for one of claude.max_concurrent_sessions; past it: 429. */
@@ -122,7 +139,14 @@ export const ConfigSchema = Schema.Struct({
   images: Section(Schema.Struct({
     /** Largest image fetched or read (decoded bytes). */
     max_bytes: withDefault(PositiveInt, () => 5 * 1024 * 1024),
+    /** Longest time for fetching one image, start to end (also the longest silence of its server). */
     fetch_timeout_seconds: withDefault(PositiveInt, () => 10),
+    /** Images given by URL or path in one request; more is a 400 before any is fetched. */
+    max_per_request: withDefault(PositiveInt, () => 20),
+    /** Bytes the fetched and read images of one request may have together. */
+    max_total_bytes: withDefault(PositiveInt, () => 20 * 1024 * 1024),
+    /** Longest time for fetching all images of one request. */
+    request_timeout_seconds: withDefault(PositiveInt, () => 30),
     /** Fetch from loopback, private and link-local addresses too (refused by default: SSRF). */
     allow_private: withDefault(Bool, () => false),
     /** Local image paths (absolute or file://) are read only inside these directories. */
@@ -161,6 +185,7 @@ export const ConfigSchema = Schema.Struct({
     )
   })),
   log: Section(Schema.Struct({
+    /** Least severe log level written (to stdout, in logfmt). */
     level: withDefault(LogLevel, () => "info" as const)
   }))
 })

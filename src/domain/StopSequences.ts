@@ -29,16 +29,20 @@ export const applyStop = <E, R>(
           case "TextDelta": {
             pending += event.text
             let cut = -1
+            let matched = ""
             for (const stop of sequences) {
               const at = pending.indexOf(stop)
-              if (at >= 0 && (cut < 0 || at < cut)) cut = at
+              if (at >= 0 && (cut < 0 || at < cut)) {
+                cut = at
+                matched = stop
+              }
             }
             if (cut >= 0) {
               const before = pending.slice(0, cut)
               pending = ""
               return [
                 ...(before === "" ? [] : [TurnEvent.TextDelta({ text: before })]),
-                TurnEvent.Finished({ reason: "stop", usage, costUsd: undefined, sessionId })
+                TurnEvent.Finished({ reason: "stop", usage, costUsd: undefined, sessionId, stopSequence: matched })
               ]
             }
             const safe = pending.length - hold

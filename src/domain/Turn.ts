@@ -145,21 +145,23 @@ export type TurnEvent = Data.TaggedEnum<{
     readonly structuredOutput?: unknown
     /** With reason "tool_calls": the calls the client is to answer (the turn is parked meanwhile). */
     readonly toolCalls?: ReadonlyArray<ToolCall>
+    /** With reason "stop": the stop sequence that ended the answer (dialects that report it). */
+    readonly stopSequence?: string
   }
 }>
 export const TurnEvent = Data.taggedEnum<TurnEvent>()
 
 /** An upstream API error the CLI reported (after its own retries). */
-export class UpstreamError extends Data.TaggedError("UpstreamError")<{
+export class UpstreamError extends Schema.TaggedError<UpstreamError>()("UpstreamError", {
   /** HTTP status the upstream answered, null for timeouts and malformed streams. */
-  readonly status: number | null
+  status: Schema.NullOr(Schema.Number),
   /** Anthropic error type (`overloaded_error`, …) or the CLI's error kind. */
-  readonly errorType: string | null
-  readonly message: string
-}> {}
+  errorType: Schema.NullOr(Schema.String),
+  message: Schema.String
+}) {}
 
 /** The CLI ended the turn with an error of its own (max turns, budget, structured output, …). */
-export class TurnFailed extends Data.TaggedError("TurnFailed")<{
-  readonly subtype: string
-  readonly message: string
-}> {}
+export class TurnFailed extends Schema.TaggedError<TurnFailed>()("TurnFailed", {
+  subtype: Schema.String,
+  message: Schema.String
+}) {}

@@ -1,7 +1,9 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+import { AnthropicApi } from "../protocols/anthropic/Api.js"
 import { ConversationsApi } from "../protocols/conversations/Api.js"
 import { OpenAIApi } from "../protocols/openai/Api.js"
+import { ResponsesApi } from "../protocols/responses/Api.js"
 import { completeOpenApi } from "./openapi.js"
 
 export const Health = Schema.Struct({
@@ -9,7 +11,9 @@ export const Health = Schema.Struct({
   cli: Schema.Struct({
     command: Schema.String,
     version: Schema.NullOr(Schema.String),
-    error: Schema.NullOr(Schema.String)
+    error: Schema.NullOr(Schema.String),
+    /** Whether the CLI can authenticate upstream (checked without a model call); null until it answered. */
+    auth: Schema.NullOr(Schema.Struct({ logged_in: Schema.Boolean, method: Schema.String }))
   }),
   sessions: Schema.Struct({ running: Schema.Number, queued: Schema.Number, limit: Schema.Number }),
   pool: Schema.Struct({
@@ -19,6 +23,10 @@ export const Health = Schema.Struct({
     hits: Schema.Number,
     misses: Schema.Number,
     spawned: Schema.Number,
+    /** Processes reset to serve another conversation; resets that failed (process killed); processes retired. */
+    reused: Schema.Number,
+    resetFailed: Schema.Number,
+    retired: Schema.Number,
     signatures: Schema.Array(Schema.Struct({
       model: Schema.String,
       systemPrompt: Schema.Boolean,
@@ -41,6 +49,8 @@ export class GatewayApi extends HttpApi.make("claude-code-api")
   .add(SystemApi)
   .add(OpenAIApi)
   .add(ConversationsApi)
+  .add(AnthropicApi)
+  .add(ResponsesApi)
   .annotate(OpenApi.Title, "claude-code-api")
   .annotate(OpenApi.Version, "0.1.0")
   .annotate(OpenApi.Description, "OpenAI-compatible gateway in front of the Claude Code CLI")

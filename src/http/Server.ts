@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpApiScalar, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApiError, HttpApiScalar, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Layer, Option, Predicate, Redacted } from "effect"
@@ -6,44 +6,31 @@ import * as crypto from "node:crypto"
 import { createServer } from "node:http"
 import { Admission } from "../services/Admission.js"
 import { ChatService } from "../services/ChatService.js"
-import { RouteNotFound, Unauthorized } from "../domain/errors.js"
+import { CliProcess } from "../cli/CliProcess.js"
+import { InvalidRequest, RouteNotFound, Unauthorized } from "../domain/errors.js"
 import { ConfigError, GatewayConfig } from "../config/GatewayConfig.js"
 import { ImageFetcher } from "../services/ImageFetcher.js"
 import { ModelCatalog } from "../services/ModelCatalog.js"
+import { AnthropicHttp } from "../protocols/anthropic/Http.js"
 import { ConversationsHttp } from "../protocols/conversations/Http.js"
 import { OpenAIHttp } from "../protocols/openai/Http.js"
+import { ResponsesHttp } from "../protocols/responses/Http.js"
+import { ResponseStore } from "../store/ResponseStore.js"
 import { RpcLive } from "../protocols/rpc/Http.js"
 import { Conversations } from "../services/Conversations.js"
 import { Pool } from "../services/Pool.js"
 import { ToolBridge } from "../services/ToolBridge.js"
+import { healthReport } from "../services/Health.js"
 import { GatewayApi } from "./Api.js"
-import { errorResponse } from "./errors.js"
+import { anthropicErrorResponse, errorResponse, speaksAnthropic } from "./errors.js"
 import { offeredKey } from "./request.js"
 
 const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
   Effect.gen(function*() {
-    const catalog = yield* ModelCatalog
-    const pool = yield* Pool
-    const admission = yield* Admission
-    const bridge = yield* ToolBridge
-    const conversations = yield* Conversations
-    const { config } = yield* GatewayConfig
+    const context = yield* Effect.context<ModelCatalog | Pool | Admission | ToolBridge | Conversations | GatewayConfig>()
     return handlers.handle("health", () =>
-      Effect.map(Effect.all([catalog.state, pool.stats, admission.stats, bridge.count, conversations.liveIds]), ([state, poolStats, sessions, parked, live]) => {
-        const body = {
-          status: state._tag === "Ready" ? "ok" as const : "degraded" as const,
-          cli: {
-            command: config.claude.command,
-            version: state._tag === "Ready" ? state.info.version : null,
-            error: state._tag === "Ready" ? null : state.reason
-          },
-          sessions,
-          pool: poolStats,
-          tools: { parked },
-          conversations: { live: live.size }
-        }
-        return state._tag === "Ready" ? body : HttpServerResponse.unsafeJson(body, { status: 503 })
-      }))
+      Effect.map(Effect.provide(healthReport, context), ({ body, healthy }) =>
+        healthy ? body : HttpServerResponse.unsafeJson(body, { status: 503 })))
   }))
 
 const isLoopback = (host: string) => host === "localhost" || host === "::1" || host.startsWith("127.")
@@ -58,14 +45,20 @@ const internalError = HttpServerResponse.unsafeJson(
   { error: { message: "Internal gateway error.", type: "server_error", param: null, code: null } },
   { status: 500 }
 )
+const anthropicInternalError = HttpServerResponse.unsafeJson(
+  { type: "error", error: { type: "api_error", message: "Internal gateway error." } },
+  { status: 500 }
+)
 
-/** Request ids, API keys, and the OpenAI envelope for anything the router itself rejects. */
+/** Request ids, API keys, and the dialect's envelope (OpenAI, or Anthropic's) for anything the router itself rejects. */
 const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: HttpApp.Default): HttpApp.Default =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const requestId = request.headers["x-request-id"] || `req_${crypto.randomUUID().replaceAll("-", "")}`
     const path = request.url.split("?")[0] ?? request.url
     const offered = offeredKey(request.headers)
+    const anthropic = speaksAnthropic(path, request.headers)
+    const rejection = anthropic ? anthropicErrorResponse : errorResponse
     const authorized = apiKeys.length === 0 || path === "/health" ||
       (offered !== undefined && apiKeys.some((key) => sameSecret(Redacted.value(key), offered)))
     const response = authorized
@@ -73,30 +66,45 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
         Effect.catchAllCause((cause) => {
           if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
           const failure = Cause.failureOption(cause)
-          return Option.isSome(failure) && Predicate.isTagged(failure.value, "RouteNotFound")
-            ? Effect.succeed(errorResponse(new RouteNotFound({ method: request.method, path })))
-            : Effect.as(Effect.logError("unhandled request failure", cause), internalError)
+          if (Option.isSome(failure) && Predicate.isTagged(failure.value, "RouteNotFound")) {
+            return Effect.succeed(rejection(new RouteNotFound({ method: request.method, path })))
+          }
+          // Parameters the endpoint's schema refuses (a repeated query parameter…): the client's fault.
+          const decodeError: unknown = Option.getOrUndefined(failure)
+          if (decodeError instanceof HttpApiError.HttpApiDecodeError) {
+            const [issue] = decodeError.issues
+            const param = issue === undefined ? null : issue.path.map(String).join(".") || null
+            return Effect.succeed(rejection(new InvalidRequest({
+              message: `Invalid value for '${param ?? "request"}': ${issue?.message ?? decodeError.message}`,
+              param,
+              code: "invalid_value"
+            })))
+          }
+          return Effect.as(Effect.logError("unhandled request failure", cause), anthropic ? anthropicInternalError : internalError)
         }),
         Effect.annotateLogs("request_id", requestId)
       )
-      : errorResponse(new Unauthorized({ message: "Incorrect API key provided. Send it as 'Authorization: Bearer <key>' or 'x-api-key'." }))
-    return HttpServerResponse.setHeader(response, "x-request-id", requestId)
+      : rejection(new Unauthorized({ message: "Incorrect API key provided. Send it as 'Authorization: Bearer <key>' or 'x-api-key'." }))
+    // `request-id` is the header Anthropic clients read (the SDK's `_request_id`).
+    return HttpServerResponse.setHeaders(response, { "x-request-id": requestId, ...(anthropic ? { "request-id": requestId } : {}) })
   })
 
 /** The gateway's services, for Effect apps that embed them without the HTTP server. */
 export const GatewayServices = Layer.mergeAll(
   ChatService.Default,
+  CliProcess.Default,
   ModelCatalog.Default,
   Pool.Default,
   Admission.Default,
   ImageFetcher.Default,
   ToolBridge.Default,
-  Conversations.Default
+  Conversations.Default,
+  ResponseStore.Default
 )
 
 /** The HttpApi with its handlers; needs GatewayConfig. */
 export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
-  Layer.provide([OpenAIHttp, ConversationsHttp, SystemHttp]),
+  Layer.provide([OpenAIHttp, ConversationsHttp, ResponsesHttp, AnthropicHttp, SystemHttp]),
   Layer.provide(GatewayServices)
 )
 
@@ -116,8 +124,8 @@ export const ServerLive = Layer.unwrapEffect(
       ? (app: HttpApp.Default) => app
       : HttpMiddleware.cors({
         allowedOrigins: config.server.cors_origins.includes("*") ? () => true : config.server.cors_origins,
-        allowedHeaders: ["authorization", "x-api-key", "content-type", "x-request-id", "x-conversation-id"],
-        exposedHeaders: ["x-request-id", "x-claude-cost-usd", "x-conversation-id", "retry-after"]
+        allowedHeaders: ["authorization", "x-api-key", "content-type", "x-request-id", "x-conversation-id", "anthropic-version", "anthropic-beta"],
+        exposedHeaders: ["x-request-id", "request-id", "x-claude-cost-usd", "x-conversation-id", "retry-after"]
       })
     const server = createServer()
     // Built after the app, so released before it: stop accepting, let running turns finish

@@ -1,26 +1,13 @@
-import { Data, Deferred, Effect, type Scope } from "effect"
+import { Deferred, Effect, type Scope } from "effect"
 import { GatewayConfig } from "../config/GatewayConfig.js"
+import { Overloaded } from "../domain/errors.js"
 
 /**
  * At most `claude.max_concurrent_sessions` turns run at once; up to `queue.max_waiting` more wait
  * (first come, first served) for at most `queue.max_wait_seconds`. Past that: 429 with Retry-After.
  */
 
-export class Overloaded extends Data.TaggedError("Overloaded")<{
-  readonly reason: "queue_full" | "queue_timeout" | "shutting_down"
-  readonly retryAfterSeconds: number
-}> {
-  override get message() {
-    switch (this.reason) {
-      case "queue_full":
-        return "Too many requests are waiting for a Claude Code session; retry later."
-      case "queue_timeout":
-        return "No Claude Code session became free in time; retry later."
-      case "shutting_down":
-        return "The gateway is shutting down."
-    }
-  }
-}
+export { Overloaded }
 
 export interface AdmissionStats {
   readonly running: number

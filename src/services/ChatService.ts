@@ -21,8 +21,8 @@ import { type LaunchOptions, type ToolCall, TOOL_PREFIX, type TurnEvent, type Tu
  * per conversation, a session slot (Admission), a CLI process (the conversation's live one, a
  * resumed session, or a pool standby), the input written to it, and the CLI's output as
  * TurnEvents. The process outlives the request when the turn is parked for the client's tool
- * calls (ToolBridge) or when it stays alive for the conversation's next turn; otherwise it ends
- * with the request (client gone, timeout, a cut answer).
+ * calls (ToolBridge) or when it stays alive for the conversation's next turn; otherwise it goes
+ * back to the pool once its turn is settled, or is killed (timeout, a turn that would not stop).
  */
 
 export interface TurnResult {
@@ -59,12 +59,15 @@ interface Recording {
   readonly resolved: Resolved
   readonly signature: string
   readonly request: TurnRequest
+  /** How far the turn got: a conversation created for a turn that failed before recording anything is removed. */
+  readonly progress: { started: boolean; recorded: boolean; failed: boolean }
 }
 
 /**
  * Who ends a request's CLI. From the moment a process is the request's (spawned, taken from the
  * conversation, claimed from a parked turn) until the request's scope closes, this decides: parked
- * turns and kept CLIs live on, anything else is killed — also when the client goes away mid-way.
+ * turns and kept CLIs live on, a settled one goes back to the pool (reset for another
+ * conversation), anything else is killed — also when the client goes away mid-way.
  */
 interface Ownership {
   /** The scope that kills the process (known before the process is). */
@@ -141,6 +144,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
                 costUsd: event.costUsd,
                 cliSessionId: event.sessionId
               })
+              recording.progress.recorded = true
             }
             if (event.reason === "tool_calls") {
               owner.parked = true
@@ -153,14 +157,18 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             let finished: Extract<TurnEvent, { _tag: "Finished" }> | undefined
             for (const event of chunk) {
               if (event._tag === "TextDelta") text += event.text
-              if (event._tag === "Started") owner.unrecordedSession = event.sessionId
+              if (event._tag === "Started") {
+                owner.unrecordedSession = event.sessionId
+                if (recording !== undefined) recording.progress.started = true
+              }
               if (event._tag === "Finished") {
                 owner.unrecordedSession = undefined
                 finished = event
               }
             }
             return finished === undefined ? Effect.succeed(chunk) : Effect.as(onFinished(finished), chunk)
-          })
+          }),
+          Stream.tapError(() => Effect.sync(() => recording !== undefined && (recording.progress.failed = true)))
         )
       })
 
@@ -187,8 +195,22 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         const conversationId = resolved?.conversation.id
         const launch = resolved === undefined ? request.launch : withConversation(request.launch, resolved.conversation)
         const signature = launchSignature(config, launch)
+        const processKey = pool.processKey(launch)
         const toolsKey = JSON.stringify(launch.tools ?? [])
-        const recording = resolved === undefined ? undefined : { resolved, signature, request }
+        const recording = resolved === undefined
+          ? undefined
+          : { resolved, signature, request, progress: { started: false, recorded: false, failed: false } }
+        // A request that fails before anything is recorded (429, spawn, timeout, an upstream error) leaves
+        // no empty conversation; one whose client went away mid-turn keeps it (the id was sent).
+        if (recording?.resolved.created === true) {
+          yield* Effect.addFinalizer(() =>
+            Effect.suspend(() =>
+              recording.progress.recorded || (recording.progress.started && !recording.progress.failed)
+                ? Effect.void
+                : Effect.asVoid(conversations.remove(recording.resolved.conversation.id))
+            )
+          )
+        }
 
         if (options.admitted !== true) yield* admission.admit
         const owner: Ownership = {
@@ -210,12 +232,14 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             const attach = keepFor === undefined || session === undefined
               ? Effect.void
               : conversations.store.attachSession(keepFor, session)
-            if (keepFor === undefined || process === undefined || !conversations.keepsLive || owner.timedOut) {
-              return endReading.pipe(Effect.zipRight(kill), Effect.zipRight(attach))
-            }
+            if (process === undefined || owner.timedOut) return endReading.pipe(Effect.zipRight(kill), Effect.zipRight(attach))
+            // A process its conversation keeps, else one the pool resets for another conversation.
+            const next = keepFor === undefined || !conversations.keepsLive
+              ? pool.release(process)
+              : conversations.keepLive(keepFor, process)
             return endReading.pipe(
               Effect.zipRight(settle(process.handle)),
-              Effect.flatMap((settled) => settled ? conversations.keepLive(keepFor, process) : kill),
+              Effect.flatMap((settled) => settled ? next : kill),
               Effect.zipRight(attach)
             )
           })
@@ -251,7 +275,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
               Effect.timeoutTo({ duration: remaining(), onTimeout: () => timedOut, onSuccess: Effect.succeed }),
               Effect.flatten
             )
-            const process: OwnedProcess = { scope, handle, signature, tools: toolsKey }
+            const process: OwnedProcess = { scope, handle, signature: processKey, tools: toolsKey }
             owner.process = process
             return process
           })
@@ -273,10 +297,12 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         const sessionId = resolved?.continues === true ? resolved.conversation.cliSessionId : null
         if (resolved !== undefined && sessionId !== null) {
           const newInput = input.slice(request.newInputFrom ?? 0)
-          const kept = yield* hold(conversations.takeLive(resolved.conversation.id, signature), (process) => process)
+          const kept = yield* hold(conversations.takeLive(resolved.conversation.id, processKey), (process) => process)
           if (Option.isSome(kept)) {
             input = newInput
             process = kept.value
+            // The request's system prompt may have changed since the last turn: it applies from this one.
+            yield* pool.prepare(process.handle, launch)
           } else if (yield* cli.hasSession(sessionId)) {
             input = newInput
             process = yield* own(pool.spawn({ ...launch, resume: sessionId }))

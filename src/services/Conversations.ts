@@ -5,13 +5,16 @@ import type { CliHandle } from "../cli/CliProcess.js"
 import { type Conversation, ConversationStore } from "../store/ConversationStore.js"
 import { ConversationNotFound } from "../domain/errors.js"
 import { GatewayConfig } from "../config/GatewayConfig.js"
+import { Pool } from "./Pool.js"
 import type { ConversationRef, HistoryMessage, ToolCall, TurnUsage } from "../domain/Turn.js"
 
 /**
  * Which CLI session continues which conversation. A conversation is named by the client
  * (`conversation_id`) or found by the fingerprint of the history a stateless client re-sends.
  * Between turns its CLI stays alive (idle TTL, LRU cap), so the next turn is written to the same
- * process; after that, or after a restart, a new CLI resumes the recorded session (`--resume`).
+ * process; after that the process goes back to the pool (reset for another conversation, its
+ * session left resumable), and a later turn, or one after a restart, resumes the recorded session
+ * (`--resume`).
  * Requests of one conversation are served one at a time.
  */
 
@@ -19,7 +22,7 @@ import type { ConversationRef, HistoryMessage, ToolCall, TurnUsage } from "../do
 export interface OwnedProcess {
   readonly scope: Scope.CloseableScope
   readonly handle: CliHandle
-  /** The launch signature it was started with. */
+  /** Which launches it can serve a next turn for (`Pool.processKey`). */
   readonly signature: string
   /** The client functions it serves (JSON), part of the signature. */
   readonly tools: string
@@ -34,6 +37,8 @@ export interface Resolved {
   readonly continues: boolean
   /** Earlier messages the conversation has not recorded yet (the history a new one starts with). */
   readonly unrecorded: ReadonlyArray<HistoryMessage>
+  /** Created for this request: a request that fails before its turn starts removes it again. */
+  readonly created?: boolean
 }
 
 export interface Answer {
@@ -66,6 +71,7 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
   scoped: Effect.gen(function*() {
     const store = yield* ConversationStore
     const admission = yield* Admission
+    const pool = yield* Pool
     const { config } = yield* GatewayConfig
     const settings = config.conversation
     const daemon = yield* Effect.runtime<never>()
@@ -73,19 +79,23 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
     const live = new Map<string, Live>()
     const locks = new Map<string, { readonly semaphore: Effect.Semaphore; users: number }>()
 
-    const close = (id: string, entry: Live) =>
+    /** The conversation no longer needs its process: the pool resets it for another (or kills it). */
+    const close = (id: string, entry: Live, end: (process: OwnedProcess) => Effect.Effect<void> = pool.release) =>
       Effect.suspend(() => {
         if (live.get(id) === entry) live.delete(id)
-        return Scope.close(entry.process.scope, Exit.void)
+        return end(entry.process)
       })
 
-    /** End a live process from outside its idle timer (which must not outlive it). */
-    const drop = (id: string, entry: Live) =>
-      Effect.zipRight(entry.expiry ? Fiber.interrupt(entry.expiry) : Effect.void, close(id, entry))
+    /** Give up a live process from outside its idle timer (which must not outlive it). */
+    const drop = (id: string, entry: Live, end?: (process: OwnedProcess) => Effect.Effect<void>) =>
+      Effect.zipRight(entry.expiry ? Fiber.interrupt(entry.expiry) : Effect.void, close(id, entry, end))
 
     // Running turns finish (and are recorded) before the store closes; then the live CLIs end.
     yield* Effect.addFinalizer(() =>
-      Effect.zipRight(admission.drain, Effect.forEach([...live], ([id, entry]) => drop(id, entry), { discard: true }))
+      Effect.zipRight(
+        admission.drain,
+        Effect.forEach([...live], ([id, entry]) => drop(id, entry, (process) => Scope.close(process.scope, Exit.void)), { discard: true })
+      )
     )
 
     // Old conversations go, with their messages; a live one is never old.
@@ -135,14 +145,14 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
         live.delete(id)
         if (entry.expiry) yield* Fiber.interrupt(entry.expiry)
         if (entry.process.signature === signature && (yield* entry.process.handle.isIdle)) return Option.some(entry.process)
-        yield* Scope.close(entry.process.scope, Exit.void)
+        yield* pool.release(entry.process)
         return Option.none()
       })
 
     /** Keep a conversation's CLI between turns (only an idle one: a turn cut short would talk on). */
     const keepLive = (id: string, process: OwnedProcess): Effect.Effect<void> =>
       Effect.gen(function*() {
-        if (settings.max_live === 0 || !(yield* process.handle.isIdle)) return yield* Scope.close(process.scope, Exit.void)
+        if (settings.max_live === 0 || !(yield* process.handle.isIdle)) return yield* pool.release(process)
         const previous = live.get(id)
         if (previous !== undefined) yield* drop(id, previous)
         const entry: Live = { process, expiry: undefined }
@@ -184,7 +194,7 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
             return { conversation: found.value, byHistory: true, continues: true, unrecorded: [] }
           }
         }
-        return { conversation: yield* store.create({ owner: ref.owner }), byHistory: false, continues: false, unrecorded: ref.history }
+        return { conversation: yield* store.create({ owner: ref.owner }), byHistory: false, continues: false, unrecorded: ref.history, created: true }
       })
 
     /**
@@ -196,7 +206,7 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
       Effect.gen(function*() {
         const current = Option.getOrElse(yield* store.get(resolved.conversation.id), () => resolved.conversation)
         if (resolved.byHistory && current.historyHash !== resolved.conversation.historyHash) {
-          return { conversation: yield* store.create({ owner: ref.owner }), byHistory: false, continues: false, unrecorded: ref.history }
+          return { conversation: yield* store.create({ owner: ref.owner }), byHistory: false, continues: false, unrecorded: ref.history, created: true }
         }
         if (current.cliSessionId === null) return { ...resolved, conversation: current }
         return { ...resolved, conversation: current, continues: true, unrecorded: [] }
@@ -235,5 +245,5 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
 
     return { lock, takeLive, keepLive, keepsLive, remove, resolve, refresh, record, owns, liveIds, store } as const
   }),
-  dependencies: [ConversationStore.Default, Admission.Default]
+  dependencies: [ConversationStore.Default, Admission.Default, Pool.Default]
 }) {}

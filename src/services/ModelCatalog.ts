@@ -11,8 +11,32 @@ import { GatewayConfig } from "../config/GatewayConfig.js"
 
 const InitializeResponse = Schema.Struct({
   claude_code_version: Schema.String,
-  models: Schema.Array(Schema.Struct({ value: Schema.String, resolvedModel: Schema.optional(Schema.String) }))
+  models: Schema.Array(Schema.Struct({ value: Schema.String, resolvedModel: Schema.optional(Schema.String) })),
+  /** How the CLI would authenticate upstream (read from its config and environment; no model call). */
+  account: Schema.optional(Schema.Struct({
+    tokenSource: Schema.optional(Schema.String),
+    apiKeySource: Schema.optional(Schema.String),
+    apiProvider: Schema.optional(Schema.String)
+  }))
 })
+
+export interface CliAuth {
+  readonly loggedIn: boolean
+  /** api_key (and where from), oauth (a `claude login` token), or the cloud provider; "none" when logged out. */
+  readonly method: string
+}
+
+/**
+ * Logged in: an API key, a login token, or a cloud provider (Bedrock, Vertex…), whose credentials
+ * the CLI only checks when it calls. An older CLI that reports no account is taken at its word.
+ */
+export const authOf = (account: typeof InitializeResponse.Type["account"]): CliAuth => {
+  if (account === undefined) return { loggedIn: true, method: "unknown" }
+  if (account.apiProvider !== undefined && account.apiProvider !== "firstParty") return { loggedIn: true, method: account.apiProvider }
+  if (account.apiKeySource !== undefined && account.apiKeySource !== "none") return { loggedIn: true, method: `api_key (${account.apiKeySource})` }
+  if (account.tokenSource !== undefined && account.tokenSource !== "none") return { loggedIn: true, method: `oauth (${account.tokenSource})` }
+  return { loggedIn: false, method: "none" }
+}
 
 export interface CatalogEntry {
   readonly id: string
@@ -22,6 +46,7 @@ export interface CatalogEntry {
 
 export interface CliInfo {
   readonly version: string
+  readonly auth: CliAuth
   readonly models: ReadonlyArray<CatalogEntry>
   readonly probedAt: number
 }
@@ -57,7 +82,7 @@ export class ModelCatalog extends Effect.Service<ModelCatalog>()("ModelCatalog",
         const process = yield* cli.spawn({ model: config.claude.default_model, systemPrompt: undefined })
         const response = yield* process.control("initialize")
         const decoded = yield* Schema.decodeUnknown(InitializeResponse)(response)
-        return { version: decoded.claude_code_version, models: entriesOf(decoded.models), probedAt: Date.now() }
+        return { version: decoded.claude_code_version, auth: authOf(decoded.account), models: entriesOf(decoded.models), probedAt: Date.now() }
       })
     ).pipe(Effect.timeout("20 seconds"))
 
@@ -103,7 +128,13 @@ export class ModelCatalog extends Effect.Service<ModelCatalog>()("ModelCatalog",
         return Effect.succeed(aliases.includes(entry) ? entry.resolved : model)
       })
 
-    yield* Effect.forkScoped(state)
+    // Every chat would fail with "Not logged in": say so at start-up, not at the first request.
+    yield* Effect.forkScoped(Effect.tap(state, (s) =>
+      s._tag === "Ready" && !s.info.auth.loggedIn
+        ? Effect.logWarning(
+          "the Claude Code CLI is not logged in: every chat will fail. Log it in with `claude /login`, or set ANTHROPIC_API_KEY for the gateway"
+        )
+        : Effect.void))
     return { state, models, resolve } as const
   }),
   dependencies: [CliProcess.Default]

@@ -1,4 +1,4 @@
-import { Chunk, Effect, Exit, Fiber, Option, Runtime, Scope } from "effect"
+import { Chunk, Effect, Exit, FiberMap, Option, Scope } from "effect"
 import type { TurnError } from "../cli/TurnEvents.js"
 import type { OwnedProcess } from "./Conversations.js"
 import { GatewayConfig } from "../config/GatewayConfig.js"
@@ -27,8 +27,10 @@ export interface LiveTurn {
 interface Parked {
   readonly turn: LiveTurn
   readonly ids: ReadonlyArray<string>
-  expiry: Fiber.RuntimeFiber<void> | undefined
 }
+
+/** A parked turn's key in the expiry timers: its first call id (ids are unique per turn). */
+const keyOf = (entry: Parked) => entry.ids[0]!
 
 export class ToolBridge extends Effect.Service<ToolBridge>()("ToolBridge", {
   scoped: Effect.gen(function*() {
@@ -37,7 +39,10 @@ export class ToolBridge extends Effect.Service<ToolBridge>()("ToolBridge", {
     const byId = new Map<string, Parked>()
     // Oldest first: the cap ends these.
     const parked: Array<Parked> = []
-    const daemon = yield* Effect.runtime<never>()
+    // Expiry timers run in the bridge's own scope and context (not the request's, which they would
+    // keep reachable): a parked turn outlives the request that parked it.
+    const expiries = yield* FiberMap.make<string>()
+    const expire = yield* FiberMap.runtime(expiries)<never>()
 
     const forget = (entry: Parked) => {
       const index = parked.indexOf(entry)
@@ -55,18 +60,17 @@ export class ToolBridge extends Effect.Service<ToolBridge>()("ToolBridge", {
 
     /** End a parked turn from outside its expiry timer (which must not outlive it). */
     const drop = (entry: Parked, why: string) =>
-      Effect.zipRight(entry.expiry ? Fiber.interrupt(entry.expiry) : Effect.void, end(entry, why))
+      Effect.zipRight(FiberMap.remove(expiries, keyOf(entry)), end(entry, why))
 
     yield* Effect.addFinalizer(() => Effect.forEach([...parked], (entry) => drop(entry, "shutdown"), { discard: true }))
 
     /** Park a turn until the results for `ids` come (or it expires). */
     const park = (turn: LiveTurn, ids: ReadonlyArray<string>) =>
       Effect.gen(function*() {
-        const entry: Parked = { turn, ids, expiry: undefined }
+        const entry: Parked = { turn, ids }
         parked.push(entry)
         for (const id of ids) byId.set(id, entry)
-        // Started from the bridge's own context: the parked turn outlives the request.
-        entry.expiry = Runtime.runFork(daemon)(Effect.sleep(ttl).pipe(Effect.zipRight(end(entry, "no results in time"))))
+        expire(keyOf(entry), Effect.sleep(ttl).pipe(Effect.zipRight(end(entry, "no results in time"))))
         while (parked.length > config.tools.max_parked) yield* drop(parked[0]!, "too many parked turns")
       })
 
@@ -79,7 +83,7 @@ export class ToolBridge extends Effect.Service<ToolBridge>()("ToolBridge", {
         const entry = ids.length > 0 ? byId.get(ids[0]!) : undefined
         if (entry === undefined || entry.turn.conversationId !== conversationId) return Option.none()
         forget(entry)
-        if (entry.expiry) yield* Fiber.interrupt(entry.expiry)
+        yield* FiberMap.remove(expiries, keyOf(entry))
         const matches = entry.ids.length === ids.length && entry.ids.every((id) => ids.includes(id))
         if (matches && entry.turn.process.tools === tools) return Option.some(entry.turn)
         // The model waits for other calls than these results answer, or the follow-up offers other

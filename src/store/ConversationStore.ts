@@ -1,10 +1,11 @@
-import { SqlClient } from "@effect/sql"
+import { SqlClient, SqlSchema } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Effect, Layer, Option, Schema } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { GatewayConfig } from "../config/GatewayConfig.js"
+import { migrate } from "./migrations.js"
 
 /**
  * Where conversations are remembered: their messages, usage, the CLI session that continues them
@@ -66,34 +67,6 @@ export interface Page {
   readonly hasMore: boolean
 }
 
-// Schema migrations, applied in order; PRAGMA user_version counts the ones done.
-const MIGRATIONS: ReadonlyArray<string> = [
-  `CREATE TABLE conversations (
-    id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL DEFAULT '',
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    model TEXT,
-    system_prompt TEXT,
-    working_directory TEXT,
-    metadata TEXT NOT NULL DEFAULT '{}',
-    cli_session_id TEXT,
-    history_hash TEXT NOT NULL DEFAULT '',
-    fingerprint TEXT,
-    prompt_tokens INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0,
-    cost_usd REAL NOT NULL DEFAULT 0
-  );
-  CREATE INDEX conversations_fingerprint ON conversations (fingerprint);
-  CREATE TABLE messages (
-    conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-    position INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    message TEXT NOT NULL,
-    PRIMARY KEY (conversation_id, position)
-  );`
-]
-
 const Row = Schema.Struct({
   id: Schema.String,
   owner: Schema.String,
@@ -109,15 +82,6 @@ const Row = Schema.Struct({
   completion_tokens: Schema.Number,
   cost_usd: Schema.Number
 })
-const decodeRows = Schema.decodeUnknown(Schema.Array(Row))
-const decodeMessages = Schema.decodeUnknown(Schema.Array(Schema.Struct({ message: Schema.parseJson(StoredMessage) })))
-
-/** The number in column `name` of a one-row result. */
-const firstNumber = (name: string) => (rows: ReadonlyArray<unknown>) =>
-  Effect.map(
-    Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ [name]: Schema.Number })))(rows.slice(0, 1)),
-    ([row]) => row[name]!
-  )
 
 const toConversation = (row: typeof Row.Type): Conversation => ({
   id: row.id,
@@ -149,25 +113,18 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     // The store is the gateway's own state: a failing database is a defect, not a client error.
-    const version = yield* sql`PRAGMA user_version`.pipe(Effect.flatMap(firstNumber("user_version")), Effect.orDie)
     yield* sql`PRAGMA foreign_keys = ON`.pipe(Effect.orDie)
     // WAL (the client's default) with NORMAL sync: no fsync per turn; a power cut may lose the last turns, never the file.
     yield* sql`PRAGMA synchronous = NORMAL`.pipe(Effect.orDie)
-    for (const [index, migration] of MIGRATIONS.entries()) {
-      if (index < version) continue
-      yield* sql.withTransaction(Effect.gen(function*() {
-        for (const statement of migration.split(";").map((s) => s.trim()).filter((s) => s !== "")) {
-          yield* sql.unsafe(statement)
-        }
-        yield* sql.unsafe(`PRAGMA user_version = ${index + 1}`)
-      })).pipe(Effect.orDie)
-    }
+    yield* migrate.pipe(Effect.orDie)
 
-    const select = (query: Effect.Effect<ReadonlyArray<unknown>, unknown>) =>
-      query.pipe(Effect.flatMap(decodeRows), Effect.map((rows) => rows.map(toConversation)), Effect.orDie)
-
+    const byId = SqlSchema.findOne({
+      Request: Schema.String,
+      Result: Row,
+      execute: (id) => sql`SELECT * FROM conversations WHERE id = ${id}`
+    })
     const get = (id: string): Effect.Effect<Option.Option<Conversation>> =>
-      select(sql`SELECT * FROM conversations WHERE id = ${id}`).pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
+      byId(id).pipe(Effect.map(Option.map(toConversation)), Effect.orDie)
 
     const create = (init: ConversationInit): Effect.Effect<Conversation> =>
       Effect.gen(function*() {
@@ -186,22 +143,30 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
         return Option.getOrThrow(yield* get(id))
       })
 
+    const messageRows = SqlSchema.findAll({
+      Request: Schema.String,
+      Result: Schema.Struct({ message: Schema.parseJson(StoredMessage) }),
+      execute: (id) => sql`SELECT message FROM messages WHERE conversation_id = ${id} ORDER BY position`
+    })
     const messages = (id: string): Effect.Effect<ReadonlyArray<StoredMessage>> =>
-      sql`SELECT message FROM messages WHERE conversation_id = ${id} ORDER BY position`.pipe(
-        Effect.flatMap(decodeMessages),
-        Effect.map((rows) => rows.map((row) => row.message)),
-        Effect.orDie
-      )
+      messageRows(id).pipe(Effect.map((rows) => rows.map((row) => row.message)), Effect.orDie)
 
     /** One owner's conversations, newest first; `after` is the last id of the previous page. */
+    const page = SqlSchema.findAll({
+      Request: Schema.Struct({ owner: Schema.String, limit: Schema.Number, after: Schema.optional(Schema.String) }),
+      Result: Row,
+      execute: ({ after, limit, owner }) =>
+        after === undefined
+          ? sql`SELECT * FROM conversations WHERE owner = ${owner} ORDER BY rowid DESC LIMIT ${limit + 1}`
+          : sql`SELECT * FROM conversations WHERE owner = ${owner}
+                AND rowid < (SELECT rowid FROM conversations WHERE id = ${after})
+                ORDER BY rowid DESC LIMIT ${limit + 1}`
+    })
     const list = (options: { readonly owner: string; readonly limit: number; readonly after?: string | undefined }): Effect.Effect<Page> =>
-      select(
-        options.after === undefined
-          ? sql`SELECT * FROM conversations WHERE owner = ${options.owner} ORDER BY rowid DESC LIMIT ${options.limit + 1}`
-          : sql`SELECT * FROM conversations WHERE owner = ${options.owner}
-                AND rowid < (SELECT rowid FROM conversations WHERE id = ${options.after})
-                ORDER BY rowid DESC LIMIT ${options.limit + 1}`
-      ).pipe(Effect.map((rows) => ({ data: rows.slice(0, options.limit), hasMore: rows.length > options.limit })))
+      page({ owner: options.owner, limit: options.limit, ...(options.after === undefined ? {} : { after: options.after }) }).pipe(
+        Effect.map((rows) => ({ data: rows.slice(0, options.limit).map(toConversation), hasMore: rows.length > options.limit })),
+        Effect.orDie
+      )
 
     const remove = (id: string): Effect.Effect<boolean> =>
       Effect.gen(function*() {
@@ -210,12 +175,15 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
         return found
       })
 
+    const nextPosition = SqlSchema.single({
+      Request: Schema.String,
+      Result: Schema.Struct({ next: Schema.Number }),
+      execute: (id) => sql`SELECT COALESCE(MAX(position) + 1, 0) AS next FROM messages WHERE conversation_id = ${id}`
+    })
     const recordTurn = (id: string, turn: TurnRecord): Effect.Effect<void> =>
       sql.withTransaction(Effect.gen(function*() {
         const at = now()
-        const next = yield* sql`SELECT COALESCE(MAX(position) + 1, 0) AS next FROM messages WHERE conversation_id = ${id}`.pipe(
-          Effect.flatMap(firstNumber("next"))
-        )
+        const { next } = yield* nextPosition(id)
         for (const [i, message] of turn.messages.entries()) {
           yield* sql`INSERT INTO messages ${sql.insert({ conversation_id: id, position: next + i, created_at: at, message: JSON.stringify(message) })}`
         }
@@ -231,9 +199,15 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
       })).pipe(Effect.orDie)
 
     /** The conversation whose history has this fingerprint, if it was updated since `notBefore` (unix s). */
+    const byFingerprint = SqlSchema.findOne({
+      Request: Schema.Struct({ fingerprint: Schema.String, notBefore: Schema.Number }),
+      Result: Row,
+      execute: ({ fingerprint, notBefore }) =>
+        sql`SELECT * FROM conversations WHERE fingerprint = ${fingerprint} AND updated_at >= ${notBefore}
+            ORDER BY updated_at DESC LIMIT 1`
+    })
     const findByFingerprint = (fingerprint: string, notBefore: number): Effect.Effect<Option.Option<Conversation>> =>
-      select(sql`SELECT * FROM conversations WHERE fingerprint = ${fingerprint} AND updated_at >= ${notBefore}
-                 ORDER BY updated_at DESC LIMIT 1`).pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
+      byFingerprint({ fingerprint, notBefore }).pipe(Effect.map(Option.map(toConversation)), Effect.orDie)
 
     /** A conversation's CLI session, when none is recorded yet (its first turn did not finish). */
     const attachSession = (id: string, cliSessionId: string): Effect.Effect<void> =>
@@ -249,7 +223,8 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
         Effect.orDie
       )
 
-    return { create, get, messages, list, remove, recordTurn, attachSession, findByFingerprint, purge } as const
+    // `sql`: stores of other objects kept in the same database (ResponseStore).
+    return { create, get, messages, list, remove, recordTurn, attachSession, findByFingerprint, purge, sql } as const
   }),
   dependencies: [SqliteLive]
 }) {}

@@ -10,9 +10,10 @@ let upstream: Upstream
 let gateway: Gateway
 let client: OpenAI
 
-// No CLI kept between turns here: these tests watch each request's own process.
+// No CLI kept between turns or reused here: these tests watch each request's own process (reuse.test.ts
+// has the reused ones).
 useGateway(
-  { config: { models: { aliases: { "gpt-4o-mini": "haiku" } }, conversation: { max_live: 0 } } },
+  { config: { models: { aliases: { "gpt-4o-mini": "haiku" } }, conversation: { max_live: 0 }, pool: { reuse: false } } },
   (started) => ({ upstream, gateway, client } = started)
 )
 

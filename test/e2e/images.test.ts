@@ -1,4 +1,5 @@
 import OpenAI from "openai"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -93,6 +94,15 @@ describe("images by reference", () => {
       expect(error.code).toBe("image_path_not_allowed")
       expect(error.param).toBe("messages[0].content[1].image_url.url")
     }
+  })
+
+  it("refuses a FIFO (or anything but a regular file) inside the allowed directories at once", async () => {
+    const fifo = path.join(dir, "pipe.png")
+    execFileSync("mkfifo", [fifo])
+    const started = Date.now()
+    const error = await refusal(ask(open, "IMG-NO", fifo))
+    expect(error.code).toBe("image_path_not_allowed")
+    expect(Date.now() - started).toBeLessThan(5000)
   })
 
   it("refuses content that is not an image, and images over images.max_bytes", async () => {

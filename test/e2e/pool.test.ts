@@ -40,7 +40,8 @@ describe("warm pool", () => {
   beforeAll(async () => {
     gateway = await startGateway({
       upstreamUrl: upstream.url,
-      config: { pool: { prewarm: 1, replace_delay_ms: REPLACE_DELAY_MS }, conversation: { max_live: 0 } }
+      // Without reuse: how standbys are replaced (reuse has its own tests in reuse.test.ts).
+      config: { pool: { prewarm: 1, replace_delay_ms: REPLACE_DELAY_MS, reuse: false }, conversation: { max_live: 0 } }
     })
     client = openaiFor(gateway)
   })

@@ -40,6 +40,8 @@ export const startGateway = async (options: {
   readonly onLog?: (line: LogLine) => void
   /** Reuse a HOME (CLI sessions, conversation database) kept by an earlier gateway's `close({ keepHome: true })`. */
   readonly home?: string
+  /** Changes to the CLI's environment (undefined removes a variable, e.g. ANTHROPIC_API_KEY). */
+  readonly env?: Readonly<Record<string, string | undefined>>
 }) => {
   const home = options.home ?? fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-test-"))
   const env = {
@@ -47,7 +49,8 @@ export const startGateway = async (options: {
     HOME: home,
     ANTHROPIC_BASE_URL: options.upstreamUrl,
     ANTHROPIC_API_KEY: "sk-test-dummy",
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1"
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+    ...options.env
   }
   const overrides = options.config ?? {}
   const config = {
@@ -116,6 +119,9 @@ export interface HealthBody {
     readonly hits: number
     readonly misses: number
     readonly spawned: number
+    readonly reused: number
+    readonly resetFailed: number
+    readonly retired: number
     readonly signatures: ReadonlyArray<{ readonly model: string; readonly standby: number; readonly spawning: number }>
   }
   readonly tools: { readonly parked: number }

@@ -57,6 +57,10 @@ export interface Upstream {
    */
   on(marker: string, ...replies: ReadonlyArray<Reply>): void
   requestsFor(marker: string): ReadonlyArray<RecordedRequest>
+  /** every POST /v1/messages/count_tokens body, in arrival order */
+  readonly countRequests: ReadonlyArray<unknown>
+  /** How count_tokens answers (default: 10 tokens for any body). */
+  countWith(count: (body: unknown) => number): void
   close(): Promise<void>
 }
 
@@ -212,6 +216,8 @@ export const startUpstream = async (options?: { defaultReply?: Reply }): Promise
   // aborts pending delays so close() does not wait for (or get kept alive by) timers
   const closing = new AbortController()
   let messageCount = 0
+  const countRequests: Array<unknown> = []
+  let count: (body: unknown) => number = () => 10
 
   const pickReply = (body: unknown): Reply => {
     for (const [marker, queue] of scripts) {
@@ -283,7 +289,8 @@ export const startUpstream = async (options?: { defaultReply?: Reply }): Promise
     }
     if (route === "/v1/messages/count_tokens") {
       res.writeHead(200, { "content-type": "application/json" })
-      return res.end(JSON.stringify({ input_tokens: 10 }))
+      countRequests.push(body)
+      return res.end(JSON.stringify({ input_tokens: count(body) }))
     }
     const reply = pickReply(body)
     requests.push({ path, headers: { ...req.headers }, body, reply })
@@ -333,6 +340,10 @@ export const startUpstream = async (options?: { defaultReply?: Reply }): Promise
       scripts.set(marker, [...replies])
     },
     requestsFor: (marker) => requests.filter((r) => matches(r.body, marker)),
+    countRequests,
+    countWith: (f) => {
+      count = f
+    },
     close
   }
 }

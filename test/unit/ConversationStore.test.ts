@@ -1,3 +1,5 @@
+import { SqlClient } from "@effect/sql"
+import { SqliteClient } from "@effect/sql-sqlite-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
 import * as fs from "node:fs"
@@ -84,4 +86,31 @@ describe("history fingerprints", () => {
     // Another API key never matches the same history.
     expect(fingerprint("key-a", "sig", "h")).not.toBe(fingerprint("key-b", "sig", "h"))
   })
+})
+
+describe("ConversationStore migrations", () => {
+  it.effect("opens a database written before the Migrator (PRAGMA user_version = 1) and keeps its conversations", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-store-old-"))
+      // The schema and row exactly as the gateway wrote them before migrations moved to @effect/sql's Migrator.
+      const old = `CREATE TABLE conversations (id TEXT PRIMARY KEY, owner TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL, model TEXT, system_prompt TEXT, working_directory TEXT, metadata TEXT NOT NULL DEFAULT '{}',
+        cli_session_id TEXT, history_hash TEXT NOT NULL DEFAULT '', fingerprint TEXT, prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0);
+        CREATE INDEX conversations_fingerprint ON conversations (fingerprint);
+        CREATE TABLE messages (conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL, created_at INTEGER NOT NULL, message TEXT NOT NULL, PRIMARY KEY (conversation_id, position));
+        INSERT INTO conversations (id, created_at, updated_at, cli_session_id) VALUES ('conv_old', 1, 1, 'session-old');
+        INSERT INTO messages VALUES ('conv_old', 0, 1, '{"role":"user","content":"hi"}');
+        PRAGMA user_version = 1`
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        Effect.forEach(old.split(";"), (statement) => sql.unsafe(statement))).pipe(
+          Effect.provide(SqliteClient.layer({ filename: path.join(dir, "conversations.db") }))
+        )
+      const found = yield* Effect.flatMap(ConversationStore, (conversations) =>
+        Effect.all([conversations.get("conv_old"), conversations.messages("conv_old")])).pipe(Effect.provide(store(dir)))
+      expect(Option.getOrThrow(found[0])).toMatchObject({ id: "conv_old", cliSessionId: "session-old" })
+      expect(found[1]).toEqual([{ role: "user", content: "hi" }])
+      fs.rmSync(dir, { recursive: true, force: true })
+    }))
 })

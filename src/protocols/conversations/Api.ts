@@ -59,11 +59,14 @@ export const ConversationDeleted = Schema.Struct({
 
 const IdPath = Schema.Struct({ id: Schema.String })
 
+const RepeatableParam = Schema.Union(Schema.String, Schema.Array(Schema.String))
+
 export class ConversationsApi extends HttpApiGroup.make("conversations")
   .add(HttpApiEndpoint.post("createConversation", "/v1/conversations").setPayload(CreateConversation).addSuccess(ConversationObject))
   .add(
     HttpApiEndpoint.get("listConversations", "/v1/conversations")
-      .setUrlParams(Schema.Struct({ limit: Schema.optional(Schema.String), after: Schema.optional(Schema.String) }))
+      // A repeated parameter arrives as a list: decoded, so that the handler can name it in a 400.
+      .setUrlParams(Schema.Struct({ limit: Schema.optional(RepeatableParam), after: Schema.optional(RepeatableParam) }))
       .addSuccess(ConversationList)
   )
   .add(HttpApiEndpoint.get("retrieveConversation", "/v1/conversations/:id").setPath(IdPath).addSuccess(ConversationWithMessages))

@@ -11,9 +11,30 @@ import { recover } from "../../http/errors.js"
 import { decodeBody, ownerOf, readJson } from "../../http/request.js"
 import { ModelCatalog } from "../../services/ModelCatalog.js"
 import { ToolBridge } from "../../services/ToolBridge.js"
+import { checkSystemPrompt } from "../openai/translate.js"
 import { CreateConversation } from "./Api.js"
 
 const invalid = (message: string, param: string) => new InvalidRequest({ message, param, code: "invalid_value" })
+
+/** Linux's limits for a path and for one name in it. */
+const MAX_PATH_BYTES = 4095
+const MAX_NAME_BYTES = 255
+
+const isLink = (file: string) => {
+  try {
+    return fs.lstatSync(file).isSymbolicLink()
+  } catch {
+    return false
+  }
+}
+
+const realOrUndefined = (file: string) => {
+  try {
+    return fs.realpathSync(file)
+  } catch {
+    return undefined // a dangling link: it leads nowhere we can check
+  }
+}
 
 export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations", (handlers) =>
   Effect.gen(function*() {
@@ -28,22 +49,41 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
 
     /**
      * A working directory inside the workspace (relative to it, or absolute within it), created if
-     * missing. Checked again after symlinks are resolved: a link inside must not lead outside.
+     * missing. Everything is checked before anything is created: each existing step with its
+     * symlinks resolved must stay inside (a link inside must not lead outside) and be a directory.
      */
     const workingDirectory = (requested: string) =>
       Effect.gen(function*() {
-        const outside = invalid(
-          `Invalid value for 'working_directory': it must lie inside the gateway's workspace (${workspace}).`,
-          "working_directory"
-        )
+        const param = "working_directory"
+        const refuse = (why: string) => invalid(`Invalid value for '${param}': ${why}.`, param)
+        const outside = refuse(`it must lie inside the gateway's workspace (${workspace})`)
+        if (requested.includes("\u0000")) return yield* Effect.fail(refuse("it must not contain NUL characters"))
+        if (Buffer.byteLength(requested) > MAX_PATH_BYTES) return yield* Effect.fail(refuse(`it is limited to ${MAX_PATH_BYTES} bytes`))
         const resolved = path.resolve(workspace, requested)
         if (!inside(workspace, resolved)) return yield* Effect.fail(outside)
-        const real = yield* Effect.sync(() => {
-          fs.mkdirSync(resolved, { recursive: true })
-          return { root: fs.realpathSync(workspace), dir: fs.realpathSync(resolved) }
+        const steps = path.relative(workspace, resolved).split(path.sep).filter((step) => step !== "")
+        if (steps.some((step) => Buffer.byteLength(step) > MAX_NAME_BYTES)) {
+          return yield* Effect.fail(refuse(`each name in the path is limited to ${MAX_NAME_BYTES} bytes`))
+        }
+        return yield* Effect.try({
+          try: () => {
+            fs.mkdirSync(workspace, { recursive: true })
+            const root = fs.realpathSync(workspace)
+            let current = workspace
+            for (const step of steps) {
+              current = path.join(current, step)
+              if (!fs.existsSync(current) && !isLink(current)) break // from here on, created below
+              const real = realOrUndefined(current)
+              if (real === undefined || !inside(root, real)) throw outside
+              if (!fs.statSync(real).isDirectory()) throw refuse(`'${path.relative(workspace, current)}' exists and is not a directory`)
+            }
+            fs.mkdirSync(resolved, { recursive: true })
+            const real = fs.realpathSync(resolved)
+            if (!inside(root, real)) throw outside
+            return resolved
+          },
+          catch: (error) => error instanceof InvalidRequest ? error : refuse(`it cannot be created (${(error as NodeJS.ErrnoException).code ?? "error"})`)
         })
-        if (!inside(real.root, real.dir)) return yield* Effect.fail(outside)
-        return resolved
       })
 
     const render = (conversation: Conversation, live: ReadonlySet<string>) => ({
@@ -78,6 +118,7 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
         recover(Effect.gen(function*() {
           const body = yield* decodeBody(CreateConversation, yield* readJson(request, config.server.max_body_bytes))
           if (body.model != null) yield* catalog.resolve(body.model)
+          if (body.system != null) yield* checkSystemPrompt(body.system, "system")
           const conversation = yield* store.create({
             owner: ownerOf(request, keysConfigured),
             model: body.model ?? undefined,
@@ -90,6 +131,12 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
       .handle("listConversations", ({ request, urlParams }) =>
         recover(Effect.gen(function*() {
           const owner = ownerOf(request, keysConfigured)
+          if (typeof urlParams.limit !== "string" && urlParams.limit !== undefined) {
+            return yield* Effect.fail(invalid("Invalid value for 'limit': give it once.", "limit"))
+          }
+          if (typeof urlParams.after !== "string" && urlParams.after !== undefined) {
+            return yield* Effect.fail(invalid("Invalid value for 'after': give it once.", "after"))
+          }
           const limit = urlParams.limit === undefined ? 20 : Number(urlParams.limit)
           if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
             return yield* Effect.fail(invalid("Invalid value for 'limit': expected an integer from 1 to 100.", "limit"))

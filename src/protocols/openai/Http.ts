@@ -5,7 +5,7 @@ import { Admission } from "../../services/Admission.js"
 import { ChatService } from "../../services/ChatService.js"
 import { InvalidRequest, ModelNotFound } from "../../domain/errors.js"
 import { GatewayApi } from "../../http/Api.js"
-import { recover, toHttpError } from "../../http/errors.js"
+import { anthropicErrorResponse, errorResponse, recover, toHttpError } from "../../http/errors.js"
 import { ownerOf, readJson } from "../../http/request.js"
 import { withKeepAlive } from "../../http/keepAlive.js"
 import { peelUntil } from "../../http/peel.js"
@@ -14,6 +14,7 @@ import { ImageFetcher } from "../../services/ImageFetcher.js"
 import { ModelCatalog } from "../../services/ModelCatalog.js"
 import type { TurnEvent } from "../../domain/Turn.js"
 import { aggregate, mergeChoices, sseFrames } from "./render.js"
+import { modelInfo } from "../anthropic/render.js"
 import type { Model } from "./Schema.js"
 import { decodeChatRequest, toTurnRequest } from "./translate.js"
 
@@ -41,18 +42,32 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
 
     const modelObject = (id: string, created: number): Model => ({ id, object: "model", created, owned_by: "anthropic" })
     const created = Math.floor(Date.now() / 1000)
+    const createdAt = new Date(created * 1000).toISOString()
 
     return handlers
-      .handle("listModels", () =>
-        Effect.map(catalog.models, (models) => ({
-          object: "list" as const,
-          data: models.map((m) => modelObject(m.id, created))
-        })))
-      .handle("retrieveModel", ({ path }) =>
-        recover(Effect.flatMap(catalog.models, (models) =>
+      // Anthropic clients (they send `anthropic-version`) get Anthropic's shape of the same list.
+      .handle("listModels", ({ request }) =>
+        Effect.map(catalog.models, (models) =>
+          request.headers["anthropic-version"] !== undefined
+            ? HttpServerResponse.unsafeJson({
+              data: models.map((m) => modelInfo(m.id, createdAt)),
+              has_more: false,
+              first_id: models[0]?.id ?? null,
+              last_id: models[models.length - 1]?.id ?? null
+            })
+            : {
+              object: "list" as const,
+              data: models.map((m) => modelObject(m.id, created))
+            }))
+      .handle("retrieveModel", ({ path, request }) => {
+        const anthropic = request.headers["anthropic-version"] !== undefined
+        return Effect.flatMap(catalog.models, (models) =>
           models.some((m) => m.id === path.id)
-            ? Effect.succeed(modelObject(path.id, created))
-            : Effect.fail(new ModelNotFound({ model: path.id, available: models.map((m) => m.id) })))))
+            ? Effect.succeed(anthropic ? HttpServerResponse.unsafeJson(modelInfo(path.id, createdAt)) : modelObject(path.id, created))
+            : Effect.fail(new ModelNotFound({ model: path.id, available: models.map((m) => m.id) }))).pipe(
+            Effect.catchAll((error) => Effect.succeed(anthropic ? anthropicErrorResponse(error) : errorResponse(error)))
+          )
+      })
       .handleRaw("chatCompletions", ({ request }) =>
         recover(Effect.gen(function*() {
           const body = yield* readJson(request, config.server.max_body_bytes)
@@ -74,11 +89,8 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
           const translated = yield* toTurnRequest(chatRequest, model, { maxChoices, maxHistoryMessages, owner })
           // `n` independent runs belong to no conversation.
           const pending = choices > 1 ? { ...translated, conversation: undefined } : translated
-          const input = yield* Effect.forEach(
-            pending.input,
-            (block) => (block.type === "image_ref" ? images.load(block.url, block.param) : Effect.succeed(block)),
-            { concurrency: 4 }
-          )
+          // Bounded in count, bytes and time; a client that goes away interrupts the fetches.
+          const input = yield* images.resolveAll(pending.input)
           const turn = { ...pending, input }
           const meta = {
             id: `chatcmpl-${crypto.randomUUID().replaceAll("-", "")}`,

@@ -79,7 +79,8 @@ export const UserMessage = Schema.Struct({
 })
 export const AssistantMessage = Schema.Struct({
   role: Schema.Literal("assistant"),
-  content: Opt(Schema.Union(Schema.String, Schema.Array(Schema.Struct({ type: Schema.String, text: Schema.optional(Schema.String), refusal: Schema.optional(Schema.String) })))),
+  // Clients send back the gateway's own message, nulls included (the Agents SDK: `refusal: null` in a text part).
+  content: Opt(Schema.Union(Schema.String, Schema.Array(Schema.Struct({ type: Schema.String, text: Opt(Schema.String), refusal: Opt(Schema.String) })))),
   tool_calls: Opt(Schema.Array(Schema.Unknown)),
   refusal: Opt(Schema.String),
   name: Opt(Schema.String)

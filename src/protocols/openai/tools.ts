@@ -37,13 +37,16 @@ const ajv = new Ajv({ strict: false, validateSchema: false })
 
 const invalid = (message: string, param: string, code = "invalid_value") => new InvalidRequest({ message, param, code })
 
+/** At most this many functions per request (OpenAI's own limit); their names also travel in the CLI's argv. */
+export const MAX_TOOLS = 128
+
 /** A function's `parameters` must be a valid JSON Schema for an object. */
-const checkParameters = (parameters: Readonly<Record<string, unknown>>, param: string) => {
+const checkParameters = (parameters: Readonly<Record<string, unknown>>, param: string, code = "invalid_function_parameters") => {
   if (parameters.type !== undefined && parameters.type !== "object") {
     return Either.left(invalid(
-      `Invalid schema at '${param}': the parameters must be a JSON Schema of type "object" (got ${JSON.stringify(parameters.type)}).`,
+      `Invalid schema at '${param}': it must be a JSON Schema of type "object" (got ${JSON.stringify(parameters.type)}).`,
       param,
-      "invalid_function_parameters"
+      code
     ))
   }
   // Checked against draft-07 (what tool schemas are written in); a `$schema` naming another draft is not followed.
@@ -54,11 +57,34 @@ const checkParameters = (parameters: Readonly<Record<string, unknown>>, param: s
     return Either.left(invalid(
       `Invalid schema at '${param}': not a valid JSON Schema${where}: ${error?.message ?? "unknown problem"}.`,
       param,
-      "invalid_function_parameters"
+      code
     ))
   }
   return Either.right({ type: "object", ...parameters })
 }
+
+/**
+ * `response_format.json_schema.schema` for the CLI's `--json-schema`: an object schema, its `$schema`
+ * dropped (zod 4 and LangChain add one; the CLI fails on drafts it does not know), and compiled
+ * here so that a schema the CLI could not compile is a 400 before any CLI starts.
+ */
+export const checkResponseSchema = (schema: Readonly<Record<string, unknown>>, param: string) =>
+  Either.flatMap(checkParameters(schema, param, "invalid_json_schema"), (checked: Readonly<Record<string, unknown>>) => {
+    const { $schema: _declared, ...body } = checked
+    try {
+      ajv.compile(body)
+      return Either.right(body)
+    } catch (error) {
+      return Either.left(invalid(
+        `Invalid schema at '${param}': ${error instanceof Error ? error.message : String(error)}.`,
+        param,
+        "invalid_json_schema"
+      ))
+    } finally {
+      // Compiled schemas are cached by object: each request's would stay forever.
+      ajv.removeSchema(body)
+    }
+  })
 
 export interface ToolSetup {
   /** Offered to the model; empty with tool_choice "none". */
@@ -72,6 +98,9 @@ export const decodeTools = (
 ): Either.Either<ToolSetup, InvalidRequest> =>
   Either.gen(function*() {
     const raw = request.tools ?? []
+    if (raw.length > MAX_TOOLS) {
+      return yield* Either.left(invalid(`Invalid value for 'tools': at most ${MAX_TOOLS} functions per request (got ${raw.length}).`, "tools", "too_many_tools"))
+    }
     const tools: Array<ClientTool> = []
     const names = new Set<string>()
     for (const [i, entry] of raw.entries()) {

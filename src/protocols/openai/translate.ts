@@ -3,10 +3,28 @@ import { InvalidRequest } from "../../domain/errors.js"
 import { decodeBody, decodeOrFail } from "../../http/request.js"
 import { type HistoryMessage, historyMessage, ImageMediaType, type InputBlock, type ToolResult, type TurnRequest } from "../../domain/Turn.js"
 import { AssistantMessage, AssistantToolCall, ChatRequest, MessageRole, SystemMessage, ToolMessage, UserMessage, UserPart } from "./Schema.js"
-import { decodeTools } from "./tools.js"
+import { checkResponseSchema, decodeTools } from "./tools.js"
 import { assistantText, FOOTER, HEADER_TOOLS, HEADER_USER, toolText, USER_CLOSE, USER_OPEN } from "../../domain/Transcript.js"
 
 /** OpenAI chat request → TurnRequest. Every rejection names the field it is about. */
+
+/**
+ * Texts the CLI gets in its argv (system prompt, JSON schema) stay below Linux's limit for one
+ * argument (128 KiB, else `spawn E2BIG`), and may not hold NUL (no argv string can).
+ */
+export const MAX_ARG_BYTES = 100_000
+
+/** A system prompt the CLI can be started with, else a 400 naming `param`. */
+export const checkSystemPrompt = (text: string, param: string): Either.Either<string, InvalidRequest> =>
+  text.includes("\u0000")
+    ? Either.left(invalid(`Invalid value for '${param}': the system prompt must not contain NUL characters.`, param))
+    : Buffer.byteLength(text) > MAX_ARG_BYTES
+    ? Either.left(invalid(
+      `Invalid value for '${param}': the system prompt is limited to ${MAX_ARG_BYTES} bytes (all system and developer messages together).`,
+      param,
+      "system_prompt_too_large"
+    ))
+    : Either.right(text)
 
 /** Largest decoded image accepted inline (Anthropic's own per-image limit). */
 export const MAX_IMAGE_BYTES = 5 * 1024 * 1024
@@ -39,7 +57,7 @@ const decodeMessage = (raw: unknown, index: number): Either.Either<Message, Inva
   })
 }
 
-const textOf = (content: string | ReadonlyArray<{ readonly text?: string | undefined; readonly refusal?: string | undefined }> | null | undefined) =>
+const textOf = (content: string | ReadonlyArray<{ readonly text?: string | null | undefined; readonly refusal?: string | null | undefined }> | null | undefined) =>
   content == null
     ? ""
     : typeof content === "string"
@@ -99,10 +117,10 @@ const userBlocks = (
   if (typeof content === "string") return Either.right([{ type: "text", text: content }])
   return Either.all(content.map((raw, i) => {
     const prefix = `messages[${index}].content[${i}]`
-    const type = typeof raw === "object" && raw !== null && "type" in raw ? String(raw.type) : undefined
+    const type = typeof raw === "object" && raw !== null && "type" in raw ? raw.type : undefined
     if (type !== "text" && type !== "image_url") {
       return Either.left(invalid(
-        `Unsupported content part type '${type ?? "none"}' at '${prefix}.type': supported types are 'text' and 'image_url'.`,
+        `Unsupported content part type ${typeof type === "string" ? `'${type}'` : JSON.stringify(type) ?? "(none)"} at '${prefix}.type': supported types are 'text' and 'image_url'.`,
         `${prefix}.type`,
         "unsupported_content_type"
       ))
@@ -165,11 +183,19 @@ const limits = (request: ChatRequest) =>
     }
     // JSON output goes through the CLI's structured output (--json-schema): validated, retried by the CLI.
     const format = request.response_format
+    const schemaParam = "response_format.json_schema.schema"
     const jsonSchema = format?.type === "json_schema"
-      ? JSON.stringify(format.json_schema?.schema ?? { type: "object" })
+      ? JSON.stringify(yield* checkResponseSchema(format.json_schema?.schema ?? { type: "object" }, schemaParam))
       : format?.type === "json_object"
       ? JSON.stringify({ type: "object" })
       : undefined
+    if (jsonSchema !== undefined && Buffer.byteLength(jsonSchema) > MAX_ARG_BYTES) {
+      return yield* Either.left(invalid(
+        `Invalid value for '${schemaParam}': at most ${MAX_ARG_BYTES} bytes of JSON.`,
+        schemaParam,
+        "schema_too_large"
+      ))
+    }
     return { maxOutputTokens: tokens ?? undefined, stop, effort, jsonSchema }
   })
 
@@ -272,6 +298,7 @@ export const toTurnRequest = (
         case "system":
         case "developer":
           system.push(textOf(message.content))
+          yield* checkSystemPrompt(system.join("\n\n"), `messages[${index}].content`)
           break
         case "user": {
           const blocks = yield* userBlocks(message.content, index)

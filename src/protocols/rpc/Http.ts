@@ -12,6 +12,7 @@ import { ChatService } from "../../services/ChatService.js"
 import { Conversations } from "../../services/Conversations.js"
 import { ModelCatalog } from "../../services/ModelCatalog.js"
 import { Pool } from "../../services/Pool.js"
+import { healthReport } from "../../services/Health.js"
 import { ToolBridge } from "../../services/ToolBridge.js"
 import type { Conversation as StoredConversation } from "../../store/ConversationStore.js"
 import { Authentication, Caller, GatewayRpcs, Unauthorized } from "./Api.js"
@@ -60,9 +61,8 @@ export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
   const catalog = yield* ModelCatalog
   const conversations = yield* Conversations
   const bridge = yield* ToolBridge
-  const pool = yield* Pool
-  const admission = yield* Admission
   const { config } = yield* GatewayConfig
+  const context = yield* Effect.context<ModelCatalog | Pool | Admission | ToolBridge | Conversations | GatewayConfig>()
   const store = conversations.store
 
   /** A conversation of this caller's (another key's is as good as unknown). */
@@ -151,22 +151,7 @@ export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
 
     ListModels: () => catalog.models,
 
-    Health: () =>
-      Effect.map(
-        Effect.all([catalog.state, pool.stats, admission.stats, bridge.count, conversations.liveIds]),
-        ([state, poolStats, sessions, parked, live]) => ({
-          status: state._tag === "Ready" ? "ok" as const : "degraded" as const,
-          cli: {
-            command: config.claude.command,
-            version: state._tag === "Ready" ? state.info.version : null,
-            error: state._tag === "Ready" ? null : state.reason
-          },
-          sessions,
-          pool: poolStats,
-          tools: { parked },
-          conversations: { live: live.size }
-        })
-      )
+    Health: () => Effect.map(Effect.provide(healthReport, context), ({ body }) => body)
   }
 }))
 

@@ -1,0 +1,86 @@
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Effect, Stream } from "effect"
+import * as crypto from "node:crypto"
+import { CliProcess } from "../../cli/CliProcess.js"
+import { GatewayConfig } from "../../config/GatewayConfig.js"
+import type { TurnEvent } from "../../domain/Turn.js"
+import { GatewayApi } from "../../http/Api.js"
+import { recoverAnthropic, toAnthropicError } from "../../http/errors.js"
+import { withKeepAlive } from "../../http/keepAlive.js"
+import { peelUntil } from "../../http/peel.js"
+import { ownerOf, readJson } from "../../http/request.js"
+import { Admission } from "../../services/Admission.js"
+import { ChatService } from "../../services/ChatService.js"
+import { ImageFetcher } from "../../services/ImageFetcher.js"
+import { ModelCatalog } from "../../services/ModelCatalog.js"
+import { countThroughCli } from "./count.js"
+import { aggregate, PING, sseEvents } from "./render.js"
+import { countableText, decodeCountTokensRequest, decodeMessagesRequest, toAnthropicTurn } from "./translate.js"
+
+const SSE_HEADERS = {
+  "cache-control": "no-cache, no-transform",
+  "x-accel-buffering": "no",
+  connection: "keep-alive"
+}
+
+/** Headers are committed with the first byte: wait for the first content (or a failure) before that. */
+const commits = (event: TurnEvent) => event._tag !== "Started"
+
+export const AnthropicHttp = HttpApiBuilder.group(GatewayApi, "anthropic", (handlers) =>
+  Effect.gen(function*() {
+    const chat = yield* ChatService
+    const catalog = yield* ModelCatalog
+    const images = yield* ImageFetcher
+    const admission = yield* Admission
+    const cli = yield* CliProcess
+    const { config } = yield* GatewayConfig
+    const options = { maxChoices: 1, maxHistoryMessages: config.conversation.max_history_messages }
+
+    return handlers
+      .handleRaw("messages", ({ request }) =>
+        recoverAnthropic(Effect.gen(function*() {
+          const body = yield* readJson(request, config.server.max_body_bytes)
+          const decoded = yield* decodeMessagesRequest(body)
+          const model = yield* catalog.resolve(decoded.model)
+          const headerId = request.headers["x-conversation-id"]
+          const { showThinking, turn: pending } = yield* toAnthropicTurn(decoded, model, {
+            ...options,
+            owner: ownerOf(request, config.server.api_keys.length > 0),
+            conversationId: headerId === undefined || headerId === "" ? undefined : headerId
+          })
+          const input = yield* Effect.forEach(
+            pending.input,
+            (block) => (block.type === "image_ref" ? images.load(block.url, block.param) : Effect.succeed(block)),
+            { concurrency: 4 }
+          )
+          const run = yield* chat.turn({ ...pending, input })
+          const meta = { id: `msg_${crypto.randomUUID().replaceAll("-", "")}`, model, showThinking }
+          const conversationHeader = run.conversationId === undefined ? {} : { "x-conversation-id": run.conversationId }
+
+          if (decoded.stream !== true) {
+            const { costUsd, message } = yield* aggregate(run.events, meta)
+            return HttpServerResponse.unsafeJson(message, {
+              headers: { ...conversationHeader, ...(costUsd === undefined ? {} : { "x-claude-cost-usd": String(costUsd) }) }
+            })
+          }
+
+          // A failure before the first content still gets a status of its own.
+          const [head, rest] = yield* peelUntil(run.events, commits)
+          const events = sseEvents(Stream.concat(Stream.fromChunk(head), rest), meta, (error) => toAnthropicError(error).body)
+          const keepAlive = config.server.sse_keepalive_seconds
+          const sse = keepAlive === 0 ? events : withKeepAlive(events, keepAlive, PING)
+          return HttpServerResponse.stream(Stream.encodeText(sse), {
+            contentType: "text/event-stream",
+            headers: { ...SSE_HEADERS, ...conversationHeader }
+          })
+        })))
+      .handleRaw("countTokens", ({ request }) =>
+        recoverAnthropic(Effect.gen(function*() {
+          const body = yield* readJson(request, config.server.max_body_bytes)
+          const decoded = yield* decodeCountTokensRequest(body)
+          const model = yield* catalog.resolve(decoded.model)
+          const text = yield* countableText(decoded)
+          const tokens = yield* countThroughCli(cli, admission, model, text, config.claude.timeout_seconds)
+          return HttpServerResponse.unsafeJson({ input_tokens: tokens })
+        })))
+  }))

@@ -1,0 +1,56 @@
+import { Migrator, SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+
+/**
+ * The store's schema, as @effect/sql migrations (recorded in the `effect_sql_migrations` table).
+ * Append new ones; never edit one that has shipped. The first one is idempotent: databases from
+ * before the Migrator (PRAGMA user_version = 1) already have its tables.
+ */
+export const migrations = Migrator.fromRecord({
+  "0001_conversations": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE IF NOT EXISTS conversations (
+      id TEXT PRIMARY KEY,
+      owner TEXT NOT NULL DEFAULT '',
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      model TEXT,
+      system_prompt TEXT,
+      working_directory TEXT,
+      metadata TEXT NOT NULL DEFAULT '{}',
+      cli_session_id TEXT,
+      history_hash TEXT NOT NULL DEFAULT '',
+      fingerprint TEXT,
+      prompt_tokens INTEGER NOT NULL DEFAULT 0,
+      completion_tokens INTEGER NOT NULL DEFAULT 0,
+      cost_usd REAL NOT NULL DEFAULT 0
+    )`
+    yield* sql`CREATE INDEX IF NOT EXISTS conversations_fingerprint ON conversations (fingerprint)`
+    yield* sql`CREATE TABLE IF NOT EXISTS messages (
+      conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+      position INTEGER NOT NULL,
+      created_at INTEGER NOT NULL,
+      message TEXT NOT NULL,
+      PRIMARY KEY (conversation_id, position)
+    )`
+  }),
+  // Responses API objects (src/store/ResponseStore.ts): what previous_response_id continues, and,
+  // when stored, the response and its input items for GET /v1/responses/{id}.
+  "0002_responses": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE responses (
+      id TEXT PRIMARY KEY,
+      owner TEXT NOT NULL DEFAULT '',
+      conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+      created_at INTEGER NOT NULL,
+      message_count INTEGER NOT NULL,
+      history_hash TEXT NOT NULL,
+      body TEXT,
+      input_items TEXT
+    )`
+    yield* sql`CREATE INDEX responses_conversation ON responses (conversation_id)`
+  })
+})
+
+/** Runs the migrations not yet applied, each in a transaction. */
+export const migrate = Migrator.make({})({ loader: migrations })
