@@ -55,8 +55,10 @@ describe("/openapi.json", () => {
         }
         // No per-operation override: the document-wide key requirement applies.
         expect(operation.security).toBeUndefined()
+        // The envelope of the route's dialect (http/errors.ts): Anthropic's on /v1/messages, OpenAI's elsewhere.
+        const envelope = path.startsWith("/v1/messages") ? "AnthropicError" : "OpenAIError"
         for (const status of ["400", "401", "default"]) {
-          expect(JSON.stringify(responses[status]), `${method} ${path} ${status}`).toContain("#/components/schemas/OpenAIError")
+          expect(JSON.stringify(responses[status]), `${method} ${path} ${status}`).toContain(`#/components/schemas/${envelope}`)
         }
       }
     }
@@ -70,6 +72,7 @@ describe("/openapi.json", () => {
     })
     expect(spec.security).toEqual([{ bearer: [] }, { apiKey: [] }])
     expect(record(components.schemas)).toHaveProperty("OpenAIError")
+    expect(record(components.schemas)).toHaveProperty("AnthropicError")
   })
 })
 

@@ -2,7 +2,7 @@ import { RpcClient } from "@effect/rpc"
 import { Chunk, Effect, Either, Fiber, ManagedRuntime, Stream } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type ChatEvent, type ChatRequest, GatewayClient } from "../../src/client.js"
-import { cliChildren, cliProcesses, type Gateway, health, startGateway, waitForHealth } from "../support/gateway.js"
+import { type Gateway, health, startGateway, waitForHealth } from "../support/gateway.js"
 import { messagesOf, startUpstream, textOf, type Upstream } from "../support/upstream.js"
 import { useGateway } from "../support/e2e.js"
 
@@ -150,16 +150,7 @@ describe.each(transports)("over %s", (transport) => {
       blocks: [{ type: "text", text: Array.from({ length: 100 }, (_, i) => `word${i} `) }],
       interDeltaMs: 100
     })
-    // The ready standby of the default launch is the one this turn takes.
-    let pid: number | undefined
-    await waitForHealth(gateway, (h) => {
-      const sonnets = cliProcesses().filter((p) =>
-        p.args.includes("--model sonnet") && !p.args.includes("--system-prompt") && !p.args.includes("--mcp-config")
-      )
-      pid = sonnets.length === 1 ? sonnets[0]!.pid : undefined
-      return h.pool.leased === 0 && pid !== undefined &&
-        h.pool.signatures.some((s) => s.model === "sonnet" && s.standby === 1 && s.spawning === 0)
-    })
+    await waitForHealth(gateway, (h) => h.pool.leased === 0 && h.sessions.running === 0)
     const deltas = await run(transport, Effect.gen(function*() {
       const client = yield* GatewayClient
       const seen: Array<string> = []
@@ -168,17 +159,13 @@ describe.each(transports)("over %s", (transport) => {
         Stream.filter((e) => e._tag === "TextDelta"),
         Stream.take(2),
         Stream.runForEach((e) => Effect.sync(() => seen.push(e._tag === "TextDelta" ? e.text : ""))),
-        Effect.tap(() => Effect.sync(() => expect(cliChildren()).toContain(pid)))
       )
       return seen
     }))
     expect(deltas).toEqual(["word0 ", "word1 "])
-    const started = Date.now()
-    while (cliChildren().includes(pid!) && Date.now() - started < 3000) await new Promise((r) => setTimeout(r, 20))
-    expect(cliChildren()).not.toContain(pid)
-    expect(Date.now() - started).toBeLessThan(3000)
-    // The upstream stream was cut long before its 100 deltas (10 s).
-    expect((await health(gateway)).sessions.running).toBe(0)
+    // The turn is over within 3 s of the cancel, long before the answer's 100 deltas (10 s): the
+    // CLI was interrupted (the pool takes it back only once it is idle) or, failing that, killed.
+    await waitForHealth(gateway, (h) => h.sessions.running === 0 && h.pool.leased === 0, 3000)
   })
 
   it("interrupting the calling fiber also ends the turn", async () => {

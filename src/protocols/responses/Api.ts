@@ -1,6 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
-import { InputItemList, ResponseDeleted, ResponseObjectSchema } from "./Schema.js"
+import { InputItemList, ResponseDeleted, ResponseObjectSchema, ResponsesRequest } from "./Schema.js"
 
 /** The OpenAI Responses dialect's endpoints (handlers in Http.ts; the request body is decoded there). */
 
@@ -9,6 +9,8 @@ const IdPath = Schema.Struct({ id: Schema.String })
 export class ResponsesApi extends HttpApiGroup.make("responses")
   .add(
     HttpApiEndpoint.post("createResponse", "/v1/responses")
+      // Documents the body (handleRaw decodes it in Http.ts, so that errors name the Responses field).
+      .setPayload(ResponsesRequest)
       .addSuccess(ResponseObjectSchema)
       .addSuccess(Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/event-stream" })))
   )
