@@ -30,7 +30,15 @@
           npmBuildScript = "build";
 
           # better-sqlite3 (the conversation store) is compiled from source by node-gyp.
-          nativeBuildInputs = [ pkgs.python3 ];
+          nativeBuildInputs = [ pkgs.python3 pkgs.makeWrapper ];
+
+          # The gateway starts each CLI through util-linux `setpriv --pdeathsig KILL`, so that no CLI
+          # outlives it; put it on the bins' PATH.
+          postFixup = ''
+            for bin in $out/bin/*; do
+              wrapProgram "$bin" --suffix PATH : ${pkgs.lib.makeBinPath [ pkgs.util-linux ]}
+            done
+          '';
 
           # The gateway runs `claude` from PATH (or claude.command). The pinned npm CLI inside this
           # package is a prebuilt glibc binary, not patched for NixOS; on NixOS point claude.command at
