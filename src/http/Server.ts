@@ -24,6 +24,7 @@ import { healthReport } from "../services/Health.js"
 import { GatewayApi } from "./Api.js"
 import { anthropicErrorResponse, errorResponse, speaksAnthropic } from "./errors.js"
 import { offeredKey } from "./request.js"
+import { AuthorizationLive, callerOf, REFUSED } from "./auth.js"
 
 const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
   Effect.gen(function*() {
@@ -34,12 +35,6 @@ const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
   }))
 
 const isLoopback = (host: string) => host === "localhost" || host === "::1" || host.startsWith("127.")
-
-const sameSecret = (expected: string, offered: string) => {
-  const a = Buffer.from(expected)
-  const b = Buffer.from(offered)
-  return a.length === b.length && crypto.timingSafeEqual(a, b)
-}
 
 const internalError = HttpServerResponse.unsafeJson(
   { error: { message: "Internal gateway error.", type: "server_error", param: null, code: null } },
@@ -59,8 +54,7 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
     const offered = offeredKey(request.headers)
     const anthropic = speaksAnthropic(path, request.headers)
     const rejection = anthropic ? anthropicErrorResponse : errorResponse
-    const authorized = apiKeys.length === 0 || path === "/health" ||
-      (offered !== undefined && apiKeys.some((key) => sameSecret(Redacted.value(key), offered)))
+    const authorized = path === "/health" || callerOf(apiKeys, offered) !== undefined
     const response = authorized
       ? yield* app.pipe(
         Effect.catchAllCause((cause) => {
@@ -84,7 +78,7 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
         }),
         Effect.annotateLogs("request_id", requestId)
       )
-      : rejection(new Unauthorized({ message: "Incorrect API key provided. Send it as 'Authorization: Bearer <key>' or 'x-api-key'." }))
+      : rejection(new Unauthorized({ message: REFUSED }))
     // `request-id` is the header Anthropic clients read (the SDK's `_request_id`).
     return HttpServerResponse.setHeaders(response, { "x-request-id": requestId, ...(anthropic ? { "request-id": requestId } : {}) })
   })
@@ -105,6 +99,7 @@ export const GatewayServices = Layer.mergeAll(
 /** The HttpApi with its handlers; needs GatewayConfig. */
 export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
   Layer.provide([OpenAIHttp, ConversationsHttp, ResponsesHttp, AnthropicHttp, SystemHttp]),
+  Layer.provide(AuthorizationLive),
   Layer.provide(GatewayServices)
 )
 

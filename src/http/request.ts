@@ -132,13 +132,9 @@ export const offeredKey = (headers: Readonly<Record<string, string | undefined>>
   /^Bearer\s+(.+)$/i.exec(headers["authorization"] ?? "")?.[1] ?? headers["x-api-key"]
 
 /**
- * Whose conversations a request may see: a hash of its API key when keys are configured (the key
- * has been checked by then), else everyone's ("").
+ * Whose conversations a request may see: a hash of its checked API key when keys are configured,
+ * else everyone's ("").
  */
-export const ownerOf = (request: HttpServerRequest.HttpServerRequest, keysConfigured: boolean): string =>
-  ownerOfKey(offeredKey(request.headers), keysConfigured)
-
-/** The owner of what a checked API key creates (see `ownerOf`). */
 export const ownerOfKey = (key: string | undefined, keysConfigured: boolean): string =>
   keysConfigured ? crypto.createHash("sha256").update(key ?? "").digest("hex").slice(0, 32) : ""
 

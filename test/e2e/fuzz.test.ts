@@ -102,9 +102,22 @@ const send = async (request: Probe) => {
     ...(request.body === undefined || request.method === "GET" ? {} : { body: request.body }),
     signal: AbortSignal.timeout(HANG_MS)
   })
-  await response.arrayBuffer() // streams included: read to the end
-  return response.status
+  const body = await response.text() // streams included: read to the end
+  return { status: response.status, code: response.status >= 500 ? codeOf(body) : undefined }
 }
+
+const codeOf = (body: string): unknown => {
+  try {
+    return (JSON.parse(body) as { error?: { code?: unknown } }).error?.code
+  } catch {
+    return undefined
+  }
+}
+
+// A valid response_format request whose (scripted) model answers in prose instead of calling the
+// CLI's StructuredOutput tool fails as a model failure, not a rejection of the input: its 5xx is
+// the documented answer (docs/api/chat.md), not a defect this test looks for.
+const MODEL_FAILURES = new Set(["structured_output_missing", "error_max_structured_output_retries"])
 
 v8.setFlagsFromString("--expose-gc")
 const gc = runInNewContext("gc") as () => void
@@ -124,11 +137,13 @@ it.live.prop(
     Effect.gen(function*() {
       if (sent === 0) heapBefore = heapAfterGc()
       const results = yield* Effect.promise(() =>
-        Promise.all(batch.map((request) => send(request).then((status) => ({ request, status }), (error: unknown) => ({ request, status: -1, error }))))
+        Promise.all(batch.map((request) =>
+          send(request).then(({ code, status }) => ({ request, status, code }), (error: unknown) => ({ request, status: -1, code: undefined, error }))
+        ))
       )
       for (const { status } of results) statuses.set(status, (statuses.get(status) ?? 0) + 1)
       sent += results.length
-      const bad = results.filter((r) => r.status < 0 || r.status >= 500)
+      const bad = results.filter((r) => r.status < 0 || (r.status >= 500 && !MODEL_FAILURES.has(String(r.code))))
       // A hang (-1: no answer within HANG_MS) or a 5xx fails the property, naming the request.
       expect(bad.map((r) => ({ status: r.status, method: r.request.method, path: r.request.path, body: r.request.body?.slice(0, 300) }))).toEqual([])
       if (sent >= RUNS * BATCH) {

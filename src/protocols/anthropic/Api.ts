@@ -1,5 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
+import { Authorization } from "../../http/auth.js"
 import { CountTokensRequest, MessageResponse, MessagesRequest, TokenCount } from "./Schema.js"
 
 /**
@@ -20,4 +21,5 @@ export class AnthropicApi extends HttpApiGroup.make("anthropic")
       .setPayload(CountTokensRequest)
       .addSuccess(TokenCount)
   )
+  .middleware(Authorization)
 {}

@@ -8,7 +8,8 @@ import { GatewayApi } from "../../http/Api.js"
 import { recoverAnthropic, toAnthropicError } from "../../http/errors.js"
 import { withKeepAlive } from "../../http/keepAlive.js"
 import { peelUntil } from "../../http/peel.js"
-import { ownerOf, readJson } from "../../http/request.js"
+import { readJson } from "../../http/request.js"
+import { Caller } from "../../http/auth.js"
 import { Admission } from "../../services/Admission.js"
 import { ChatService } from "../../services/ChatService.js"
 import { ImageFetcher } from "../../services/ImageFetcher.js"
@@ -45,7 +46,7 @@ export const AnthropicHttp = HttpApiBuilder.group(GatewayApi, "anthropic", (hand
           const headerId = request.headers["x-conversation-id"]
           const { showThinking, turn: pending } = yield* toAnthropicTurn(decoded, model, {
             ...options,
-            owner: ownerOf(request, config.server.api_keys.length > 0),
+            owner: (yield* Caller).owner,
             conversationId: headerId === undefined || headerId === "" ? undefined : headerId
           })
           const input = yield* Effect.forEach(

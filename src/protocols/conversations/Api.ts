@@ -1,5 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup } from "@effect/platform"
 import { Schema } from "effect"
+import { Authorization } from "../../http/auth.js"
 
 /** The gateway's own conversation endpoints (handlers in Http.ts). */
 
@@ -71,4 +72,5 @@ export class ConversationsApi extends HttpApiGroup.make("conversations")
   )
   .add(HttpApiEndpoint.get("retrieveConversation", "/v1/conversations/:id").setPath(IdPath).addSuccess(ConversationWithMessages))
   .add(HttpApiEndpoint.del("deleteConversation", "/v1/conversations/:id").setPath(IdPath).addSuccess(ConversationDeleted))
+  .middleware(Authorization)
 {}

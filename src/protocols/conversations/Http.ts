@@ -8,7 +8,8 @@ import { ConversationNotFound, InvalidRequest } from "../../domain/errors.js"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { GatewayApi } from "../../http/Api.js"
 import { recover } from "../../http/errors.js"
-import { decodeBody, ownerOf, readJson } from "../../http/request.js"
+import { decodeBody, readJson } from "../../http/request.js"
+import { Caller } from "../../http/auth.js"
 import { ModelCatalog } from "../../services/ModelCatalog.js"
 import { ToolBridge } from "../../services/ToolBridge.js"
 import { checkSystemPrompt } from "../openai/translate.js"
@@ -104,7 +105,6 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
       cost_usd: conversation.costUsd
     })
 
-    const keysConfigured = config.server.api_keys.length > 0
     /** A conversation of this caller's (another key's is as good as unknown). */
     const find = (id: string, owner: string) =>
       Effect.flatMap(store.get(id), (found) =>
@@ -120,7 +120,7 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
           if (body.model != null) yield* catalog.resolve(body.model)
           if (body.system != null) yield* checkSystemPrompt(body.system, "system")
           const conversation = yield* store.create({
-            owner: ownerOf(request, keysConfigured),
+            owner: (yield* Caller).owner,
             model: body.model ?? undefined,
             systemPrompt: body.system ?? undefined,
             workingDirectory: body.working_directory == null ? undefined : yield* workingDirectory(body.working_directory),
@@ -128,9 +128,9 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
           })
           return HttpServerResponse.unsafeJson(render(conversation, new Set()), { status: 201 })
         })))
-      .handle("listConversations", ({ request, urlParams }) =>
+      .handle("listConversations", ({ urlParams }) =>
         recover(Effect.gen(function*() {
-          const owner = ownerOf(request, keysConfigured)
+          const owner = (yield* Caller).owner
           if (typeof urlParams.limit !== "string" && urlParams.limit !== undefined) {
             return yield* Effect.fail(invalid("Invalid value for 'limit': give it once.", "limit"))
           }
@@ -154,9 +154,9 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
             last_id: data.at(-1)?.id ?? null
           })
         })))
-      .handle("retrieveConversation", ({ path: { id }, request }) =>
+      .handle("retrieveConversation", ({ path: { id } }) =>
         recover(Effect.gen(function*() {
-          const conversation = yield* find(id, ownerOf(request, keysConfigured))
+          const conversation = yield* find(id, (yield* Caller).owner)
           const messages = yield* store.messages(id)
           return HttpServerResponse.unsafeJson({
             ...render(conversation, yield* conversations.liveIds),
@@ -176,9 +176,9 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
             }))
           })
         })))
-      .handle("deleteConversation", ({ path: { id }, request }) =>
+      .handle("deleteConversation", ({ path: { id } }) =>
         recover(Effect.scoped(Effect.gen(function*() {
-          yield* find(id, ownerOf(request, keysConfigured))
+          yield* find(id, (yield* Caller).owner)
           // After the conversation's running turn, if any; its parked turns end with it.
           yield* conversations.lock(id)
           yield* bridge.endParked(id)

@@ -1,5 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
+import { Authorization } from "../../http/auth.js"
 import { ChatCompletion, ChatRequest, Model, ModelList } from "./Schema.js"
 
 /** The OpenAI dialect's endpoints (shared with typed clients; handlers live in Http.ts). */
@@ -18,4 +19,5 @@ export class OpenAIApi extends HttpApiGroup.make("openai")
         Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/event-stream" }))
       )
   )
+  .middleware(Authorization)
 {}

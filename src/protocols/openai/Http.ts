@@ -6,7 +6,8 @@ import { ChatService } from "../../services/ChatService.js"
 import { InvalidRequest, ModelNotFound } from "../../domain/errors.js"
 import { GatewayApi } from "../../http/Api.js"
 import { anthropicErrorResponse, errorResponse, recover, toHttpError } from "../../http/errors.js"
-import { ownerOf, readJson } from "../../http/request.js"
+import { readJson } from "../../http/request.js"
+import { Caller } from "../../http/auth.js"
 import { withKeepAlive } from "../../http/keepAlive.js"
 import { peelUntil } from "../../http/peel.js"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
@@ -85,7 +86,7 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
             }))
           }
           const model = yield* catalog.resolve(chatRequest.model)
-          const owner = ownerOf(request, config.server.api_keys.length > 0)
+          const owner = (yield* Caller).owner
           const translated = yield* toTurnRequest(chatRequest, model, { maxChoices, maxHistoryMessages, owner })
           // `n` independent runs belong to no conversation.
           const pending = choices > 1 ? { ...translated, conversation: undefined } : translated

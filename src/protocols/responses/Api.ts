@@ -1,5 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
+import { Authorization } from "../../http/auth.js"
 import { InputItemList, ResponseDeleted, ResponseObjectSchema, ResponsesRequest } from "./Schema.js"
 
 /** The OpenAI Responses dialect's endpoints (handlers in Http.ts; the request body is decoded there). */
@@ -26,4 +27,5 @@ export class ResponsesApi extends HttpApiGroup.make("responses")
       }))
       .addSuccess(InputItemList)
   )
+  .middleware(Authorization)
 {}

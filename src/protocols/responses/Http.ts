@@ -8,7 +8,8 @@ import { GatewayApi } from "../../http/Api.js"
 import { recover, toHttpError } from "../../http/errors.js"
 import { withKeepAlive } from "../../http/keepAlive.js"
 import { peelUntil } from "../../http/peel.js"
-import { ownerOf, readJson } from "../../http/request.js"
+import { readJson } from "../../http/request.js"
+import { Caller } from "../../http/auth.js"
 import { ChatService } from "../../services/ChatService.js"
 import { Conversations } from "../../services/Conversations.js"
 import { ImageFetcher } from "../../services/ImageFetcher.js"
@@ -51,7 +52,6 @@ export const ResponsesHttp = HttpApiBuilder.group(GatewayApi, "responses", (hand
     const conversations = yield* Conversations
     const responses = yield* ResponseStore
     const { config } = yield* GatewayConfig
-    const keysConfigured = config.server.api_keys.length > 0
     const maxHistoryMessages = config.conversation.max_history_messages
 
     /**
@@ -93,7 +93,7 @@ export const ResponsesHttp = HttpApiBuilder.group(GatewayApi, "responses", (hand
       .handleRaw("createResponse", ({ request }) =>
         recover(Effect.gen(function*() {
           const body = yield* decodeResponsesRequest(yield* readJson(request, config.server.max_body_bytes))
-          const owner = ownerOf(request, keysConfigured)
+          const owner = (yield* Caller).owner
           const continuation = yield* continuationOf(body, owner)
           const model = yield* catalog.resolve(body.model)
           const { ignored, rename, tools, turn: pending } = yield* toTurn(body, model, continuation, { maxChoices: 1, maxHistoryMessages, owner })
@@ -179,22 +179,22 @@ export const ResponsesHttp = HttpApiBuilder.group(GatewayApi, "responses", (hand
           const sse = keepAlive === 0 ? frames : withKeepAlive(frames, keepAlive, KEEP_ALIVE)
           return HttpServerResponse.stream(Stream.encodeText(sse), { contentType: "text/event-stream", headers: { ...SSE_HEADERS, ...headers } })
         })))
-      .handle("retrieveResponse", ({ path: { id }, request }) =>
+      .handle("retrieveResponse", ({ path: { id } }) =>
         recover(Effect.gen(function*() {
-          const found = yield* responses.get(id, ownerOf(request, keysConfigured))
+          const found = yield* responses.get(id, (yield* Caller).owner)
           if (Option.isNone(found) || found.value.body === undefined) return yield* Effect.fail(new ResponseNotFound({ id, param: null }))
           return HttpServerResponse.unsafeJson(found.value.body)
         })))
-      .handle("deleteResponse", ({ path: { id }, request }) =>
+      .handle("deleteResponse", ({ path: { id } }) =>
         recover(Effect.gen(function*() {
-          if (!(yield* responses.remove(id, ownerOf(request, keysConfigured)))) {
+          if (!(yield* responses.remove(id, (yield* Caller).owner))) {
             return yield* Effect.fail(new ResponseNotFound({ id, param: null }))
           }
           return HttpServerResponse.unsafeJson({ id, object: "response.deleted", deleted: true })
         })))
-      .handle("listInputItems", ({ path: { id }, request, urlParams }) =>
+      .handle("listInputItems", ({ path: { id }, urlParams }) =>
         recover(Effect.gen(function*() {
-          const found = yield* responses.get(id, ownerOf(request, keysConfigured))
+          const found = yield* responses.get(id, (yield* Caller).owner)
           if (Option.isNone(found) || found.value.inputItems === undefined) return yield* Effect.fail(new ResponseNotFound({ id, param: null }))
           const limit = urlParams.limit === undefined ? 20 : Number(urlParams.limit)
           if (!Number.isInteger(limit) || limit < 1 || limit > 100) {

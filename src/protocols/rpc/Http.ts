@@ -2,11 +2,11 @@ import { HttpApiBuilder, HttpIncomingMessage, HttpServerRequest } from "@effect/
 import type { HttpApp } from "@effect/platform"
 import { RpcSerialization, RpcServer } from "@effect/rpc"
 import { Effect, Layer, Option, Redacted, Scope, Stream } from "effect"
-import * as crypto from "node:crypto"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { ConversationNotFound as DomainConversationNotFound, InvalidRequest as DomainInvalidRequest } from "../../domain/errors.js"
 import { errorResponse } from "../../http/errors.js"
-import { offeredKey, ownerOfKey } from "../../http/request.js"
+import { offeredKey } from "../../http/request.js"
+import { callerOf, REFUSED } from "../../http/auth.js"
 import { Admission } from "../../services/Admission.js"
 import { ChatService } from "../../services/ChatService.js"
 import { Conversations } from "../../services/Conversations.js"
@@ -20,12 +20,6 @@ import { toChatEvent, toTurnRequest, toWireError } from "./translate.js"
 
 /** The RPC handlers over ChatService, Conversations and ModelCatalog, and their mount at /rpc. */
 
-const sameSecret = (expected: string, offered: string) => {
-  const a = Buffer.from(expected)
-  const b = Buffer.from(offered)
-  return a.length === b.length && crypto.timingSafeEqual(a, b)
-}
-
 /**
  * The key is checked again per call (the HTTP middleware already checked the transport's): a call
  * may carry headers of its own, and only a key that is valid decides whose conversations it sees.
@@ -35,11 +29,8 @@ export const AuthenticationLive = Layer.effect(
   Effect.map(GatewayConfig, ({ config }) => {
     const keys = config.server.api_keys.map((key) => Redacted.make(key))
     return Authentication.of(({ headers }) => {
-      const offered = offeredKey(headers)
-      if (keys.length === 0) return Effect.succeed({ owner: ownerOfKey(offered, false) })
-      return offered !== undefined && keys.some((key) => sameSecret(Redacted.value(key), offered))
-        ? Effect.succeed({ owner: ownerOfKey(offered, true) })
-        : Effect.fail(new Unauthorized({ message: "Incorrect API key provided. Send it as 'Authorization: Bearer <key>' or 'x-api-key'." }))
+      const caller = callerOf(keys, offeredKey(headers))
+      return caller === undefined ? Effect.fail(new Unauthorized({ message: REFUSED })) : Effect.succeed(caller)
     })
   })
 )
