@@ -1,6 +1,51 @@
+import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Layer, Logger, LogLevel } from "effect"
+import { CliProcess } from "./cli/CliProcess.js"
 import { GatewayConfig } from "./config/GatewayConfig.js"
-import { ServerLive } from "./http/Server.js"
+import { GatewayApi } from "./http/Api.js"
+import { AuthorizationLive } from "./http/auth.js"
+import { serve, SystemHttp } from "./http/Server.js"
+import { AnthropicHttp } from "./protocols/anthropic/Http.js"
+import { ConversationsHttp } from "./protocols/conversations/Http.js"
+import { OpenAIHttp } from "./protocols/openai/Http.js"
+import { ResponsesHttp } from "./protocols/responses/Http.js"
+import { RpcLive } from "./protocols/rpc/Http.js"
+import { Admission } from "./services/Admission.js"
+import { ChatService } from "./services/ChatService.js"
+import { Conversations } from "./services/Conversations.js"
+import { ImageFetcher } from "./services/ImageFetcher.js"
+import { ModelCatalog } from "./services/ModelCatalog.js"
+import { Pool } from "./services/Pool.js"
+import { ToolBridge } from "./services/ToolBridge.js"
+import { ResponseStore } from "./store/ResponseStore.js"
+
+/**
+ * The one wiring of the gateway's layers. Each service is an Effect.Service with its own
+ * dependencies (and DefaultWithoutDependencies to replace them); everything needs GatewayConfig.
+ */
+
+/** The gateway's services, for Effect apps that embed them without the HTTP server. */
+export const GatewayServices = Layer.mergeAll(
+  ChatService.Default,
+  CliProcess.Default,
+  ModelCatalog.Default,
+  Pool.Default,
+  Admission.Default,
+  ImageFetcher.Default,
+  ToolBridge.Default,
+  Conversations.Default,
+  ResponseStore.Default
+)
+
+/** The HttpApi (every dialect's endpoints and /health) with its handlers and API-key middleware. */
+export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
+  Layer.provide([OpenAIHttp, ResponsesHttp, AnthropicHttp, ConversationsHttp, SystemHttp]),
+  Layer.provide(AuthorizationLive),
+  Layer.provide(GatewayServices)
+)
+
+/** The HTTP server: the HttpApi, /rpc, /docs and /openapi.json on the configured address. */
+export const ServerLive = serve({ api: ApiLive, rpc: RpcLive.pipe(Layer.provide(GatewayServices)) })
 
 
 const levels = {

@@ -4,8 +4,7 @@
  */
 
 // The whole gateway, or its parts.
-export { GatewayLive } from "./Gateway.js"
-export { ApiLive, GatewayServices, ServerLive } from "./http/Server.js"
+export { ApiLive, GatewayLive, GatewayServices, ServerLive } from "./Gateway.js"
 
 // Configuration.
 export { type Config, ConfigError, ConfigSchema, GatewayConfig, loadConfig } from "./config/GatewayConfig.js"

@@ -1,22 +1,13 @@
 import { HttpApiBuilder, HttpApiError, HttpApiScalar, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import type { HttpApp } from "@effect/platform"
+import type { HttpApi, HttpApp } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Layer, Option, Predicate, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import { createServer } from "node:http"
 import { Admission } from "../services/Admission.js"
-import { ChatService } from "../services/ChatService.js"
-import { CliProcess } from "../cli/CliProcess.js"
 import { InvalidRequest, RouteNotFound, Unauthorized } from "../domain/errors.js"
 import { ConfigError, GatewayConfig } from "../config/GatewayConfig.js"
-import { ImageFetcher } from "../services/ImageFetcher.js"
 import { ModelCatalog } from "../services/ModelCatalog.js"
-import { AnthropicHttp } from "../protocols/anthropic/Http.js"
-import { ConversationsHttp } from "../protocols/conversations/Http.js"
-import { OpenAIHttp } from "../protocols/openai/Http.js"
-import { ResponsesHttp } from "../protocols/responses/Http.js"
-import { ResponseStore } from "../store/ResponseStore.js"
-import { RpcLive } from "../protocols/rpc/Http.js"
 import { Conversations } from "../services/Conversations.js"
 import { Pool } from "../services/Pool.js"
 import { ToolBridge } from "../services/ToolBridge.js"
@@ -24,9 +15,10 @@ import { healthReport } from "../services/Health.js"
 import { GatewayApi } from "./Api.js"
 import { anthropicErrorResponse, errorResponse, speaksAnthropic } from "./errors.js"
 import { offeredKey } from "./request.js"
-import { AuthorizationLive, callerOf, REFUSED } from "./auth.js"
+import { callerOf, REFUSED } from "./auth.js"
 
-const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
+/** /health (no API key). */
+export const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
   Effect.gen(function*() {
     const context = yield* Effect.context<ModelCatalog | Pool | Admission | ToolBridge | Conversations | GatewayConfig>()
     return handlers.handle("health", () =>
@@ -83,28 +75,15 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
     return HttpServerResponse.setHeaders(response, { "x-request-id": requestId, ...(anthropic ? { "request-id": requestId } : {}) })
   })
 
-/** The gateway's services, for Effect apps that embed them without the HTTP server. */
-export const GatewayServices = Layer.mergeAll(
-  ChatService.Default,
-  CliProcess.Default,
-  ModelCatalog.Default,
-  Pool.Default,
-  Admission.Default,
-  ImageFetcher.Default,
-  ToolBridge.Default,
-  Conversations.Default,
-  ResponseStore.Default
-)
-
-/** The HttpApi with its handlers; needs GatewayConfig. */
-export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
-  Layer.provide([OpenAIHttp, ConversationsHttp, ResponsesHttp, AnthropicHttp, SystemHttp]),
-  Layer.provide(AuthorizationLive),
-  Layer.provide(GatewayServices)
-)
-
-/** Serve the API on the configured host and port. Refuses an open bind without API keys. */
-export const ServerLive = Layer.unwrapEffect(
+/**
+ * Serve the HttpApi and the RPC routes on the configured host and port, behind request ids, API
+ * keys, CORS and the per-dialect error envelopes; drain on shutdown. Refuses an open bind without
+ * API keys. The wiring of what it serves is in src/Gateway.ts.
+ */
+export const serve = <EA, RA, ER, RR>(routes: {
+  readonly api: Layer.Layer<HttpApi.Api, EA, RA>
+  readonly rpc: Layer.Layer<never, ER, RR>
+}) => Layer.unwrapEffect(
   Effect.gen(function*() {
     const { config } = yield* GatewayConfig
     const { host, port, api_keys, allow_unauthenticated_remote } = config.server
@@ -144,8 +123,8 @@ export const ServerLive = Layer.unwrapEffect(
       Layer.provide(HttpApiBuilder.middleware((app) => cors(gatewayMiddleware(keys)(app)))),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
-      Layer.provide(RpcLive.pipe(Layer.provide(GatewayServices))),
-      Layer.provide(ApiLive),
+      Layer.provide(routes.rpc),
+      Layer.provide(routes.api),
       HttpServer.withLogAddress,
       // Merged so that embedding apps and tests can read the bound address.
       Layer.merge(drain),
