@@ -1,4 +1,4 @@
-import { Effect, Exit, Fiber, Option, Runtime, Schedule, Scope } from "effect"
+import { Effect, Exit, FiberMap, Option, Schedule, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { Admission, Overloaded } from "./Admission.js"
 import type { CliHandle } from "../cli/CliProcess.js"
@@ -64,7 +64,6 @@ export const fingerprint = (owner: string, signature: string, historyHash: strin
 
 interface Live {
   readonly process: OwnedProcess
-  expiry: Fiber.RuntimeFiber<void> | undefined
 }
 
 export class Conversations extends Effect.Service<Conversations>()("Conversations", {
@@ -74,7 +73,10 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
     const pool = yield* Pool
     const { config } = yield* GatewayConfig
     const settings = config.conversation
-    const daemon = yield* Effect.runtime<never>()
+    // Each live CLI's idle timer, by conversation id; run from the service's own context (a timer
+    // forked from the request would keep that request reachable for the whole timeout).
+    const expiries = yield* FiberMap.make<string>()
+    const expire = yield* FiberMap.runtime(expiries)<never>()
     // Insertion order is use order: the first entry is the least recently used.
     const live = new Map<string, Live>()
     const locks = new Map<string, { readonly semaphore: Effect.Semaphore; users: number }>()
@@ -88,7 +90,7 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
 
     /** Give up a live process from outside its idle timer (which must not outlive it). */
     const drop = (id: string, entry: Live, end?: (process: OwnedProcess) => Effect.Effect<void>) =>
-      Effect.zipRight(entry.expiry ? Fiber.interrupt(entry.expiry) : Effect.void, close(id, entry, end))
+      Effect.zipRight(FiberMap.remove(expiries, id), close(id, entry, end))
 
     // Running turns finish (and are recorded) before the store closes; then the live CLIs end.
     yield* Effect.addFinalizer(() =>
@@ -143,7 +145,7 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
         const entry = live.get(id)
         if (entry === undefined) return Option.none()
         live.delete(id)
-        if (entry.expiry) yield* Fiber.interrupt(entry.expiry)
+        yield* FiberMap.remove(expiries, id)
         if (entry.process.signature === signature && (yield* entry.process.handle.isIdle)) return Option.some(entry.process)
         yield* pool.release(entry.process)
         return Option.none()
@@ -155,11 +157,9 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
         if (settings.max_live === 0 || !(yield* process.handle.isIdle)) return yield* pool.release(process)
         const previous = live.get(id)
         if (previous !== undefined) yield* drop(id, previous)
-        const entry: Live = { process, expiry: undefined }
+        const entry: Live = { process }
         live.set(id, entry)
-        entry.expiry = Runtime.runFork(daemon)(
-          Effect.sleep(`${settings.session_timeout_minutes} minutes`).pipe(Effect.zipRight(close(id, entry)))
-        )
+        expire(id, Effect.sleep(`${settings.session_timeout_minutes} minutes`).pipe(Effect.zipRight(close(id, entry))))
         for (const [oldest, entry] of live) {
           if (live.size <= settings.max_live) break
           yield* drop(oldest, entry)

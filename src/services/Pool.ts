@@ -210,8 +210,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
 
     /**
      * Ready processes a group should have: its floor, plus one for each request that found none ready
-     * while a released process was resetting (back-to-back conversations then find one ready while
-     * the previous process resets). After a quiet minute it is back to the floor.
+     * and none on its way (booting or resetting). After a quiet minute it is back to the floor.
      */
     const wanted = (entry: Entry) => {
       const floor = entry.key === defaultKey ? Math.max(settings.prewarm, settings.standby_per_signature) : settings.standby_per_signature
@@ -227,8 +226,9 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
         const waiter = entry.waiters.shift()
         if (waiter) return Deferred.succeed(waiter, member)
         if (closing || entries.get(entry.key) !== entry || standbyTotal() >= settings.max_standby) return kill(member)
-        // Past the demand (a burst is over), a returning process ends instead of standing by.
-        if (entry.standby.length >= Math.max(1, wanted(entry))) return kill(member)
+        // A process just reset stands by even past the group's floor (within max_standby): killing it
+        // while a replacement boots was churn (a boot per sequential conversation, measured). The
+        // sweep brings the group back to its floor after a quiet demand window.
         entry.standby.push(member)
         return Effect.void
       })
@@ -353,12 +353,13 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
             yield* kill(member)
           }
         }))
-        // Demand is a request that came while a released process was still resetting (not a live
-        // set filling up: its processes come back only when it is full, one per new conversation).
-        if (ready === undefined && entry.resetting > 0) entry.shortfalls = Math.min(entry.shortfalls + 1, settings.max_standby)
-        const awaited = ready !== undefined || entry.spawning + entry.resetting <= entry.waiters.length
-          ? ready
-          : yield* awaitReady(entry, launch)
+        // A process being reset or booted for nobody else serves this request (a reset is tens of
+        // ms): back-to-back conversations wait for the one just released rather than boot another.
+        // Demand is a request that finds nothing ready and nothing on its way: only then do
+        // standbys grow past the floor.
+        const onItsWay = entry.spawning + entry.resetting > entry.waiters.length
+        if (ready === undefined && !onItsWay) entry.shortfalls = Math.min(entry.shortfalls + 1, settings.max_standby)
+        const awaited = ready !== undefined || !onItsWay ? ready : yield* awaitReady(entry, launch)
         if (awaited !== undefined) {
           hits++
           yield* replenishSoon(entry)
