@@ -10,10 +10,10 @@ let upstream: Upstream
 let gateway: Gateway
 let client: OpenAI
 
-// No CLI kept between turns or reused here: these tests watch each request's own process (reuse.test.ts
-// has the reused ones).
+// No CLI kept between turns or reused here, and one standby at most: these tests watch each request's
+// own process, taken from the one standby (reuse.test.ts has the reused ones).
 useGateway(
-  { config: { models: { aliases: { "gpt-4o-mini": "haiku" } }, conversation: { max_live: 0 }, pool: { reuse: false } } },
+  { config: { models: { aliases: { "gpt-4o-mini": "haiku" } }, conversation: { max_live: 0 }, pool: { reuse: false, max_standby: 1 } } },
   (started) => ({ upstream, gateway, client } = started)
 )
 

@@ -3,8 +3,8 @@ import { Effect, Stream } from "effect"
 import * as crypto from "node:crypto"
 import { CliProcess } from "../../cli/CliProcess.js"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
-import type { TurnEvent } from "../../domain/Turn.js"
 import { GatewayApi } from "../../http/Api.js"
+import { commits, SSE_HEADERS } from "../../http/sse.js"
 import { recoverAnthropic, toAnthropicError } from "../../http/errors.js"
 import { withKeepAlive } from "../../http/keepAlive.js"
 import { peelUntil } from "../../http/peel.js"
@@ -17,15 +17,6 @@ import { ModelCatalog } from "../../services/ModelCatalog.js"
 import { countThroughCli } from "./count.js"
 import { aggregate, PING, sseEvents } from "./render.js"
 import { countableText, decodeCountTokensRequest, decodeMessagesRequest, toAnthropicTurn } from "./translate.js"
-
-const SSE_HEADERS = {
-  "cache-control": "no-cache, no-transform",
-  "x-accel-buffering": "no",
-  connection: "keep-alive"
-}
-
-/** Headers are committed with the first byte: wait for the first content (or a failure) before that. */
-const commits = (event: TurnEvent) => event._tag !== "Started"
 
 export const AnthropicHttp = HttpApiBuilder.group(GatewayApi, "anthropic", (handlers) =>
   Effect.gen(function*() {

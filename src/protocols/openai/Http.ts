@@ -5,6 +5,7 @@ import { Admission } from "../../services/Admission.js"
 import { ChatService } from "../../services/ChatService.js"
 import { InvalidRequest, ModelNotFound } from "../../domain/errors.js"
 import { GatewayApi } from "../../http/Api.js"
+import { commits, KEEP_ALIVE, SSE_HEADERS } from "../../http/sse.js"
 import { anthropicErrorResponse, errorResponse, recover, toHttpError } from "../../http/errors.js"
 import { readJson } from "../../http/request.js"
 import { Caller } from "../../http/auth.js"
@@ -13,22 +14,11 @@ import { peelUntil } from "../../http/peel.js"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { ImageFetcher } from "../../services/ImageFetcher.js"
 import { ModelCatalog } from "../../services/ModelCatalog.js"
-import type { TurnEvent } from "../../domain/Turn.js"
 import { aggregate, mergeChoices, sseFrames } from "./render.js"
 import { modelInfo } from "../anthropic/render.js"
 import type { Model } from "./Schema.js"
 import { decodeChatRequest, toTurnRequest } from "./translate.js"
 
-const KEEP_ALIVE = ": keep-alive\n\n"
-
-const SSE_HEADERS = {
-  "cache-control": "no-cache, no-transform",
-  "x-accel-buffering": "no",
-  connection: "keep-alive"
-}
-
-/** Headers are committed with the first byte: wait for the first content (or a failure) before that. */
-const commits = (event: TurnEvent) => event._tag !== "Started"
 
 export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) =>
   Effect.gen(function*() {

@@ -5,6 +5,7 @@ import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { InvalidRequest, ResponseNotFound } from "../../domain/errors.js"
 import type { TurnEvent } from "../../domain/Turn.js"
 import { GatewayApi } from "../../http/Api.js"
+import { commits, KEEP_ALIVE, SSE_HEADERS } from "../../http/sse.js"
 import { recover, toHttpError } from "../../http/errors.js"
 import { withKeepAlive } from "../../http/keepAlive.js"
 import { peelUntil } from "../../http/peel.js"
@@ -19,16 +20,6 @@ import { frame, ResponseBuilder } from "./render.js"
 import type { ResponseObject, ResponsesRequest } from "./Schema.js"
 import { type Continuation, decodeResponsesRequest, toTurn } from "./translate.js"
 
-const KEEP_ALIVE = ": keep-alive\n\n"
-
-const SSE_HEADERS = {
-  "cache-control": "no-cache, no-transform",
-  "x-accel-buffering": "no",
-  connection: "keep-alive"
-}
-
-/** Headers are committed with the first byte: wait for the first content (or a failure) before that. */
-const commits = (event: TurnEvent) => event._tag !== "Started"
 
 const newId = (prefix: string) => `${prefix}_${crypto.randomUUID().replaceAll("-", "")}`
 
