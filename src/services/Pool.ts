@@ -1,4 +1,4 @@
-import { Deferred, Effect, ExecutionStrategy, Exit, Runtime, Scope } from "effect"
+import { Deferred, Effect, ExecutionStrategy, Exit, FiberSet, Scope } from "effect"
 import * as fs from "node:fs"
 import { type CliError, CliProtocolError } from "../cli/CliErrors.js"
 import { type CliHandle, CliProcess, launchSignature } from "../cli/CliProcess.js"
@@ -110,10 +110,11 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
     // Background work starts from the pool's own context, never from the request that triggered
     // it: a fiber forked from a request inherits its span, and a long-lived standby watcher would
     // keep that request (and, through it, every earlier one) reachable.
-    const daemon = yield* Effect.runtime<never>()
+    // The fibers live in the pool's scope (interrupted when it closes) and run on the runtime captured here.
+    const runBackground = yield* Scope.extend(FiberSet.makeRuntime<never>(), poolScope)
     const background = (effect: Effect.Effect<unknown>) =>
       Effect.sync(() => {
-        Runtime.runFork(daemon)(Effect.forkIn(effect, poolScope))
+        runBackground(effect)
       })
     const entries = new Map<string, Entry>()
     const members = new Map<CliHandle, Member>()
