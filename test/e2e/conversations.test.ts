@@ -280,7 +280,11 @@ describe("a CLI session that is gone", () => {
       const leanClient = openaiFor(lean)
       const first = await chat([{ role: "user", content: "GONE-1" }], {}, leanClient)
       await waitForHealth(lean, (h) => h.pool.leased === 0)
-      fs.rmSync(path.join(lean.home, ".claude", "projects"), { recursive: true, force: true })
+      // Only this conversation's session is gone: the pool's other (reused) processes keep theirs.
+      const projects = path.join(lean.home, ".claude", "projects")
+      const transcripts = fs.readdirSync(projects).map((dir) => path.join(projects, dir, `${String(sessionOf("GONE-1"))}.jsonl`))
+      expect(transcripts.filter((file) => fs.existsSync(file))).toHaveLength(1)
+      for (const file of transcripts) fs.rmSync(file, { force: true })
       const second = await chat([{ role: "user", content: "GONE-2" }], { conversation_id: first.conversation_id }, leanClient)
       expect(second.choices[0]!.message.content).toBe("carried on")
       expect(second.conversation_id).toBe(first.conversation_id)
