@@ -34,6 +34,9 @@ export const mcpName = (name: string): string =>
     : `${name.slice(0, MAX_MCP_NAME - 9).replaceAll("__", "_")}_${crypto.createHash("sha256").update(name).digest("hex").slice(0, 8)}`
 
 const ajv = new Ajv({ strict: false, validateSchema: false })
+// The CLI compiles --json-schema with Ajv's default strict mode (an unknown keyword exits it: "strict
+// mode: unknown keyword", seen by the fuzz test): response schemas are compiled the same way here.
+const strictAjv = new Ajv({ logger: false })
 
 const invalid = (message: string, param: string, code = "invalid_value") => new InvalidRequest({ message, param, code })
 
@@ -72,7 +75,7 @@ export const checkResponseSchema = (schema: Readonly<Record<string, unknown>>, p
   Either.flatMap(checkParameters(schema, param, "invalid_json_schema"), (checked: Readonly<Record<string, unknown>>) => {
     const { $schema: _declared, ...body } = checked
     try {
-      ajv.compile(body)
+      strictAjv.compile(body)
       return Either.right(body)
     } catch (error) {
       return Either.left(invalid(
@@ -82,7 +85,7 @@ export const checkResponseSchema = (schema: Readonly<Record<string, unknown>>, p
       ))
     } finally {
       // Compiled schemas are cached by object: each request's would stay forever.
-      ajv.removeSchema(body)
+      strictAjv.removeSchema(body)
     }
   })
 
