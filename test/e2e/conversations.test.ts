@@ -279,7 +279,8 @@ describe("a CLI session that is gone", () => {
     try {
       const leanClient = openaiFor(lean)
       const first = await chat([{ role: "user", content: "GONE-1" }], {}, leanClient)
-      await waitForHealth(lean, (h) => h.pool.leased === 0)
+      // The first turn's process has been reset for reuse (in the background) before the files change.
+      await waitForHealth(lean, (h) => h.pool.leased === 0 && h.pool.reused + h.pool.resetFailed >= 1)
       // Only this conversation's session is gone: the pool's other (reused) processes keep theirs.
       const projects = path.join(lean.home, ".claude", "projects")
       const transcripts = fs.readdirSync(projects).map((dir) => path.join(projects, dir, `${String(sessionOf("GONE-1"))}.jsonl`))
