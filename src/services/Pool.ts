@@ -194,6 +194,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
           Effect.zipRight(Effect.suspend(() => {
             if (member.state !== "standby") return Effect.void
             removeStandby(member)
+            if (closing) return Effect.void
             return Effect.logWarning("standby CLI exited; replacing it").pipe(
               Effect.zipRight(background(Effect.zipRight(kill(member), replenish(entry))))
             )
@@ -253,7 +254,8 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
           ),
           Effect.ensuring(Effect.sync(() => entry.spawning--)),
           Effect.flatMap((member) => offer(member)),
-          Effect.tapError((error) => Effect.logWarning("standby spawn failed", error.message)),
+          // A boot cut short by the pool closing is not a failure worth a warning (an embedding app's output).
+          Effect.tapError((error) => (closing ? Effect.void : Effect.logWarning("standby spawn failed", error.message))),
           Effect.ignore
         )
         return background(Effect.all(Array.from({ length: count }, () => one), { discard: true }))
@@ -454,6 +456,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
             },
             onFailure: (error) => {
               resetFailed++
+              if (closing) return kill(member)
               return Effect.logWarning("CLI reset failed; killing the process", { pid: member.handle.pid, error: error.message }).pipe(
                 Effect.zipRight(kill(member))
               )
