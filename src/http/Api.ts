@@ -41,7 +41,12 @@ export const Health = Schema.Struct({
 })
 
 export class SystemApi extends HttpApiGroup.make("system")
-  .add(HttpApiEndpoint.get("health", "/health").addSuccess(Health))
+  .add(
+    HttpApiEndpoint.get("health", "/health")
+      .addSuccess(Health)
+      // Not a failure of the request: the same report, answered 503 while the gateway cannot serve turns.
+      .addError(Health, { status: 503 })
+  )
 {}
 
 /** Every endpoint the gateway serves, one group per dialect. */

@@ -46,11 +46,16 @@ describe("/openapi.json", () => {
       for (const [method, raw] of Object.entries(record(operations))) {
         const operation = record(raw)
         const responses = record(operation.responses)
-        const ok = record(responses["200"])
+        // Creating a conversation answers 201, as the handler does.
+        const success = method === "post" && path === "/v1/conversations" ? "201" : "200"
+        expect(responses, `${method} ${path}`).not.toHaveProperty(success === "201" ? "200" : "201")
+        const ok = record(responses[success])
         expect(Object.keys(record(ok.content)), `${method} ${path}`).toContain("application/json")
         if (method === "post") expect(operation.requestBody, `${method} ${path}`).toBeDefined()
         if (path === "/health") {
           expect(operation.security).toEqual([])
+          // The same report while the gateway cannot serve turns.
+          expect(record(responses["503"]).content).toEqual(ok.content)
           continue
         }
         // No per-operation override: the document-wide key requirement applies.

@@ -63,7 +63,7 @@ const IdPath = Schema.Struct({ id: Schema.String })
 const RepeatableParam = Schema.Union(Schema.String, Schema.Array(Schema.String))
 
 export class ConversationsApi extends HttpApiGroup.make("conversations")
-  .add(HttpApiEndpoint.post("createConversation", "/v1/conversations").setPayload(CreateConversation).addSuccess(ConversationObject))
+  .add(HttpApiEndpoint.post("createConversation", "/v1/conversations").setPayload(CreateConversation).addSuccess(ConversationObject, { status: 201 }))
   .add(
     HttpApiEndpoint.get("listConversations", "/v1/conversations")
       // A repeated parameter arrives as a list: decoded, so that the handler can name it in a 400.
