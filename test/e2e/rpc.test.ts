@@ -1,3 +1,5 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { RpcClient } from "@effect/rpc"
 import { Chunk, Effect, Either, Fiber, ManagedRuntime, Stream } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -241,6 +243,18 @@ describe("conversations, models and health", () => {
       expect(failure(gone)._tag).toBe("ConversationNotFound")
       const bad = yield* Effect.either(client.CreateConversation({ model: "gpt-4o" }))
       expect(failure(bad)._tag).toBe("ModelNotFound")
+    }))
+  })
+
+  it("creates a conversation in a working directory inside the workspace, and refuses one outside", async () => {
+    await run("http", Effect.gen(function*() {
+      const client = yield* GatewayClient
+      const created = yield* client.CreateConversation({ workingDirectory: "rpc/project" })
+      expect(created.workingDirectory).toBe(path.join(gateway.home, "workspace", "rpc", "project"))
+      expect(fs.statSync(created.workingDirectory!).isDirectory()).toBe(true)
+      const outside = yield* Effect.either(client.CreateConversation({ workingDirectory: "../elsewhere" }))
+      expect(failure(outside)).toMatchObject({ _tag: "InvalidRequest", param: "workingDirectory" })
+      expect(fs.existsSync(path.join(gateway.home, "elsewhere"))).toBe(false)
     }))
   })
 

@@ -176,6 +176,8 @@ export const Conversation = Schema.Struct({
   updatedAt: Schema.Number,
   model: Schema.NullOr(Schema.String),
   system: Schema.NullOr(Schema.String),
+  /** Absolute path of the conversation's CLI working directory (null: the workspace). */
+  workingDirectory: Schema.NullOr(Schema.String),
   metadata: Schema.Record({ key: Schema.String, value: Schema.String }),
   /** Its CLI is running (the next turn skips the resume). */
   live: Schema.Boolean,
@@ -211,6 +213,8 @@ export class GatewayRpcs extends RpcGroup.make(
     payload: {
       model: Schema.optional(Schema.String),
       system: Schema.optional(Schema.String),
+      /** Inside the gateway's workspace (relative to it, or absolute within it); created if missing. */
+      workingDirectory: Schema.optional(Schema.String),
       metadata: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
     },
     success: Conversation,

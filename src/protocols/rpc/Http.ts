@@ -14,8 +14,10 @@ import { ModelCatalog } from "../../services/ModelCatalog.js"
 import { Pool } from "../../services/Pool.js"
 import { healthReport } from "../../services/Health.js"
 import { ToolBridge } from "../../services/ToolBridge.js"
+import { workingDirectory } from "../../services/Workspace.js"
 import type { Conversation as StoredConversation } from "../../store/ConversationStore.js"
 import { Authentication, Caller, GatewayRpcs, Unauthorized } from "./Api.js"
+import { checkSystemPrompt } from "../openai/translate.js"
 import { toChatEvent, toTurnRequest, toWireError } from "./translate.js"
 
 /** The RPC handlers over ChatService, Conversations and ModelCatalog, and their mount at /rpc. */
@@ -41,6 +43,7 @@ const render = (conversation: StoredConversation, live: ReadonlySet<string>) => 
   updatedAt: conversation.updatedAt,
   model: conversation.model,
   system: conversation.systemPrompt,
+  workingDirectory: conversation.workingDirectory,
   metadata: conversation.metadata,
   live: live.has(conversation.id),
   usage: { promptTokens: conversation.promptTokens, completionTokens: conversation.completionTokens },
@@ -89,10 +92,14 @@ export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
       Effect.gen(function*() {
         const { owner } = yield* Caller
         if (payload.model !== undefined) yield* catalog.resolve(payload.model)
+        if (payload.system !== undefined) yield* checkSystemPrompt(payload.system, "system")
         const conversation = yield* store.create({
           owner,
           model: payload.model,
           systemPrompt: payload.system,
+          workingDirectory: payload.workingDirectory === undefined
+            ? undefined
+            : yield* workingDirectory(config.claude.workspace, payload.workingDirectory, "workingDirectory"),
           metadata: payload.metadata
         })
         return render(conversation, new Set())
