@@ -1,3 +1,5 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
 import type OpenAI from "openai"
 import type { ChatCompletion } from "openai/resources/chat/completions"
 import { describe, expect, it } from "vitest"
@@ -291,3 +293,16 @@ const waitFor = async (ready: () => boolean, ms = 10_000) => {
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
+
+describe("a standby whose session files were removed", () => {
+  it("still answers: a turn that fails before its first output is served by another process", async () => {
+    const projects = path.join(gateway.home, ".claude", "projects")
+    for (let i = 0; i < 4; i++) {
+      answer(`FILES-${i}`, `answer ${i}`)
+      const completion = await ask(`FILES-${i}`)
+      expect(completion.choices[0]!.message.content).toBe(`answer ${i}`)
+      // An operator cleans the CLI's transcripts while processes are being reset and stand by.
+      fs.rmSync(projects, { recursive: true, force: true })
+    }
+  })
+})
