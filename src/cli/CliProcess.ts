@@ -46,6 +46,8 @@ export interface CliHandle {
   readonly isRunning: Effect.Effect<boolean>
   /** Running and between turns: the last user message has its result. */
   readonly isIdle: Effect.Effect<boolean>
+  /** Completes when the turn in flight has its result (true, at once if none is) or the process has exited (false). */
+  readonly whenIdle: Effect.Effect<boolean>
   /** Completes when the process has exited (its stdout ended). */
   readonly exited: Effect.Effect<CliExited>
   /** The client's functions served to this process (absent when its launch offers none). */
@@ -290,6 +292,12 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
         let buffer = ""
         let nextId = 0
         let inFlight = false
+        /** Told when the turn in flight ends (true) or the process exits (false). */
+        let idleWaiters: Array<Deferred.Deferred<boolean>> = []
+        const tellIdle = (idle: boolean) => {
+          for (const waiter of idleWaiters) Deferred.unsafeDone(waiter, Exit.succeed(idle))
+          idleWaiters = []
+        }
 
         const write = (line: string) => {
           if (closedError === undefined) child.stdin!.write(line)
@@ -322,6 +330,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           switch (message._tag) {
             case "ResultMessage":
               inFlight = false
+              tellIdle(true)
               break
             case "ControlResponse": {
               const entry = pending.get(message.response.request_id)
@@ -367,6 +376,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           Deferred.unsafeDone(closed, Exit.fail(error))
           for (const entry of pending.values()) Deferred.unsafeDone(entry.waiter, Exit.fail(error))
           pending.clear()
+          tellIdle(false)
           if (listener) Queue.unsafeOffer(listener, Exit.fail(Option.some(error)))
           if (stderrTail.trim() !== "") run(Effect.logDebug("cli exited", { code, stderr: stderrTail }).pipe(log))
         })
@@ -424,8 +434,15 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
 
         const isRunning = Effect.sync(() => closedError === undefined && child.exitCode === null && child.signalCode === null)
         const isIdle = Effect.map(isRunning, (running) => running && !inFlight)
+        const whenIdle = Effect.flatMap(isRunning, (running) => {
+          if (!running) return Effect.succeed(false)
+          if (!inFlight) return Effect.succeed(true)
+          const waiter = Deferred.unsafeMake<boolean>(FiberId.none)
+          idleWaiters.push(waiter)
+          return Deferred.await(waiter)
+        })
         const exited = Effect.flip(Deferred.await(closed))
-        return { pid: child.pid!, turn, control, ready, reset, isRunning, isIdle, exited, tools } satisfies CliHandle
+        return { pid: child.pid!, turn, control, ready, reset, isRunning, isIdle, whenIdle, exited, tools } satisfies CliHandle
       })
 
     return { spawn, hasSession } as const

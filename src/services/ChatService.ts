@@ -1,4 +1,4 @@
-import { Chunk, Duration, Effect, ExecutionStrategy, Exit, Option, Schedule, Scope, Stream } from "effect"
+import { Chunk, Duration, Effect, ExecutionStrategy, Exit, Option, Scope, Stream } from "effect"
 import { CliTimeout } from "../cli/CliErrors.js"
 import type { CliError } from "../cli/CliErrors.js"
 import type { CliHandle } from "../cli/CliProcess.js"
@@ -13,6 +13,7 @@ import { Pool } from "./Pool.js"
 import { applyStop } from "../domain/StopSequences.js"
 import { structuredOnly } from "../domain/StructuredOutput.js"
 import { type LiveTurn, ToolBridge } from "./ToolBridge.js"
+import { fate, type ProcessEvent, type ProcessState, step } from "./ProcessOwnership.js"
 import { fromHistory } from "../domain/Transcript.js"
 import { type LaunchOptions, type ToolCall, TOOL_PREFIX, type TurnEvent, type TurnRequest } from "../domain/Turn.js"
 
@@ -64,42 +65,46 @@ interface Recording {
 }
 
 /**
- * Who ends a request's CLI. From the moment a process is the request's (spawned, taken from the
- * conversation, claimed from a parked turn) until the request's scope closes, this decides: parked
- * turns and kept CLIs live on, a settled one goes back to the pool (reset for another
- * conversation), anything else is killed — also when the client goes away mid-way.
- */
-interface Ownership {
-  /** The scope that kills the process (known before the process is). */
-  scope: Scope.CloseableScope | undefined
-  process: OwnedProcess | undefined
-  turn: LiveTurn | undefined
-  parked: boolean
-  /** The conversation whose next turn may use the CLI (kept, after its turn is settled). */
-  keepFor: string | undefined
-  /** The CLI session of a turn that did not finish (so not recorded): the conversation goes on in it. */
-  unrecordedSession: string | undefined
-  /** The turn ran out of time: its CLI may be stuck, so it is killed, never kept. */
-  timedOut: boolean
-}
-
-/**
  * A CLI whose turn was cut short (stop sequence, max_tokens, client gone, timeout) is told to stop
  * (control `interrupt`) and given a moment to end the turn; then it can serve the next one.
  */
 const settle = (handle: CliHandle): Effect.Effect<boolean> =>
-  // This runs in finalizers, often of an interrupted request: nothing here may rely on interruption
-  // to end (a timeout could not cut an uninterruptible wait), so the wait is a bounded poll.
   Effect.gen(function*() {
     if (!(yield* handle.isRunning)) return false
     if (yield* handle.isIdle) return true
-    // The answer does not matter (the poll below tells); it comes, or the CLI's exit fails it.
+    // The answer does not matter (the turn's result tells); it comes, or the CLI's exit fails it.
     yield* Effect.forkDaemon(Effect.ignore(handle.control("interrupt")))
-    yield* handle.isIdle.pipe(
-      Effect.repeat({ until: (idle) => idle, schedule: Schedule.spaced("20 millis").pipe(Schedule.upTo("3 seconds")) })
+    // This runs in finalizers, which are uninterruptible: the wait is made interruptible so that
+    // the timeout can cut it.
+    return yield* Effect.interruptible(handle.whenIdle).pipe(
+      Effect.timeoutTo({ duration: "3 seconds", onTimeout: () => false, onSuccess: (idle) => idle })
     )
-    return yield* handle.isIdle // idle includes running
   })
+
+interface Deadline {
+  readonly remaining: () => Duration.Duration
+  /** Fails the turn with CliTimeout (and marks its process as timed out). */
+  readonly timedOut: Effect.Effect<never, CliTimeout>
+}
+
+const makeDeadline = (seconds: number, onTimeout: () => void): Deadline => {
+  const at = Date.now() + seconds * 1000
+  return {
+    remaining: () => Duration.millis(Math.max(0, at - Date.now())),
+    timedOut: Effect.suspend(() => {
+      onTimeout()
+      return Effect.fail(new CliTimeout({ seconds }))
+    })
+  }
+}
+
+/** The request's process state (see ProcessOwnership): events in, the fate read by the request's finalizer. */
+class Owner {
+  state: ProcessState = { _tag: "None" }
+  on(event: ProcessEvent) {
+    this.state = step(this.state, event)
+  }
+}
 
 export class ChatService extends Effect.Service<ChatService>()("ChatService", {
   effect: Effect.gen(function*() {
@@ -125,10 +130,9 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
      * is recorded (as soon as it finishes: the client may send its next request at once) and
      * keeps its CLI for the conversation's next turn; anything else ends the CLI.
      */
-    const readPart = (turn: LiveTurn, request: TurnRequest, recording: Recording | undefined, owner: Ownership) =>
+    const readPart = (turn: LiveTurn, request: TurnRequest, recording: Recording | undefined, owner: Owner) =>
       Effect.gen(function*() {
-        owner.turn = turn
-        owner.keepFor = recording?.resolved.conversation.id
+        owner.on({ _tag: "Reading", turn, keepFor: recording?.resolved.conversation.id })
         const ended = { done: false }
         let text = ""
         const events = Stream.repeatEffectChunkOption(nextPart(turn, ended))
@@ -147,7 +151,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
               recording.progress.recorded = true
             }
             if (event.reason === "tool_calls") {
-              owner.parked = true
+              owner.on({ _tag: "Parked" })
               yield* bridge.park(turn, toolCalls.map((call) => call.id))
             }
           })
@@ -158,11 +162,11 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             for (const event of chunk) {
               if (event._tag === "TextDelta") text += event.text
               if (event._tag === "Started") {
-                owner.unrecordedSession = event.sessionId
+                owner.on({ _tag: "Started", session: event.sessionId })
                 if (recording !== undefined) recording.progress.started = true
               }
               if (event._tag === "Finished") {
-                owner.unrecordedSession = undefined
+                owner.on({ _tag: "Finished" })
                 finished = event
               }
             }
@@ -172,16 +176,15 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         )
       })
 
-    /** One turn; `admitted`: the caller already holds its session slot (the runs of `n`). */
-    const turn = (
-      request: TurnRequest,
-      options: { readonly admitted?: boolean } = {}
-    ): Effect.Effect<TurnResult, TurnError | Overloaded | ConversationNotFound, Scope.Scope> =>
+    /**
+     * Resolve: which conversation the turn belongs to (an unknown id fails here, before any CLI
+     * work), then one request at a time per conversation. Only the conversation's owner continues a
+     * parked turn, and only within the conversation it names.
+     */
+    const resolve = (request: TurnRequest) =>
       Effect.gen(function*() {
         const ref = request.conversation
         const resultIds = (request.toolResults ?? []).map((result) => result.id)
-        // Which conversation (an unknown id fails here, before any CLI work), then one request at a time.
-        // Only the conversation's owner continues a parked turn, and only within the conversation it names.
         const parkedFor = yield* bridge.conversationOf(resultIds)
         const parkedIn = ref !== undefined && parkedFor !== undefined && (ref.id === undefined || ref.id === parkedFor) &&
             (yield* conversations.owns(parkedFor, ref.owner))
@@ -192,12 +195,9 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
           : yield* conversations.resolve(ref.id === undefined && parkedIn !== undefined ? { ...ref, id: parkedIn } : ref, launchSignature(config, request.launch))
         if (found !== undefined) yield* conversations.lock(found.conversation.id)
         const resolved = found === undefined || ref === undefined ? undefined : yield* conversations.refresh(found, ref)
-        const conversationId = resolved?.conversation.id
         const launch = resolved === undefined ? request.launch : withConversation(request.launch, resolved.conversation)
         const signature = launchSignature(config, launch)
-        const processKey = pool.processKey(launch)
-        const toolsKey = JSON.stringify(launch.tools ?? [])
-        const recording = resolved === undefined
+        const recording: Recording | undefined = resolved === undefined
           ? undefined
           : { resolved, signature, request, progress: { started: false, recorded: false, failed: false } }
         // A request that fails before anything is recorded (429, spawn, timeout, an upstream error) leaves
@@ -211,118 +211,129 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             )
           )
         }
-
-        if (options.admitted !== true) yield* admission.admit
-        const owner: Ownership = {
-          scope: undefined,
-          process: undefined,
-          turn: undefined,
-          parked: false,
-          keepFor: undefined,
-          unrecordedSession: undefined,
-          timedOut: false
+        return {
+          resolved,
+          recording,
+          launch,
+          resultIds,
+          parkedIn,
+          conversationId: resolved?.conversation.id,
+          processKey: pool.processKey(launch),
+          toolsKey: JSON.stringify(launch.tools ?? [])
         }
-        yield* Effect.addFinalizer(() =>
-          Effect.suspend(() => {
-            const { keepFor, process, scope } = owner
-            if (scope === undefined || owner.parked) return Effect.void
-            const endReading = owner.turn === undefined ? Effect.void : Scope.close(owner.turn.turnScope, Exit.void)
-            const kill = Scope.close(scope, Exit.void)
-            const session = owner.unrecordedSession
-            const attach = keepFor === undefined || session === undefined
-              ? Effect.void
-              : conversations.store.attachSession(keepFor, session)
-            const kept = keepFor !== undefined && conversations.keepsLive
-            // Nothing will use it again (timed out, or neither kept nor reused): no settling, it ends now.
-            if (process === undefined || owner.timedOut || (!kept && !pool.reuses)) {
-              return endReading.pipe(Effect.zipRight(kill), Effect.zipRight(attach))
-            }
-            // A process its conversation keeps, else one the pool resets for another conversation.
-            const next = keepFor !== undefined && kept ? conversations.keepLive(keepFor, process) : pool.release(process)
-            return endReading.pipe(
-              Effect.zipRight(settle(process.handle)),
-              Effect.flatMap((settled) => settled ? next : kill),
-              Effect.zipRight(attach)
-            )
-          })
-        )
+      })
+    type Resolution = Effect.Effect.Success<ReturnType<typeof resolve>>
+
+    /** The request's process state, whose fate is carried out when the request's scope closes. */
+    const ownership = Effect.gen(function*() {
+      const owner = new Owner()
+      yield* Effect.addFinalizer(() =>
+        Effect.suspend(() => {
+          const decided = fate(owner.state, { keepsLive: conversations.keepsLive, reuses: pool.reuses })
+          if (decided._tag === "Leave") return Effect.void
+          const endReading = decided.turn === undefined ? Effect.void : Scope.close(decided.turn.turnScope, Exit.void)
+          const attach = decided.attach === undefined
+            ? Effect.void
+            : conversations.store.attachSession(decided.attach.conversation, decided.attach.session)
+          if (decided._tag === "Kill") return endReading.pipe(Effect.zipRight(Scope.close(decided.scope, Exit.void)), Effect.zipRight(attach))
+          const { keepFor, process } = decided
+          return endReading.pipe(
+            Effect.zipRight(settle(process.handle)),
+            Effect.flatMap((settled) =>
+              !settled
+                ? Scope.close(process.scope, Exit.void)
+                : keepFor !== undefined
+                ? conversations.keepLive(keepFor, process)
+                : pool.release(process)
+            ),
+            Effect.zipRight(attach)
+          )
+        })
+      )
+      return owner
+    })
+
+    /**
+     * Acquire: the parked turn the request's tool results continue, else a process and the input
+     * to write to it — the conversation's live CLI, else one that resumes its session, else a
+     * fresh one (a pool standby). Each is the request's (`owner`) from the moment it is taken.
+     */
+    const acquire = (request: TurnRequest, resolution: Resolution, owner: Owner, deadline: Deadline) =>
+      Effect.gen(function*() {
+        const { launch, processKey, resolved, toolsKey } = resolution
         /** Take a process and make it the request's in one step: an interruption cannot come between. */
         const hold = <A, E>(take: Effect.Effect<Option.Option<A>, E>, processOf: (taken: A) => OwnedProcess) =>
           Effect.uninterruptible(Effect.tap(take, (taken) =>
             Effect.sync(() => {
-              if (Option.isSome(taken)) {
-                owner.process = processOf(taken.value)
-                owner.scope = owner.process.scope
-              }
+              if (Option.isSome(taken)) owner.on({ _tag: "Held", process: processOf(taken.value) })
             })))
-        // One deadline for the whole turn, from the moment it has a session slot: getting the
-        // process and the answer share it.
-        const timedOut = Effect.suspend(() => {
-          owner.timedOut = true
-          return Effect.fail(new CliTimeout({ seconds: timeoutSeconds }))
-        })
-        const deadline = Date.now() + timeoutSeconds * 1000
-        const remaining = () => Duration.millis(Math.max(0, deadline - Date.now()))
-        const result = (events: Stream.Stream<TurnEvent, TurnError>): TurnResult => ({
-          events: events.pipe(
-            Stream.interruptWhen(Effect.suspend(() => Effect.sleep(remaining())).pipe(Effect.zipRight(timedOut)))
-          ),
-          conversationId
-        })
         /** A process owned by a scope of its own, registered with the request before anything can interrupt. */
-        const own = (acquire: Effect.Effect<CliHandle, CliError, Scope.Scope>) =>
+        const own = (spawn: Effect.Effect<CliHandle, CliError, Scope.Scope>) =>
           Effect.gen(function*() {
-            const scope = yield* Effect.uninterruptible(Effect.tap(Scope.make(), (scope) => Effect.sync(() => (owner.scope = scope))))
-            const handle = yield* Scope.extend(acquire, scope).pipe(
-              Effect.timeoutTo({ duration: remaining(), onTimeout: () => timedOut, onSuccess: Effect.succeed }),
+            const scope = yield* Effect.uninterruptible(Effect.tap(Scope.make(), (scope) => Effect.sync(() => owner.on({ _tag: "Acquiring", scope }))))
+            const handle = yield* Scope.extend(spawn, scope).pipe(
+              Effect.timeoutTo({ duration: deadline.remaining(), onTimeout: () => deadline.timedOut, onSuccess: Effect.succeed }),
               Effect.flatten
             )
             const process: OwnedProcess = { scope, handle, signature: processKey, tools: toolsKey }
-            owner.process = process
+            owner.on({ _tag: "Held", process })
             return process
           })
 
-        // The results of tool calls a parked turn of this conversation waits for: that turn reads on.
-        if (resultIds.length > 0 && parkedIn !== undefined) {
-          const claimed = yield* hold(bridge.claim(resultIds, parkedIn, toolsKey), (turn) => turn.process)
+        if (resolution.resultIds.length > 0 && resolution.parkedIn !== undefined) {
+          const claimed = yield* hold(bridge.claim(resolution.resultIds, resolution.parkedIn, toolsKey), (turn) => turn.process)
           if (Option.isSome(claimed)) {
             yield* (claimed.value.process.handle.tools?.supply(request.toolResults ?? []) ?? Effect.void)
-            return result(yield* readPart(claimed.value, request, recording, owner))
+            return claimed.value
           }
         }
-
         // A turn of this conversation still parked for other results would share its session: it ends.
-        if (conversationId !== undefined) yield* bridge.endParked(conversationId)
-        // The conversation's live CLI, else one that resumes its session, else a fresh one.
-        let input = request.input
-        let process: OwnedProcess
+        if (resolution.conversationId !== undefined) yield* bridge.endParked(resolution.conversationId)
         const sessionId = resolved?.continues === true ? resolved.conversation.cliSessionId : null
-        if (resolved !== undefined && sessionId !== null) {
-          const newInput = input.slice(request.newInputFrom ?? 0)
-          const kept = yield* hold(conversations.takeLive(resolved.conversation.id, processKey), (process) => process)
-          if (Option.isSome(kept)) {
-            input = newInput
-            process = kept.value
-            // The request's system prompt may have changed since the last turn: it applies from this one.
-            yield* pool.prepare(process.handle, launch)
-          } else if (yield* cli.hasSession(sessionId)) {
-            input = newInput
-            process = yield* own(pool.spawn({ ...launch, resume: sessionId }))
-          } else {
-            // The CLI no longer has the session (its files were removed): a new one, told the recorded turns.
-            yield* Effect.logWarning("the CLI session of a conversation is gone; continuing from its recorded messages", {
-              conversation: resolved.conversation.id,
-              cli_session: sessionId
-            })
-            const recorded = yield* conversations.store.messages(resolved.conversation.id)
-            input = [...fromHistory(recorded, request.toolResults !== undefined), ...newInput]
-            process = yield* own(pool.take(launch))
-          }
-        } else {
-          process = yield* own(pool.take(launch))
+        if (resolved === undefined || sessionId === null) {
+          return yield* startTurn(yield* own(pool.take(launch)), request, request.input, resolution.conversationId)
         }
-        const live = yield* startTurn(process, request, input, conversationId)
-        return result(yield* readPart(live, request, recording, owner))
+        const newInput = request.input.slice(request.newInputFrom ?? 0)
+        const kept = yield* hold(conversations.takeLive(resolved.conversation.id, processKey), (process) => process)
+        if (Option.isSome(kept)) {
+          // The request's system prompt may have changed since the last turn: it applies from this one.
+          yield* pool.prepare(kept.value.handle, launch)
+          return yield* startTurn(kept.value, request, newInput, resolution.conversationId)
+        }
+        if (yield* cli.hasSession(sessionId)) {
+          return yield* startTurn(yield* own(pool.spawn({ ...launch, resume: sessionId })), request, newInput, resolution.conversationId)
+        }
+        // The CLI no longer has the session (its files were removed): a new one, told the recorded turns.
+        yield* Effect.logWarning("the CLI session of a conversation is gone; continuing from its recorded messages", {
+          conversation: resolved.conversation.id,
+          cli_session: sessionId
+        })
+        const recorded = yield* conversations.store.messages(resolved.conversation.id)
+        const input = [...fromHistory(recorded, request.toolResults !== undefined), ...newInput]
+        return yield* startTurn(yield* own(pool.take(launch)), request, input, resolution.conversationId)
+      })
+
+    /**
+     * One turn: resolve → acquire → read. `admitted`: the caller already holds its session slot
+     * (the runs of `n`).
+     */
+    const turn = (
+      request: TurnRequest,
+      options: { readonly admitted?: boolean } = {}
+    ): Effect.Effect<TurnResult, TurnError | Overloaded | ConversationNotFound, Scope.Scope> =>
+      Effect.gen(function*() {
+        const resolution = yield* resolve(request)
+        if (options.admitted !== true) yield* admission.admit
+        const owner = yield* ownership
+        // One deadline for the whole turn, from the moment it has a session slot: getting the
+        // process and the answer share it.
+        const deadline = makeDeadline(timeoutSeconds, () => owner.on({ _tag: "TimedOut" }))
+        const live = yield* acquire(request, resolution, owner, deadline)
+        const events = yield* readPart(live, request, resolution.recording, owner)
+        return {
+          events: events.pipe(Stream.interruptWhen(Effect.suspend(() => Effect.sleep(deadline.remaining())).pipe(Effect.zipRight(deadline.timedOut)))),
+          conversationId: resolution.conversationId
+        }
       })
 
     return { turn } as const
