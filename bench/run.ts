@@ -594,6 +594,106 @@ const newConversations = async (measured = 100, offMeasured = 20) => {
   }
 }
 
+/** `clients` workers each sending new one-turn conversations back to back for `seconds`. */
+const concurrentNew = async (url: string, label: string, clients: number, seconds: number) => {
+  const until = now() + seconds * 1000
+  const times: Array<number> = []
+  let failures = 0
+  const before = await poolCounts(url)
+  const started = now()
+  await Promise.all(Array.from({ length: clients }, async (_, worker) => {
+    for (let i = 0; now() < until; i++) {
+      const r = await post(`${url}/v1/chat/completions`, chatBody(`${label} ${worker}-${i}`, false))
+      if (r.status === 200) times.push(r.ms)
+      else failures++
+    }
+  }))
+  const elapsed = (now() - started) / 1000
+  const after = await poolCounts(url)
+  return {
+    conversations_per_s: round(times.length / elapsed),
+    latency_ms: summary(times),
+    failures,
+    boots: after.spawned - before.spawned,
+    reused: after.reused - before.reused
+  }
+}
+
+/** 8 concurrent clients, each sending new one-turn conversations for 30 s: pool (with reuse) vs pool off. */
+const concurrentNewConversations = async (clients = 8, seconds = 30) => {
+  const upstream = await startUpstream()
+  try {
+    const run = async (label: string, set: ReadonlyArray<string>) => {
+      const gateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: [`claude.max_concurrent_sessions=${clients}`, ...set] })
+      try {
+        if (!set.includes("pool.enabled=false")) {
+          await standbyReady(gateway.url, clients)
+          await concurrentNew(gateway.url, `${label} warm-up`, clients, 3)
+        }
+        const result = await concurrentNew(gateway.url, label, clients, seconds)
+        console.error(label, JSON.stringify(result))
+        return result
+      } finally {
+        await gateway.stop()
+      }
+    }
+    const pooled = await run("pool", [`pool.prewarm=${clients}`, `pool.max_standby=${clients}`])
+    const off = await run("off", ["pool.enabled=false"])
+    return {
+      what: `${clients} concurrent clients, each sending new one-turn conversations back to back for ${seconds} s (non-stream), real CLI + scripted upstream`,
+      gateway_pool_reuse: pooled,
+      gateway_pool_off: off,
+      throughput_over_pool_off: round(pooled.conversations_per_s / off.conversations_per_s),
+      target: "throughput >= 4x pool off"
+    }
+  } finally {
+    await upstream.close()
+  }
+}
+
+const cliPids = (gatewayPid: number) =>
+  fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/status`, "utf8").includes(`PPid:\t${gatewayPid}\n`)
+    } catch {
+      return false
+    }
+  })
+
+/** Each CLI's RSS over 1 000 new conversations served by reused processes (sequential, real CLI). */
+const cliRssOverReuse = async (conversations = 1000) => {
+  const upstream = await startUpstream()
+  const gateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: [] })
+  try {
+    await standbyReady(gateway.url)
+    const samples: Array<{ readonly after: number; readonly max_cli_rss_mb: number; readonly clis: number }> = []
+    let peak = 0
+    for (let i = 1; i <= conversations; i++) {
+      const r = await post(`${gateway.url}/v1/chat/completions`, chatBody(`rss reuse ${i}`, false))
+      if (r.status !== 200) throw new Error(`request failed: ${r.status} ${r.text}`)
+      if (i % 50 === 0 || i === 1) {
+        const rss = cliPids(gateway.pid).map(rssOf).filter((mb) => !Number.isNaN(mb))
+        const max = Math.max(0, ...rss)
+        peak = Math.max(peak, max)
+        samples.push({ after: i, max_cli_rss_mb: round(max), clis: rss.length })
+      }
+    }
+    const counts = await (await fetch(`${gateway.url}/health`)).json() as { pool: { spawned: number; reused: number; retired: number } }
+    return {
+      what: `each CLI's RSS (MiB) over ${conversations} sequential new conversations on reused processes (defaults: pool.max_uses, pool.max_rss_mb)`,
+      samples,
+      peak_cli_rss_mb: round(peak),
+      spawned: counts.pool.spawned,
+      reused: counts.pool.reused,
+      retired: counts.pool.retired,
+      target: "every CLI under pool.max_rss_mb (default 600)"
+    }
+  } finally {
+    await gateway.stop()
+    await upstream.close()
+  }
+}
+
 // ---------------------------------------------------------------------------- 6. RPC vs OpenAI
 
 /**
@@ -673,7 +773,16 @@ const rpcVsOpenai = async (turns = 40) => {
 
 // ---------------------------------------------------------------------------- main
 
-const all = { latency, overhead, delta: deltaLatency, rss, newconv: newConversations, rpc: rpcVsOpenai } as const
+const all = {
+  latency,
+  overhead,
+  delta: deltaLatency,
+  rss,
+  newconv: newConversations,
+  concurrent: concurrentNewConversations,
+  clirss: cliRssOverReuse,
+  rpc: rpcVsOpenai
+} as const
 const chosen = process.argv.slice(2).filter((name): name is keyof typeof all => name in all)
 const out: Record<string, unknown> = { node: process.version, cpus: os.cpus().length }
 for (const name of chosen.length > 0 ? chosen : (Object.keys(all) as Array<keyof typeof all>)) {
