@@ -34,6 +34,8 @@ interface Member {
   /** What it runs with now; a system prompt of `null` is unknown (a resumed session's own). */
   model: string
   systemPrompt: string | undefined | null
+  /** Upstream max_tokens it runs with (undefined: the CLI's default for the model). */
+  maxOutputTokens: number | undefined
 }
 
 interface Entry {
@@ -119,8 +121,9 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
     const entries = new Map<string, Entry>()
     const members = new Map<CliHandle, Member>()
     /** What needs a process of its own: everything but the model and the system prompt (set per lease). */
+    // Model, system prompt and max output tokens switch at runtime: they do not need a process of their own.
     const reuseKey = (launch: LaunchOptions) =>
-      launchSignature(config, { ...launch, model: config.claude.default_model, systemPrompt: undefined, resume: undefined })
+      launchSignature(config, { ...launch, model: config.claude.default_model, systemPrompt: undefined, maxOutputTokens: undefined, resume: undefined })
     const defaultLaunch: LaunchOptions = { model: config.claude.default_model, systemPrompt: undefined }
     const defaultKey = reuseKey(defaultLaunch)
     let processes = 0
@@ -138,7 +141,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
       if (!entry) {
         entry = {
           key,
-          launch: { ...launch, systemPrompt: undefined, resume: undefined },
+          launch: { ...launch, systemPrompt: undefined, maxOutputTokens: undefined, resume: undefined },
           standby: [],
           waiters: [],
           spawning: 0,
@@ -181,7 +184,8 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
           state: "booting",
           uses: 0,
           model: launch.model,
-          systemPrompt: launch.resume === undefined ? launch.systemPrompt : null
+          systemPrompt: launch.resume === undefined ? launch.systemPrompt : null,
+          maxOutputTokens: launch.maxOutputTokens
         }
         members.set(handle, member)
         yield* Scope.addFinalizer(scope, Effect.sync(() => {
@@ -276,21 +280,26 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
     const warm = (handle: CliHandle) =>
       Effect.zipRight(handle.ready, settings.warmup === "context" ? handle.control("get_context_usage") : Effect.void)
 
-    /** Model and system prompt of the lease, switched at runtime when the process runs with others. */
+    /**
+     * Model, system prompt and max output tokens of the lease, switched at runtime when the process
+     * ran with others. Max output tokens is the CLI's environment variable, which
+     * `apply_flag_settings` sets in the running process ("" restores the model's default; verified
+     * upstream with CLI 2.1.331).
+     */
     const configure = (member: Member, launch: LaunchOptions): Effect.Effect<void, CliError> =>
-      Effect.suspend(() => {
+      Effect.gen(function*() {
         const prompt = launch.systemPrompt !== undefined && launch.systemPrompt !== member.systemPrompt ? launch.systemPrompt : undefined
-        if (member.model === launch.model && prompt === undefined) return Effect.void
-        return member.handle.control("set_model", { model: launch.model, ...(prompt === undefined ? {} : { system_prompt: prompt }) }).pipe(
-          Effect.catchTag("ControlRequestFailed", (error) => Effect.fail(new CliProtocolError({ reason: error.message }))),
-          Effect.tap(() =>
-            Effect.sync(() => {
-              member.model = launch.model
-              if (prompt !== undefined) member.systemPrompt = prompt
-            })
-          )
-        )
-      })
+        if (member.model !== launch.model || prompt !== undefined) {
+          yield* member.handle.control("set_model", { model: launch.model, ...(prompt === undefined ? {} : { system_prompt: prompt }) })
+          member.model = launch.model
+          if (prompt !== undefined) member.systemPrompt = prompt
+        }
+        if (member.maxOutputTokens !== launch.maxOutputTokens) {
+          const value = launch.maxOutputTokens === undefined ? "" : String(launch.maxOutputTokens)
+          yield* member.handle.control("apply_flag_settings", { settings: { env: { CLAUDE_CODE_MAX_OUTPUT_TOKENS: value } } })
+          member.maxOutputTokens = launch.maxOutputTokens
+        }
+      }).pipe(Effect.catchTag("ControlRequestFailed", (error) => Effect.fail(new CliProtocolError({ reason: error.message }))))
 
     /**
      * Lend a process to the caller's scope. Registering the lease cannot be interrupted (the process

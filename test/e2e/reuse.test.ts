@@ -218,6 +218,32 @@ describe("a client that goes away mid-stream", () => {
   })
 })
 
+describe("max_tokens per lease", () => {
+  it("is switched on a reused process (no boot per value), for new conversations and a conversation's next turn", async () => {
+    const maxTokens = (marker: string) => (first(marker).body as { max_tokens: number }).max_tokens
+    answer("MAXTOK-0", "default")
+    await ask("MAXTOK-0")
+    const start = await health(gateway)
+    for (const [i, value] of [700, 1300, undefined].entries()) {
+      await reusedAtLeast(start.pool.reused + i)
+      answer(`MAXTOK-${i + 1}`, `capped ${i}`)
+      const completion = await ask(`MAXTOK-${i + 1}`, value === undefined ? {} : { max_tokens: value })
+      expect(completion.choices[0]!.message.content).toBe(`capped ${i}`)
+      expect(maxTokens(`MAXTOK-${i + 1}`)).toBe(value ?? maxTokens("MAXTOK-0"))
+    }
+    // A conversation's next turn on its live process, with another value.
+    answer("MAXTOK-NEXT", "next")
+    const opened = await ask("MAXTOK-OPEN", { max_tokens: 900 })
+    await ask("MAXTOK-NEXT", { max_tokens: 400, conversation_id: opened.conversation_id })
+    expect(maxTokens("MAXTOK-OPEN")).toBe(900)
+    expect(maxTokens("MAXTOK-NEXT")).toBe(400)
+    expect(sessionOf("MAXTOK-NEXT")).toBe(sessionOf("MAXTOK-OPEN"))
+    // Three values and the default served by reset processes: a process per value would have booted each.
+    const after = await health(gateway)
+    expect(after.pool.spawned - start.pool.spawned).toBeLessThanOrEqual(1)
+  })
+})
+
 describe("client text starting with /", () => {
   it("reaches the model as text, and a /model line changes nothing", async () => {
     answer("/help SLASH-1", "not a command")
