@@ -18,6 +18,7 @@ import { ModelCatalog } from "./services/ModelCatalog.js"
 import { Pool } from "./services/Pool.js"
 import { ToolBridge } from "./services/ToolBridge.js"
 import { ResponseStore } from "./store/ResponseStore.js"
+import { TokenCounter } from "./services/TokenCounter.js"
 
 /**
  * The one wiring of the gateway's layers. Each service is an Effect.Service with its own
@@ -34,7 +35,8 @@ export const GatewayServices = Layer.mergeAll(
   ImageFetcher.Default,
   ToolBridge.Default,
   Conversations.Default,
-  ResponseStore.Default
+  ResponseStore.Default,
+  TokenCounter.Default
 )
 
 /** The HttpApi (every dialect's endpoints and /health) with its handlers and API-key middleware. */

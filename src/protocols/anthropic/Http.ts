@@ -1,7 +1,6 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect, Stream } from "effect"
 import * as crypto from "node:crypto"
-import { CliProcess } from "../../cli/CliProcess.js"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { GatewayApi } from "../../http/Api.js"
 import { commits, SSE_HEADERS } from "../../http/sse.js"
@@ -10,11 +9,10 @@ import { withKeepAlive } from "../../http/keepAlive.js"
 import { peelUntil } from "../../http/peel.js"
 import { readJson } from "../../http/request.js"
 import { Caller } from "../../http/auth.js"
-import { Admission } from "../../services/Admission.js"
 import { ChatService } from "../../services/ChatService.js"
 import { ImageFetcher } from "../../services/ImageFetcher.js"
 import { ModelCatalog } from "../../services/ModelCatalog.js"
-import { countThroughCli } from "./count.js"
+import { TokenCounter } from "../../services/TokenCounter.js"
 import { aggregate, PING, sseEvents } from "./render.js"
 import { countableText, decodeCountTokensRequest, decodeMessagesRequest, toAnthropicTurn } from "./translate.js"
 
@@ -23,8 +21,7 @@ export const AnthropicHttp = HttpApiBuilder.group(GatewayApi, "anthropic", (hand
     const chat = yield* ChatService
     const catalog = yield* ModelCatalog
     const images = yield* ImageFetcher
-    const admission = yield* Admission
-    const cli = yield* CliProcess
+    const counter = yield* TokenCounter
     const { config } = yield* GatewayConfig
     const options = { maxChoices: 1, maxHistoryMessages: config.conversation.max_history_messages }
 
@@ -72,7 +69,7 @@ export const AnthropicHttp = HttpApiBuilder.group(GatewayApi, "anthropic", (hand
           const decoded = yield* decodeCountTokensRequest(body)
           const model = yield* catalog.resolve(decoded.model)
           const text = yield* countableText(decoded)
-          const tokens = yield* countThroughCli(cli, admission, model, text, config.claude.timeout_seconds)
+          const tokens = yield* counter.count(model, text)
           return HttpServerResponse.unsafeJson({ input_tokens: tokens })
         })))
   }))
