@@ -118,6 +118,11 @@ export const ConfigSchema = Schema.Struct({
     /** A signature unused this long loses its standbys (the default one keeps its prewarm). */
     idle_ttl_seconds: withDefault(PositiveInt, () => 600),
     /**
+     * Standbys grow past the floor with demand (requests that found none ready); after this many
+     * quiet seconds the demand is forgotten and the standbys past the floor end.
+     */
+    demand_window_seconds: withDefault(PositiveInt, () => 60),
+    /**
      * A process whose conversation no longer needs it (one-shot requests, conversations evicted or
      * deleted) is reset and serves the next new conversation instead of being killed. Off: every
      * conversation gets a process of its own, killed after it.

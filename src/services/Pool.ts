@@ -76,7 +76,6 @@ export interface PoolStats {
 }
 
 /** A group unused this long forgets its demand (the standbys it wanted past its floor). */
-const DEMAND_WINDOW_MS = 60_000
 
 /** Resident memory of a process in MB (Linux; 0 where /proc is not readable). */
 const rssMb = (pid: number): number => {
@@ -99,6 +98,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
     const { config } = yield* GatewayConfig
     const settings = config.pool
     const reuse = settings.enabled && settings.reuse
+    const demandWindowMs = settings.demand_window_seconds * 1000
     // Every process lives in a child of this scope. On shutdown the running turns drain first
     // (within the grace period), then every CLI is killed.
     const poolScope = yield* Scope.make()
@@ -216,7 +216,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
 
     /**
      * Ready processes a group should have: its floor, plus one for each request that found none ready
-     * and none on its way (booting or resetting). After a quiet minute it is back to the floor.
+     * and none on its way (booting or resetting). After pool.demand_window_seconds of quiet it is back to the floor.
      */
     const wanted = (entry: Entry) => {
       const floor = entry.key === defaultKey ? Math.max(settings.prewarm, settings.standby_per_signature) : settings.standby_per_signature
@@ -353,7 +353,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
           return yield* spawnLeased(entry, fresh, launch)
         }
         const now = Date.now()
-        if (now - entry.lastUsed > DEMAND_WINDOW_MS) entry.shortfalls = 0
+        if (now - entry.lastUsed > demandWindowMs) entry.shortfalls = 0
         entry.lastUsed = now
         // Taking a ready process and lending it is one step: an interruption cannot come between.
         const ready = yield* Effect.uninterruptible(Effect.gen(function*() {
@@ -488,7 +488,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
     const sweep = Effect.gen(function*() {
       const now = Date.now()
       for (const [key, entry] of entries) {
-        if (now - entry.lastUsed > DEMAND_WINDOW_MS) {
+        if (now - entry.lastUsed > demandWindowMs) {
           entry.shortfalls = 0
           // Back to the floor: standbys past it end.
           for (const member of entry.standby.splice(wanted(entry))) yield* kill(member)
@@ -499,7 +499,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
       }
     })
     yield* sweep.pipe(
-      Effect.delay(`${Math.max(1, Math.floor(settings.idle_ttl_seconds / 2))} seconds`),
+      Effect.delay(`${Math.max(1, Math.floor(Math.min(settings.idle_ttl_seconds, settings.demand_window_seconds) / 2))} seconds`),
       Effect.forever,
       Effect.forkIn(poolScope)
     )

@@ -90,6 +90,42 @@ describe("warm pool", () => {
   })
 })
 
+describe("a burst of 64 concurrent streams", () => {
+  let gateway: Gateway
+  beforeAll(async () => {
+    gateway = await startGateway({
+      upstreamUrl: upstream.url,
+      config: {
+        claude: { max_concurrent_sessions: 4 },
+        queue: { max_waiting: 8, max_wait_seconds: 120 },
+        pool: { prewarm: 1, max_standby: 4, demand_window_seconds: 2 },
+        conversation: { max_live: 0 }
+      }
+    })
+  })
+  afterAll(() => gateway?.close())
+
+  it("completes each stream or answers 429 with Retry-After, then the pool returns to its warm floor", async () => {
+    await waitForHealth(gateway, (h) => standbys(h) === 1 && h.pool.processes === 1)
+    upstream.on("BURST", { kind: "message", blocks: [{ type: "text", text: ["burst ", "answer"] }] })
+    const outcomes = await Promise.all(Array.from({ length: 64 }, async (_, i) => {
+      const response = await postChat(gateway, { model: "sonnet", stream: true, messages: [{ role: "user", content: `BURST ${i}` }] })
+      const body = await response.text()
+      return { status: response.status, retryAfter: response.headers.get("retry-after"), done: body.endsWith("data: [DONE]\n\n") }
+    }))
+    const completed = outcomes.filter((o) => o.status === 200)
+    const refused = outcomes.filter((o) => o.status === 429)
+    expect(completed.length + refused.length).toBe(64)
+    expect(completed.every((o) => o.done)).toBe(true)
+    expect(refused.every((o) => o.retryAfter !== null && Number(o.retryAfter) > 0)).toBe(true)
+    // Everything admitted at once (4 running, 8 waiting) completed.
+    expect(completed.length).toBeGreaterThanOrEqual(12)
+    // After pool.demand_window_seconds of quiet, the standbys past the floor end.
+    const settled = await waitForHealth(gateway, (h) => h.pool.leased === 0 && h.pool.processes === 1 && standbys(h) === 1, 30_000)
+    expect(settled.pool.processes).toBe(1)
+  })
+})
+
 describe("admission queue", () => {
   let gateway: Gateway
   let client: OpenAI
