@@ -11,6 +11,7 @@ import { OpenAIHttp } from "./protocols/openai/Http.js"
 import { ResponsesHttp } from "./protocols/responses/Http.js"
 import { RpcLive } from "./protocols/rpc/Http.js"
 import { Admission } from "./services/Admission.js"
+import { Cache } from "./services/Cache.js"
 import { ChatService } from "./services/ChatService.js"
 import { Conversations } from "./services/Conversations.js"
 import { ImageFetcher } from "./services/ImageFetcher.js"
@@ -34,7 +35,8 @@ export const GatewayServices = Layer.mergeAll(
   ImageFetcher.Default,
   ToolBridge.Default,
   Conversations.Default,
-  ResponseStore.Default
+  ResponseStore.Default,
+  Cache.Default
 )
 
 /** The HttpApi (every dialect's endpoints and /health) with its handlers and API-key middleware. */
