@@ -297,7 +297,7 @@ const readToml = (file: string | undefined) =>
 const DEFAULTS: Record<string, Record<string, unknown>> = Schema.decodeSync(ConfigSchema)({})
 
 /**
- * Environment keys this version does not know (e.g. claude-code-api-rs's `CACHE__*`) are ignored
+ * Environment keys this version does not know (e.g. claude-code-api-rs keys it lacks) are ignored
  * with a warning rather than stopping start-up: the environment is shared with other programs.
  * Unknown keys in the file or flags are errors (typos).
  */
