@@ -121,6 +121,22 @@ describe("hits and misses", () => {
     expect(seen("CACHE-ANTH")).toBe(1)
   })
 
+  it("Responses: cached with store false; a stored response (the default) is never served from the cache", async () => {
+    text("CACHE-RESP", ["responses ", "answer"])
+    const client = clientFor(gateway)
+    const params = { model: "sonnet", input: "CACHE-RESP hello", store: false }
+    const first = await client.responses.create(params).withResponse()
+    expect(first.response.headers.get("x-cache")).toBe("miss")
+    const second = await client.responses.create(params).withResponse()
+    expect(second.response.headers.get("x-cache")).toBe("hit")
+    expect(second.data.output_text).toBe("responses answer")
+    expect(second.data.status).toBe("completed")
+    const stored = await client.responses.create({ ...params, store: true }).withResponse()
+    expect(stored.response.headers.get("x-cache")).toBe("bypass")
+    expect((await client.responses.retrieve(stored.data.id)).output_text).toBe("responses answer")
+    expect(seen("CACHE-RESP")).toBe(2)
+  })
+
   it("Cache-Control: no-cache bypasses the lookup (and refreshes the entry); no-store keeps the answer out", async () => {
     text("CACHE-NC", ["fresh"])
     await ask(gateway, "CACHE-NC")
