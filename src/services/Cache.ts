@@ -360,6 +360,7 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
   Effect.gen(function*() {
     const scope = yield* Effect.scope
     const inflight = new Map<string, Flight>()
+    const registering = yield* Effect.makeSemaphore(1)
     const counts = { hits: 0, misses: 0, bypasses: 0, joins: 0, stores: 0, evictions: 0 }
     const count = (name: keyof typeof counts, by = 1) =>
       Effect.suspend(() => {
@@ -473,7 +474,15 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
           yield* report("hit")
           return replay(hit.value)
         }
-        const running = inflight.get(key)
+        // Finding a running turn and starting one is one step: two identical requests cannot both start one.
+        const { led, running } = yield* registering.withPermits(1)(Effect.suspend((): Effect.Effect<{
+          readonly running: Flight | undefined
+          readonly led: Flight | undefined
+        }> => {
+          const running = inflight.get(key)
+          if (running !== undefined || noStore) return Effect.succeed({ running, led: undefined })
+          return Effect.map(fly(key, run, { share: true, keep: true }), (led) => ({ running: undefined, led }))
+        }))
         if (running !== undefined) {
           yield* count("joins")
           // Wait for the whole answer, then replay it; one that was not stored (tool calls, a cut
@@ -495,8 +504,7 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
           return yield* run
         }
         yield* report("miss")
-        if (noStore) return yield* run
-        return yield* answerOf<E>(yield* fly(key, run, { share: true, keep: true }))
+        return led === undefined ? yield* run : yield* answerOf<E>(led)
       })
 
     const stats: Effect.Effect<CacheStats> = Effect.map(store.size, ({ bytes, entries }) => ({
