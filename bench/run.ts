@@ -1,7 +1,7 @@
 /**
  * Benchmarks (not tests): each compares within one run and prints JSON.
  *   npm run bench                 all of them
- *   npm run bench -- latency      one of: latency, overhead, delta, rss, newconv, rpc
+ *   npm run bench -- latency      one of: latency, overhead, delta, rss, newconv, rpc, cache
  * The gateway runs as a child process (`node build/src/bin.js`), as a user would run it.
  */
 import { type ChildProcess, spawn } from "node:child_process"
@@ -19,6 +19,7 @@ import { GatewayClient } from "../src/client.js"
 import { cliArgs } from "../src/cli/CliProcess.js"
 import { decodeConfig } from "../src/config/GatewayConfig.js"
 import { startUpstream, type Upstream } from "../test/support/upstream.js"
+import { cacheBench } from "./cache.js"
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const BIN = path.join(ROOT, "build/src/bin.js")
@@ -781,7 +782,8 @@ const all = {
   newconv: newConversations,
   concurrent: concurrentNewConversations,
   clirss: cliRssOverReuse,
-  rpc: rpcVsOpenai
+  rpc: rpcVsOpenai,
+  cache: cacheBench
 } as const
 const chosen = process.argv.slice(2).filter((name): name is keyof typeof all => name in all)
 const out: Record<string, unknown> = { node: process.version, cpus: os.cpus().length }

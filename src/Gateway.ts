@@ -11,6 +11,7 @@ import { OpenAIHttp } from "./protocols/openai/Http.js"
 import { ResponsesHttp } from "./protocols/responses/Http.js"
 import { RpcLive } from "./protocols/rpc/Http.js"
 import { Admission } from "./services/Admission.js"
+import { Cache } from "./services/Cache.js"
 import { ChatService } from "./services/ChatService.js"
 import { Conversations } from "./services/Conversations.js"
 import { ImageFetcher } from "./services/ImageFetcher.js"
@@ -36,7 +37,8 @@ export const GatewayServices = Layer.mergeAll(
   ToolBridge.Default,
   Conversations.Default,
   ResponseStore.Default,
-  TokenCounter.Default
+  TokenCounter.Default,
+  Cache.Default
 )
 
 /** The HttpApi (every dialect's endpoints and /health) with its handlers and API-key middleware. */

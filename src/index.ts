@@ -11,6 +11,7 @@ export { type Config, ConfigError, ConfigSchema, GatewayConfig, loadConfig } fro
 
 // Services (each an Effect.Service with Default and DefaultWithoutDependencies).
 export { Admission, type AdmissionStats } from "./services/Admission.js"
+export { Cache, type CacheStats, type CacheStatus } from "./services/Cache.js"
 export { ChatService, type TurnResult } from "./services/ChatService.js"
 export { Conversations } from "./services/Conversations.js"
 export { ImageFetcher } from "./services/ImageFetcher.js"

@@ -38,7 +38,8 @@ const minus = (a: TurnUsage, b: TurnUsage): TurnUsage => ({
 const resultEvent = (
   result: ResultMessage,
   lastStopReason: string | null,
-  before: TurnUsage
+  before: TurnUsage,
+  usedCliTools: boolean
 ): Either.Either<TurnEvent, UpstreamError | TurnFailed> => {
   if (!result.is_error) {
     return Either.right(
@@ -47,7 +48,8 @@ const resultEvent = (
         usage: minus(usageOf(result), before),
         costUsd: result.total_cost_usd,
         sessionId: result.session_id,
-        ...(result.structured_output !== undefined ? { structuredOutput: result.structured_output } : {})
+        ...(result.structured_output !== undefined ? { structuredOutput: result.structured_output } : {}),
+        ...(usedCliTools ? { usedCliTools } : {})
       })
     )
   }
@@ -67,6 +69,9 @@ const resultEvent = (
 }
 
 export type TurnError = CliError | UpstreamError | TurnFailed
+
+/** The CLI's way of returning structured output (`--json-schema`): a tool call without side effects. */
+const STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
 
 interface OpenCall {
   readonly index: number
@@ -97,6 +102,8 @@ export const toTurnEvents = <E extends CliError>(
     // Usage already reported with an earlier tool-call round.
     let reported: TurnUsage = ZERO
     let sessionId = ""
+    // A tool of the CLI's own (not a client function, not structured output) ran in this turn.
+    let usedCliTools = false
     // Client tool calls of this round, and the current message's content blocks that are one.
     let calls: Array<OpenCall> = []
     const callBlocks = new Map<number, OpenCall>()
@@ -150,6 +157,10 @@ export const toTurnEvents = <E extends CliError>(
           if (event.type === "content_block_start" && "content_block" in event) {
             const block = event.content_block
             const name = block.type === "tool_use" && "name" in block ? toolNames.get(block.name) : undefined
+            if (
+              name === undefined && (block.type === "tool_use" || block.type === "server_tool_use") &&
+              !("name" in block && block.name === STRUCTURED_OUTPUT_TOOL)
+            ) usedCliTools = true
             if (name === undefined || !("id" in block)) return Either.right([])
             const call: OpenCall = { index: calls.length, id: block.id, name, arguments: "" }
             calls.push(call)
@@ -185,7 +196,7 @@ export const toTurnEvents = <E extends CliError>(
           return Either.right([])
         }
         case "ResultMessage":
-          return Either.map(resultEvent(message, lastStopReason, reported), (event) => [event])
+          return Either.map(resultEvent(message, lastStopReason, reported, usedCliTools), (event) => [event])
         case "SystemNotice":
           if (message.subtype === "api_retry") logs.push(Effect.logInfo("the CLI retries an upstream call", message.raw))
           return Either.right([])

@@ -192,6 +192,23 @@ export const ConfigSchema = Schema.Struct({
   log: Section(Schema.Struct({
     /** Least severe log level written (to stdout, in logfmt). */
     level: withDefault(LogLevel, () => "info" as const)
+  })),
+  cache: Section(Schema.Struct({
+    /**
+     * Exact-match answer cache (docs/api/caching.md). Off by default: a language model's answer is
+     * not expected to repeat, and a client asking twice usually wants a new one.
+     */
+    enabled: withDefault(Bool, () => false),
+    /** Answers kept at most; one more evicts the least recently used. */
+    max_entries: withDefault(PositiveInt, () => 1000),
+    /** An answer is served from the cache for this long after it was stored. */
+    ttl_seconds: withDefault(PositiveInt, () => 3600),
+    /** Bytes of stored answers (their events as JSON) at most; past it the least recently used go. */
+    max_bytes: withDefault(PositiveInt, () => 64 * 1024 * 1024),
+    /** Share answers across API keys (by default each key has a cache of its own). */
+    shared: withDefault(Bool, () => false),
+    /** "memory", or "sqlite": the conversation database (conversation.data_dir), so answers survive a restart. */
+    store: withDefault(Schema.Literal("memory", "sqlite"), () => "memory" as const)
   }))
 })
 
@@ -285,7 +302,7 @@ const readToml = (file: string | undefined) =>
 const DEFAULTS: Record<string, Record<string, unknown>> = Schema.decodeSync(ConfigSchema)({})
 
 /**
- * Environment keys this version does not know (e.g. claude-code-api-rs's `CACHE__*`) are ignored
+ * Environment keys this version does not know (e.g. claude-code-api-rs keys it lacks) are ignored
  * with a warning rather than stopping start-up: the environment is shared with other programs.
  * Unknown keys in the file or flags are errors (typos).
  */

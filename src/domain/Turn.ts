@@ -147,6 +147,8 @@ export type TurnEvent = Data.TaggedEnum<{
     readonly toolCalls?: ReadonlyArray<ToolCall>
     /** With reason "stop": the stop sequence that ended the answer (dialects that report it). */
     readonly stopSequence?: string
+    /** The CLI ran tools of its own in this turn (side effects a replay would not repeat: never cached). */
+    readonly usedCliTools?: boolean
   }
 }>
 export const TurnEvent = Data.taggedEnum<TurnEvent>()

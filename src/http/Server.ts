@@ -16,6 +16,7 @@ import { GatewayApi } from "./Api.js"
 import { anthropicErrorResponse, errorResponse, speaksAnthropic } from "./errors.js"
 import { offeredKey } from "./request.js"
 import { callerOf, REFUSED } from "./auth.js"
+import { withCacheExchange } from "../services/Cache.js"
 
 /** /health (no API key). */
 export const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
@@ -37,6 +38,9 @@ const anthropicInternalError = HttpServerResponse.unsafeJson(
   { status: 500 }
 )
 
+/** The routes whose answers the cache may serve. */
+const CHAT_ROUTES = new Set(["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+
 /** Request ids, API keys, and the dialect's envelope (OpenAI, or Anthropic's) for anything the router itself rejects. */
 const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: HttpApp.Default): HttpApp.Default =>
   Effect.gen(function*() {
@@ -47,8 +51,9 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
     const anthropic = speaksAnthropic(path, request.headers)
     const rejection = anthropic ? anthropicErrorResponse : errorResponse
     const authorized = path === "/health" || callerOf(apiKeys, offered) !== undefined
+    const cache = withCacheExchange(request.headers)
     const response = authorized
-      ? yield* app.pipe(
+      ? yield* cache.run(app).pipe(
         Effect.catchAllCause((cause) => {
           if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
           const failure = Cause.failureOption(cause)
@@ -72,7 +77,15 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
       )
       : rejection(new Unauthorized({ message: REFUSED }))
     // `request-id` is the header Anthropic clients read (the SDK's `_request_id`).
-    return HttpServerResponse.setHeaders(response, { "x-request-id": requestId, ...(anthropic ? { "request-id": requestId } : {}) })
+    // Every answer of a chat-like route tells what the cache did (not consulted: bypass).
+    const cacheHeader = cache.exchange.status !== undefined || CHAT_ROUTES.has(path)
+      ? { "x-cache": cache.exchange.status ?? "bypass" }
+      : {}
+    return HttpServerResponse.setHeaders(response, {
+      "x-request-id": requestId,
+      ...(anthropic ? { "request-id": requestId } : {}),
+      ...cacheHeader
+    })
   })
 
 /**
@@ -99,7 +112,7 @@ export const serve = <EA, RA, ER, RR>(routes: {
       : HttpMiddleware.cors({
         allowedOrigins: config.server.cors_origins.includes("*") ? () => true : config.server.cors_origins,
         allowedHeaders: ["authorization", "x-api-key", "content-type", "x-request-id", "x-conversation-id", "anthropic-version", "anthropic-beta"],
-        exposedHeaders: ["x-request-id", "request-id", "x-claude-cost-usd", "x-conversation-id", "retry-after"]
+        exposedHeaders: ["x-request-id", "request-id", "x-claude-cost-usd", "x-conversation-id", "retry-after", "x-cache"]
       })
     const server = createServer()
     // Built after the app, so released before it: stop accepting, let running turns finish

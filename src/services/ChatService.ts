@@ -5,6 +5,7 @@ import type { CliHandle } from "../cli/CliProcess.js"
 import { CliProcess, launchSignature } from "../cli/CliProcess.js"
 import { toTurnEvents, type TurnError } from "../cli/TurnEvents.js"
 import { Admission, type Overloaded } from "./Admission.js"
+import { Cache } from "./Cache.js"
 import type { Conversation } from "../store/ConversationStore.js"
 import { Conversations, type OwnedProcess, type Resolved } from "./Conversations.js"
 import type { ConversationNotFound } from "../domain/errors.js"
@@ -114,6 +115,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
     const conversations = yield* Conversations
     const cli = yield* CliProcess
     const { config } = yield* GatewayConfig
+    const cache = yield* Cache
     const timeoutSeconds = config.claude.timeout_seconds
 
     /** Write the input and read the turn's events from a scope of the turn's own. */
@@ -317,7 +319,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
      * One turn: resolve → acquire → read. `admitted`: the caller already holds its session slot
      * (the runs of `n`).
      */
-    const turn = (
+    const uncachedTurn = (
       request: TurnRequest,
       options: { readonly admitted?: boolean } = {}
     ): Effect.Effect<TurnResult, TurnError | Overloaded | ConversationNotFound, Scope.Scope> =>
@@ -336,7 +338,18 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         }
       })
 
+    /**
+     * One turn, through the answer cache (a hit replays a stored answer; identical requests share
+     * one turn). `admitted` marks the runs of `n` (never cached); `cacheable: false` rules a
+     * request out (e.g. a Responses request whose response is stored for previous_response_id).
+     */
+    const turn = (
+      request: TurnRequest,
+      options: { readonly admitted?: boolean; readonly cacheable?: boolean } = {}
+    ): Effect.Effect<TurnResult, TurnError | Overloaded | ConversationNotFound, Scope.Scope> =>
+      cache.through(request, { cacheable: options.admitted !== true && options.cacheable !== false }, uncachedTurn(request, options))
+
     return { turn } as const
   }),
-  dependencies: [Pool.Default, Admission.Default, ToolBridge.Default, Conversations.Default, CliProcess.Default]
+  dependencies: [Pool.Default, Admission.Default, ToolBridge.Default, Conversations.Default, CliProcess.Default, Cache.Default]
 }) {}

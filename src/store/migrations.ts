@@ -49,6 +49,19 @@ export const migrations = Migrator.fromRecord({
       input_items TEXT
     )`
     yield* sql`CREATE INDEX responses_conversation ON responses (conversation_id)`
+  }),
+  // Cached answers (src/services/Cache.ts with cache.store = "sqlite"): a turn's events as JSON.
+  "0003_cache_entries": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE cache_entries (
+      key TEXT PRIMARY KEY,
+      events TEXT NOT NULL,
+      bytes INTEGER NOT NULL,
+      stored_at INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL,
+      recency INTEGER NOT NULL
+    )`
+    yield* sql`CREATE INDEX cache_entries_recency ON cache_entries (recency)`
   })
 })
 

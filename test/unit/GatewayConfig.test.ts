@@ -192,10 +192,10 @@ describe("loadConfig", () => {
     Effect.gen(function*() {
       const config = yield* loadConfig({
         file: tomlFile(""),
-        env: { CLAUDE_CODE__SERVER__NOPE: "1", CLAUDE_CODE__CACHE__TTL_SECONDS: "60", CLAUDE_CODE__SERVER__PORT: "9" }
+        env: { CLAUDE_CODE__SERVER__NOPE: "1", CLAUDE_CODE__NOPE__TTL_SECONDS: "60", CLAUDE_CODE__SERVER__PORT: "9" }
       })
       expect(config.server.port).toBe(9)
-      expect(config).not.toHaveProperty("cache")
+      expect(config).not.toHaveProperty("nope")
       const flags = yield* loadConfig({ file: tomlFile(""), env: {}, flags: { pool: { size: "1" } } }).pipe(Effect.flip)
       expect(flags.message).toContain("pool.size")
     }))

@@ -94,8 +94,9 @@ export const ResponsesHttp = HttpApiBuilder.group(GatewayApi, "responses", (hand
             (block) => (block.type === "image_ref" ? images.load(block.url, rename(block.param)) : Effect.succeed(block)),
             { concurrency: 4 }
           )
-          const started = yield* chat.turn({ ...pending, input })
           const store = body.store ?? true
+          // A stored response must exist for GET and previous_response_id: only `store: false` ones are cached.
+          const started = yield* chat.turn({ ...pending, input }, { cacheable: !store })
           const conversationId = started.conversationId
           const response: ResponseObject = {
             id: newId("resp"),

@@ -1,0 +1,549 @@
+import { SqlClient } from "@effect/sql"
+import {
+  Chunk,
+  Deferred,
+  Effect,
+  ExecutionStrategy,
+  Exit,
+  FiberRef,
+  Layer,
+  Metric,
+  Option,
+  Schema,
+  Scope,
+  Stream,
+  SubscriptionRef
+} from "effect"
+import * as crypto from "node:crypto"
+import { launchSignature } from "../cli/CliProcess.js"
+import type { TurnError } from "../cli/TurnEvents.js"
+import { type Config, GatewayConfig } from "../config/GatewayConfig.js"
+import { TurnEvent, type TurnRequest } from "../domain/Turn.js"
+import { ConversationStore } from "../store/ConversationStore.js"
+
+/**
+ * Exact-match answer cache at the dialect-neutral level: a finished turn's TurnEvents, keyed by
+ * everything that can change the answer (the resolved TurnRequest, the launch settings from config,
+ * the API key's tenant), replayed on a hit; every dialect's renderer turns them into its JSON answer
+ * or SSE stream. Concurrent identical requests share one CLI turn (single flight), run in the
+ * cache's own scope so that no requester going away cancels it for the others.
+ *
+ * Never stored: a turn in which the CLI ran tools of its own (their side effects would not happen
+ * again), a failed turn, a stop for client tool calls, a cut answer (`length`). Never looked up:
+ * conversation continuations (a named conversation, tool results), the runs of `n` > 1, and
+ * requests the dialect marks as not cacheable. Docs: docs/api/caching.md.
+ */
+
+export type CacheStatus = "hit" | "miss" | "bypass"
+
+/** What a turn hands its dialect (ChatService's TurnResult). */
+export interface Answer {
+  readonly events: Stream.Stream<TurnEvent, TurnError>
+  readonly conversationId: string | undefined
+}
+
+export type CacheSettings = Config["cache"]
+
+export interface CacheStats {
+  readonly enabled: boolean
+  readonly hits: number
+  readonly misses: number
+  readonly bypasses: number
+  /** Requests that joined an identical request's running turn instead of starting one. */
+  readonly joins: number
+  readonly stores: number
+  readonly evictions: number
+  readonly entries: number
+  readonly bytes: number
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request directives and the response's status, exchanged with the HTTP layer
+
+/**
+ * One HTTP request's side of the cache: its `Cache-Control` header in, the `x-cache` status out.
+ * The server's middleware sets it per request (src/http/Server.ts); without it (RPC, embedding
+ * apps) a request has no directives.
+ */
+export interface CacheExchange {
+  readonly cacheControl: string | undefined
+  status: CacheStatus | undefined
+}
+
+export const CurrentCacheExchange = FiberRef.unsafeMake<CacheExchange | undefined>(undefined)
+
+export const cacheDirectives = (cacheControl: string | undefined) => {
+  const parts = (cacheControl ?? "").toLowerCase().split(",").map((part) => part.trim())
+  return { noCache: parts.includes("no-cache"), noStore: parts.includes("no-store") }
+}
+
+/** Run `effect` with a fresh exchange for a request with these headers; the exchange tells the status after. */
+export const withCacheExchange = (headers: Readonly<Record<string, string | undefined>>) => {
+  const exchange: CacheExchange = { cacheControl: headers["cache-control"], status: undefined }
+  return {
+    exchange,
+    run: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.locally(effect, CurrentCacheExchange, exchange)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key
+
+/** JSON with object keys sorted and undefined fields left out: equal values, equal text. */
+export const canonicalJson = (value: unknown): string => {
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null"
+  if (Array.isArray(value)) return `[${value.map((item: unknown) => item === undefined ? "null" : canonicalJson(item)).join(",")}]`
+  const fields = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`)
+  return `{${fields.join(",")}}`
+}
+
+const sha256 = (data: string | Buffer) => crypto.createHash("sha256").update(data).digest("hex")
+
+/**
+ * The key of a request: model, system prompt, effort, output limit, JSON schema, client tools and
+ * how to use them (the launch options), the CLI's launch from config (permission mode, tools,
+ * add-dirs, MCP config: the launch signature), the input with images by content hash, the stop
+ * sequences, the whole message list, and the tenant.
+ */
+export const cacheKey = (request: TurnRequest, tenant: string, signature: string): string =>
+  sha256(canonicalJson({
+    v: 1,
+    tenant,
+    signature,
+    launch: { ...request.launch, resume: undefined },
+    input: request.input.map((block) =>
+      block.type === "image"
+        ? { type: "image", media_type: block.source.media_type, sha256: sha256(Buffer.from(block.source.data, "base64")) }
+        : block
+    ),
+    stop: request.stop ?? [],
+    history: request.conversation?.history ?? [],
+    added: request.conversation?.added ?? []
+  }))
+
+// ---------------------------------------------------------------------------------------------
+// Stored form of the events (the SQLite store keeps them as JSON)
+
+const Usage = Schema.Struct({
+  inputTokens: Schema.Number,
+  outputTokens: Schema.Number,
+  cacheReadTokens: Schema.Number,
+  cacheCreationTokens: Schema.Number
+})
+const StoredEvent = Schema.Union(
+  Schema.TaggedStruct("Started", { model: Schema.String, sessionId: Schema.String }),
+  Schema.TaggedStruct("TextDelta", { text: Schema.String }),
+  Schema.TaggedStruct("Usage", { usage: Usage }),
+  Schema.TaggedStruct("ThinkingDelta", { text: Schema.String }),
+  Schema.TaggedStruct("ToolCallStarted", { index: Schema.Number, id: Schema.String, name: Schema.String }),
+  Schema.TaggedStruct("ToolCallDelta", { index: Schema.Number, arguments: Schema.String }),
+  Schema.TaggedStruct("Finished", {
+    reason: Schema.Literal("stop", "length", "tool_calls", "content_filter"),
+    usage: Usage,
+    costUsd: Schema.optional(Schema.Number),
+    sessionId: Schema.String,
+    structuredOutput: Schema.optionalWith(Schema.Unknown, { exact: true }),
+    stopSequence: Schema.optionalWith(Schema.String, { exact: true }),
+    usedCliTools: Schema.optionalWith(Schema.Boolean, { exact: true })
+  })
+)
+const StoredEvents = Schema.parseJson(Schema.Array(StoredEvent))
+const decodeStored = Schema.decodeUnknown(StoredEvents)
+
+const toTurnEvent = (event: typeof StoredEvent.Type): TurnEvent => {
+  switch (event._tag) {
+    case "Started":
+      return TurnEvent.Started({ model: event.model, sessionId: event.sessionId })
+    case "TextDelta":
+      return TurnEvent.TextDelta({ text: event.text })
+    case "Usage":
+      return TurnEvent.Usage({ usage: event.usage })
+    case "ThinkingDelta":
+      return TurnEvent.ThinkingDelta({ text: event.text })
+    case "ToolCallStarted":
+      return TurnEvent.ToolCallStarted({ index: event.index, id: event.id, name: event.name })
+    case "ToolCallDelta":
+      return TurnEvent.ToolCallDelta({ index: event.index, arguments: event.arguments })
+    case "Finished": {
+      const { _tag, costUsd, ...rest } = event
+      return TurnEvent.Finished({ ...rest, costUsd })
+    }
+  }
+}
+
+const encodeEvents = (events: ReadonlyArray<TurnEvent>) => JSON.stringify(events.map((event) => ({ ...event })))
+
+// ---------------------------------------------------------------------------------------------
+// Stores
+
+export interface CacheStore {
+  readonly get: (key: string) => Effect.Effect<Option.Option<ReadonlyArray<TurnEvent>>>
+  /** Store an answer; how many entries were evicted to make room. */
+  readonly put: (key: string, events: ReadonlyArray<TurnEvent>) => Effect.Effect<number>
+  readonly size: Effect.Effect<{ readonly entries: number; readonly bytes: number }>
+}
+
+const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+/** In memory, least recently used first out (a Map keeps insertion order; a hit moves its entry last). */
+export const memoryStore = (settings: CacheSettings): CacheStore => {
+  const entries = new Map<string, { readonly events: ReadonlyArray<TurnEvent>; readonly bytes: number; readonly expiresAt: number }>()
+  let bytes = 0
+  const drop = (key: string) => {
+    const entry = entries.get(key)
+    if (entry === undefined) return
+    entries.delete(key)
+    bytes -= entry.bytes
+  }
+  return {
+    get: (key) =>
+      Effect.map(now, (at) => {
+        const entry = entries.get(key)
+        if (entry === undefined) return Option.none()
+        drop(key)
+        if (entry.expiresAt <= at) return Option.none()
+        entries.set(key, entry)
+        bytes += entry.bytes
+        return Option.some(entry.events)
+      }),
+    put: (key, events) =>
+      Effect.map(now, (at) => {
+        const size = Buffer.byteLength(encodeEvents(events))
+        if (size > settings.max_bytes) return 0
+        drop(key)
+        entries.set(key, { events, bytes: size, expiresAt: at + settings.ttl_seconds * 1000 })
+        bytes += size
+        let evicted = 0
+        for (const [oldest, entry] of entries) {
+          if (entries.size <= settings.max_entries && bytes <= settings.max_bytes) break
+          // Expired or not, the least recently used go first; the new entry is last.
+          drop(oldest)
+          if (entry.expiresAt > at) evicted++
+        }
+        return evicted
+      }),
+    size: Effect.sync(() => {
+      // Expired entries still held count until a lookup or an insert removes them.
+      return { entries: entries.size, bytes }
+    })
+  }
+}
+
+const CountRow = Schema.Tuple(Schema.Struct({ n: Schema.Number, bytes: Schema.NullOr(Schema.Number), recency: Schema.NullOr(Schema.Number) }))
+const EntryRows = Schema.Array(Schema.Struct({ events: Schema.String, expires_at: Schema.Number }))
+const KeyRows = Schema.Array(Schema.Struct({ key: Schema.String, bytes: Schema.Number, expires_at: Schema.Number }))
+
+/** The conversation database's `cache_entries` table: entries survive a restart. */
+export const sqliteStore = (settings: CacheSettings, sql: SqlClient.SqlClient): Effect.Effect<CacheStore> =>
+  Effect.gen(function*() {
+    const totals = sql`SELECT COUNT(*) AS n, SUM(bytes) AS bytes, MAX(recency) AS recency FROM cache_entries`.pipe(
+      Effect.flatMap(Schema.decodeUnknown(CountRow)),
+      Effect.map(([row]) => row),
+      Effect.orDie
+    )
+    // Recency is a counter rather than a time: two uses within one millisecond still have an order.
+    let recency = (yield* totals).recency ?? 0
+    const remove = (key: string) => sql`DELETE FROM cache_entries WHERE key = ${key}`.pipe(Effect.asVoid, Effect.orDie)
+    const store: CacheStore = {
+      get: (key) =>
+        Effect.gen(function*() {
+          const rows = yield* sql`SELECT events, expires_at FROM cache_entries WHERE key = ${key}`.pipe(
+            Effect.flatMap(Schema.decodeUnknown(EntryRows)),
+            Effect.orDie
+          )
+          const row = rows[0]
+          if (row === undefined) return Option.none()
+          if (row.expires_at <= (yield* now)) {
+            yield* remove(key)
+            return Option.none()
+          }
+          const events = yield* decodeStored(row.events).pipe(Effect.option)
+          // A row this version cannot read is dropped, not served.
+          if (Option.isNone(events)) yield* remove(key)
+          else yield* sql`UPDATE cache_entries SET recency = ${++recency} WHERE key = ${key}`.pipe(Effect.orDie)
+          return Option.map(events, (stored) => stored.map(toTurnEvent))
+        }),
+      put: (key, events) =>
+        Effect.gen(function*() {
+          const text = encodeEvents(events)
+          const size = Buffer.byteLength(text)
+          if (size > settings.max_bytes) return 0
+          const at = yield* now
+          yield* sql`INSERT OR REPLACE INTO cache_entries ${
+            sql.insert({ key, events: text, bytes: size, stored_at: at, expires_at: at + settings.ttl_seconds * 1000, recency: ++recency })
+          }`.pipe(Effect.orDie)
+          const { bytes, n } = yield* totals
+          if (n <= settings.max_entries && (bytes ?? 0) <= settings.max_bytes) return 0
+          const rows = yield* sql`SELECT key, bytes, expires_at FROM cache_entries ORDER BY recency ASC`.pipe(
+            Effect.flatMap(Schema.decodeUnknown(KeyRows)),
+            Effect.orDie
+          )
+          let count = n
+          let total = bytes ?? 0
+          const gone: Array<string> = []
+          let evicted = 0
+          for (const row of rows) {
+            if (count <= settings.max_entries && total <= settings.max_bytes) break
+            gone.push(row.key)
+            count--
+            total -= row.bytes
+            if (row.expires_at > at) evicted++
+          }
+          if (gone.length > 0) yield* sql`DELETE FROM cache_entries WHERE ${sql.in("key", gone)}`.pipe(Effect.orDie)
+          return evicted
+        }),
+      size: Effect.map(totals, ({ bytes, n }) => ({ entries: n, bytes: bytes ?? 0 }))
+    }
+    // Expired entries of earlier runs go at start-up.
+    yield* sql`DELETE FROM cache_entries WHERE expires_at <= ${yield* now}`.pipe(Effect.orDie)
+    return store
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Metrics (gateway_cache_*), for /metrics
+
+export const cacheMetrics = {
+  hits: Metric.counter("gateway_cache_hits", { description: "Answers served from the cache", incremental: true }),
+  misses: Metric.counter("gateway_cache_misses", { description: "Cacheable requests that ran a CLI turn", incremental: true }),
+  bypasses: Metric.counter("gateway_cache_bypasses", {
+    description: "Requests the cache did not look up (not cacheable, Cache-Control: no-cache, cache off)",
+    incremental: true
+  }),
+  joins: Metric.counter("gateway_cache_singleflight_joins", {
+    description: "Requests that waited for an identical request's running turn",
+    incremental: true
+  }),
+  stores: Metric.counter("gateway_cache_stores", { description: "Answers stored", incremental: true }),
+  evictions: Metric.counter("gateway_cache_evictions", { description: "Unexpired entries evicted for room", incremental: true }),
+  entries: Metric.gauge("gateway_cache_entries", { description: "Entries in the cache" }),
+  bytes: Metric.gauge("gateway_cache_bytes", { description: "Bytes of the cached answers (events as JSON)" })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service
+
+/** Only a complete answer is stored: a plain stop, no CLI tool used. */
+const storable = (events: ReadonlyArray<TurnEvent>) => {
+  const last = events.at(-1)
+  return last !== undefined && last._tag === "Finished" && last.reason === "stop" && last.usedCliTools !== true
+}
+
+/** A stored answer as its dialect renders it; it cost nothing this time. */
+const replay = (events: ReadonlyArray<TurnEvent>): Answer => ({
+  events: Stream.fromIterable(events.map((event) => event._tag === "Finished" ? TurnEvent.Finished({ ...event, costUsd: 0 }) : event)),
+  conversationId: undefined
+})
+
+interface FlightState {
+  readonly events: Chunk.Chunk<TurnEvent>
+  readonly exit: Option.Option<Exit.Exit<void, TurnError>>
+}
+
+/** One running turn that identical requests share. */
+interface Flight {
+  readonly state: SubscriptionRef.SubscriptionRef<FlightState>
+  /** The turn started (its conversation), or failed before its first event (429, spawn, …). */
+  readonly started: Deferred.Deferred<string | undefined, unknown>
+  /** Completed; whether its answer was stored. */
+  readonly done: Deferred.Deferred<boolean>
+}
+
+export interface CacheOptions {
+  /** False: the dialect or the request rules caching out (the runs of `n`, Responses with `store`). */
+  readonly cacheable: boolean
+}
+
+const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (request: TurnRequest) => string) =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const inflight = new Map<string, Flight>()
+    const registering = yield* Effect.makeSemaphore(1)
+    const counts = { hits: 0, misses: 0, bypasses: 0, joins: 0, stores: 0, evictions: 0 }
+    const count = (name: keyof typeof counts, by = 1) =>
+      Effect.suspend(() => {
+        counts[name] += by
+        return Metric.incrementBy(cacheMetrics[name], by)
+      })
+    const report = (status: CacheStatus) =>
+      Effect.zipRight(
+        FiberRef.getWith(CurrentCacheExchange, (exchange) => Effect.sync(() => exchange !== undefined && (exchange.status = status))),
+        count(status === "hit" ? "hits" : status === "miss" ? "misses" : "bypasses")
+      )
+    const gauges = Effect.flatMap(store.size, ({ bytes, entries }) =>
+      Effect.zipRight(Metric.set(cacheMetrics.entries, entries), Metric.set(cacheMetrics.bytes, bytes)))
+
+    /** The turn's events as they come, from the start, then its end. */
+    const follow = (flight: Flight): Stream.Stream<TurnEvent, TurnError> =>
+      flight.state.changes.pipe(
+        Stream.mapAccum(0, (seen, state) => [Chunk.size(state.events), { fresh: Chunk.drop(state.events, seen), exit: state.exit }] as const),
+        Stream.takeUntil((step) => Option.isSome(step.exit)),
+        Stream.flatMap(({ exit, fresh }) =>
+          Stream.concat(
+            Stream.fromChunk(fresh),
+            Option.isSome(exit) && Exit.isFailure(exit.value) ? Stream.failCause(exit.value.cause) : Stream.empty
+          )
+        )
+      )
+
+    /**
+     * Start `run` in a scope of the cache's own and read it to the end there, whoever waits for it;
+     * `share`: identical requests may join it; `keep`: store its answer if it is storable.
+     */
+    const fly = <E>(key: string, run: Effect.Effect<Answer, E, Scope.Scope>, options: { share: boolean; keep: boolean }) =>
+      Effect.gen(function*() {
+        const flight: Flight = {
+          state: yield* SubscriptionRef.make<FlightState>({ events: Chunk.empty(), exit: Option.none() }),
+          started: yield* Deferred.make<string | undefined, unknown>(),
+          done: yield* Deferred.make<boolean>()
+        }
+        if (options.share) inflight.set(key, flight)
+        const turnScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+        const body = Effect.gen(function*() {
+          const answer = yield* Scope.extend(run, turnScope)
+          yield* Deferred.succeed(flight.started, answer.conversationId)
+          const exit = yield* Stream.runForEachChunk(answer.events, (chunk) =>
+            SubscriptionRef.update(flight.state, (state) => ({ ...state, events: Chunk.appendAll(state.events, chunk) }))).pipe(Effect.exit)
+          // The turn's process goes back to the pool (or is parked, or killed) before anyone is told.
+          yield* Scope.close(turnScope, exit)
+          const events = Chunk.toReadonlyArray((yield* SubscriptionRef.get(flight.state)).events)
+          const stored = options.keep && Exit.isSuccess(exit) && storable(events)
+          if (stored) {
+            yield* count("evictions", yield* store.put(key, events))
+            yield* count("stores")
+            yield* gauges
+          }
+          if (inflight.get(key) === flight) inflight.delete(key)
+          yield* SubscriptionRef.update(flight.state, (state) => ({ ...state, exit: Option.some(exit) }))
+          return stored
+        })
+        yield* body.pipe(
+          Effect.onExit((exit) =>
+            Effect.gen(function*() {
+              if (inflight.get(key) === flight) inflight.delete(key)
+              yield* Scope.close(turnScope, Exit.asVoid(exit))
+              if (Exit.isFailure(exit)) {
+                // Failed before the first event, or cut short (the gateway stopping): every waiter is told.
+                yield* Deferred.failCause(flight.started, exit.cause)
+                const state = yield* SubscriptionRef.get(flight.state)
+                if (Option.isNone(state.exit)) {
+                  yield* SubscriptionRef.set(flight.state, { ...state, exit: Option.some(Exit.die("the cached turn was interrupted")) })
+                }
+              }
+              yield* Deferred.succeed(flight.done, Exit.isSuccess(exit) && exit.value)
+            })
+          ),
+          Effect.forkIn(scope)
+        )
+        return flight
+      })
+
+    /** A request's view of a flight: its start (or the error that prevented it), then its events live. */
+    const answerOf = <E>(flight: Flight) =>
+      Effect.map(
+        Deferred.await(flight.started) as Effect.Effect<string | undefined, E>,
+        (conversationId): Answer => ({ events: follow(flight), conversationId })
+      )
+
+    const through = <E>(
+      request: TurnRequest,
+      options: CacheOptions,
+      run: Effect.Effect<Answer, E, Scope.Scope>
+    ): Effect.Effect<Answer, E, Scope.Scope> =>
+      Effect.gen(function*() {
+        const exchange = yield* FiberRef.get(CurrentCacheExchange)
+        const { noCache, noStore } = cacheDirectives(exchange?.cacheControl)
+        const ref = request.conversation
+        // A continuation's answer depends on state outside the request (a named conversation, a parked turn).
+        const continuation = ref === undefined || ref.id !== undefined || request.toolResults !== undefined ||
+          request.launch.resume !== undefined
+        if (!settings.enabled || !options.cacheable || continuation || (noCache && noStore)) {
+          yield* report("bypass")
+          return yield* run
+        }
+        const key = cacheKey(request, settings.shared ? "" : ref.owner, signatureOf(request))
+        if (noCache) {
+          // Not looked up, but the fresh answer replaces the stored one.
+          yield* report("bypass")
+          return yield* answerOf<E>(yield* fly(key, run, { share: false, keep: true }))
+        }
+        const hit = yield* store.get(key)
+        if (Option.isSome(hit)) {
+          yield* report("hit")
+          return replay(hit.value)
+        }
+        // Finding a running turn and starting one is one step: two identical requests cannot both start one.
+        const { led, running } = yield* registering.withPermits(1)(Effect.suspend((): Effect.Effect<{
+          readonly running: Flight | undefined
+          readonly led: Flight | undefined
+        }> => {
+          const running = inflight.get(key)
+          if (running !== undefined || noStore) return Effect.succeed({ running, led: undefined })
+          return Effect.map(fly(key, run, { share: true, keep: true }), (led) => ({ running: undefined, led }))
+        }))
+        if (running !== undefined) {
+          yield* count("joins")
+          // Wait for the whole answer, then replay it; one that was not stored (tool calls, a cut
+          // answer, the CLI's own tools) was the first requester's: this one runs its own turn.
+          const stored = yield* Deferred.await(running.done)
+          const state = yield* SubscriptionRef.get(running.state)
+          const failed = Option.isSome(state.exit) && Exit.isFailure(state.exit.value)
+          if (stored) {
+            yield* report("hit")
+            return replay(Chunk.toReadonlyArray(state.events))
+          }
+          if (failed) {
+            // The same error as the first requester (a failure before the first event fails here).
+            yield* report("miss")
+            const answer = yield* answerOf<E>(running)
+            return { ...answer, conversationId: undefined }
+          }
+          yield* report("miss")
+          return yield* run
+        }
+        yield* report("miss")
+        return led === undefined ? yield* run : yield* answerOf<E>(led)
+      })
+
+    const stats: Effect.Effect<CacheStats> = Effect.map(store.size, ({ bytes, entries }) => ({
+      enabled: settings.enabled,
+      ...counts,
+      entries,
+      bytes
+    }))
+
+    yield* gauges
+    return { through, stats, settings } as const
+  })
+
+export class Cache extends Effect.Service<Cache>()("Cache", {
+  scoped: Effect.gen(function*() {
+    const { config } = yield* GatewayConfig
+    const settings = config.cache
+    const store = settings.enabled && settings.store === "sqlite"
+      ? yield* sqliteStore(settings, (yield* ConversationStore).sql)
+      : memoryStore(settings)
+    return yield* makeCache(settings, store, (request) => launchSignature(config, { ...request.launch, resume: undefined }))
+  }),
+  dependencies: [ConversationStore.Default]
+}) {
+  /** An in-memory cache with these settings (tests, embedding apps); the key leaves config's launch out. */
+  static readonly layerTest = (settings: Partial<CacheSettings> = {}) =>
+    Layer.scoped(
+      Cache,
+      Effect.gen(function*() {
+        const full: CacheSettings = {
+          enabled: true,
+          max_entries: 1000,
+          ttl_seconds: 3600,
+          max_bytes: 64 * 1024 * 1024,
+          shared: false,
+          store: "memory",
+          ...settings
+        }
+        return Cache.make(yield* makeCache(full, memoryStore(full), () => ""))
+      })
+    )
+}

@@ -1,0 +1,337 @@
+import Anthropic from "@anthropic-ai/sdk"
+import OpenAI from "openai"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
+import { startUpstream, type Upstream } from "../support/upstream.js"
+
+// The answer cache (src/services/Cache.ts) end to end: misses run the real CLI against the
+// scripted upstream; hits are read back with the official openai client (JSON and stream) and the
+// Anthropic SDK. "Upstream saw n requests" counts the CLI's calls for a request's marker.
+
+type Chunk = OpenAI.Chat.Completions.ChatCompletionChunk
+
+let upstream: Upstream
+let gateway: Gateway
+
+const KEY_A = "cache-key-a"
+const KEY_B = "cache-key-b"
+
+beforeAll(async () => {
+  upstream = await startUpstream()
+  gateway = await startGateway({
+    upstreamUrl: upstream.url,
+    config: { server: { api_keys: [KEY_A, KEY_B] }, cache: { enabled: true } }
+  })
+})
+
+afterAll(async () => {
+  await gateway?.close()
+  await upstream?.close()
+  expect(await waitForNoCliChildren()).toEqual([])
+})
+
+const clientFor = (g: Gateway, apiKey = KEY_A) => new OpenAI({ baseURL: g.baseURL, apiKey, maxRetries: 0 })
+
+const text = (marker: string, pieces: ReadonlyArray<string>) =>
+  upstream.on(marker, { kind: "message", blocks: [{ type: "text", text: pieces }] })
+
+const seen = (marker: string) => upstream.requestsFor(marker).length
+
+const ask = (g: Gateway, marker: string, options: { apiKey?: string; headers?: Record<string, string>; extra?: object } = {}) =>
+  clientFor(g, options.apiKey).chat.completions.create(
+    { model: "sonnet", messages: [{ role: "user", content: `${marker} hello` }], ...options.extra },
+    { headers: options.headers ?? {} }
+  ).withResponse()
+
+const askStream = async (g: Gateway, marker: string, headers: Record<string, string> = {}) => {
+  const { data: stream, response } = await clientFor(g).chat.completions.create(
+    { model: "sonnet", messages: [{ role: "user", content: `${marker} hello` }], stream: true, stream_options: { include_usage: true } },
+    { headers }
+  ).withResponse()
+  const chunks: Array<Chunk> = []
+  for await (const chunk of stream) chunks.push(chunk)
+  return { chunks, cache: response.headers.get("x-cache") }
+}
+
+const contents = (chunks: ReadonlyArray<Chunk>) =>
+  chunks.flatMap((c) => c.choices.flatMap((choice) => (choice.delta.content ? [choice.delta.content] : [])))
+
+describe("hits and misses", () => {
+  it("a repeated request is served from the cache: upstream saw one request, same answer, x-cache miss then hit", async () => {
+    text("CACHE-1", ["Cached ", "answer ", "one."])
+    const first = await ask(gateway, "CACHE-1")
+    expect(first.response.headers.get("x-cache")).toBe("miss")
+    expect(first.data.choices[0]!.message.content).toBe("Cached answer one.")
+    const second = await ask(gateway, "CACHE-1")
+    expect(second.response.headers.get("x-cache")).toBe("hit")
+    expect(seen("CACHE-1")).toBe(1)
+    expect(second.data.choices[0]!.message.content).toBe("Cached answer one.")
+    expect(second.data.choices[0]!.finish_reason).toBe("stop")
+    expect(second.data.usage).toEqual(first.data.usage)
+    expect(second.data.id).not.toBe(first.data.id)
+    // A hit costs nothing.
+    expect(Number(first.response.headers.get("x-claude-cost-usd"))).toBeGreaterThan(0)
+    expect(second.response.headers.get("x-claude-cost-usd")).toBe("0")
+  })
+
+  it("a stream hit replays the original chunks' content, finish and usage, and ends with [DONE]", async () => {
+    text("CACHE-STREAM", ["Streamed ", "from ", "the ", "cache."])
+    const live = await askStream(gateway, "CACHE-STREAM")
+    expect(live.cache).toBe("miss")
+    const replayed = await askStream(gateway, "CACHE-STREAM")
+    expect(replayed.cache).toBe("hit")
+    expect(seen("CACHE-STREAM")).toBe(1)
+    expect(contents(live.chunks)).toEqual(["Streamed ", "from ", "the ", "cache."])
+    expect(contents(replayed.chunks)).toEqual(contents(live.chunks))
+    expect(replayed.chunks[0]!.choices[0]!.delta.role).toBe("assistant")
+    expect(replayed.chunks.map((c) => c.choices[0]?.finish_reason ?? null).filter((r) => r !== null)).toEqual(["stop"])
+    expect(replayed.chunks.at(-1)!.usage).toEqual(live.chunks.at(-1)!.usage)
+    expect(replayed.chunks.at(-1)!.usage?.total_tokens).toBeGreaterThan(0)
+    // The raw body ends like every stream.
+    const raw = await fetch(`${gateway.baseURL}/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${KEY_A}` },
+      body: JSON.stringify({ model: "sonnet", messages: [{ role: "user", content: "CACHE-STREAM hello" }], stream: true, stream_options: { include_usage: true } })
+    })
+    expect(raw.headers.get("x-cache")).toBe("hit")
+    expect((await raw.text()).endsWith("data: [DONE]\n\n")).toBe(true)
+    // And the JSON form of the same request is a hit too (the key is the turn, not the rendering).
+    const json = await ask(gateway, "CACHE-STREAM", { extra: {} })
+    expect(json.response.headers.get("x-cache")).toBe("hit")
+    expect(json.data.choices[0]!.message.content).toBe("Streamed from the cache.")
+    expect(seen("CACHE-STREAM")).toBe(1)
+  })
+
+  it("serves a hit in the Anthropic dialect too (JSON and SSE)", async () => {
+    text("CACHE-ANTH", ["Anthropic ", "cached."])
+    const anthropic = new Anthropic({ baseURL: gateway.url, apiKey: KEY_A, maxRetries: 0 })
+    const params = { model: "sonnet", max_tokens: 256, messages: [{ role: "user" as const, content: "CACHE-ANTH hello" }] }
+    const first = await anthropic.messages.create(params).withResponse()
+    expect(first.response.headers.get("x-cache")).toBe("miss")
+    const second = await anthropic.messages.create(params).withResponse()
+    expect(second.response.headers.get("x-cache")).toBe("hit")
+    expect(second.data.content).toEqual([{ type: "text", text: "Anthropic cached." }])
+    expect(second.data.stop_reason).toBe("end_turn")
+    expect(second.data.usage.output_tokens).toBe(first.data.usage.output_tokens)
+    const stream = anthropic.messages.stream(params)
+    const final = await stream.finalMessage()
+    expect(final.content).toEqual([{ type: "text", text: "Anthropic cached." }])
+    expect(seen("CACHE-ANTH")).toBe(1)
+  })
+
+  it("Responses: cached with store false; a stored response (the default) is never served from the cache", async () => {
+    text("CACHE-RESP", ["responses ", "answer"])
+    const client = clientFor(gateway)
+    const params = { model: "sonnet", input: "CACHE-RESP hello", store: false }
+    const first = await client.responses.create(params).withResponse()
+    expect(first.response.headers.get("x-cache")).toBe("miss")
+    const second = await client.responses.create(params).withResponse()
+    expect(second.response.headers.get("x-cache")).toBe("hit")
+    expect(second.data.output_text).toBe("responses answer")
+    expect(second.data.status).toBe("completed")
+    const stored = await client.responses.create({ ...params, store: true }).withResponse()
+    expect(stored.response.headers.get("x-cache")).toBe("bypass")
+    expect((await client.responses.retrieve(stored.data.id)).output_text).toBe("responses answer")
+    expect(seen("CACHE-RESP")).toBe(2)
+  })
+
+  it("Cache-Control: no-cache bypasses the lookup (and refreshes the entry); no-store keeps the answer out", async () => {
+    text("CACHE-NC", ["fresh"])
+    await ask(gateway, "CACHE-NC")
+    const bypass = await ask(gateway, "CACHE-NC", { headers: { "cache-control": "no-cache" } })
+    expect(bypass.response.headers.get("x-cache")).toBe("bypass")
+    expect(seen("CACHE-NC")).toBe(2)
+    expect((await ask(gateway, "CACHE-NC")).response.headers.get("x-cache")).toBe("hit")
+    expect(seen("CACHE-NC")).toBe(2)
+
+    text("CACHE-NS", ["not kept"])
+    const unstored = await ask(gateway, "CACHE-NS", { headers: { "cache-control": "no-store" } })
+    expect(unstored.response.headers.get("x-cache")).toBe("miss")
+    const again = await ask(gateway, "CACHE-NS")
+    expect(again.response.headers.get("x-cache")).toBe("miss")
+    expect(seen("CACHE-NS")).toBe(2)
+    // no-store on a request whose answer is stored may still read it.
+    const read = await ask(gateway, "CACHE-NS", { headers: { "cache-control": "no-store" } })
+    expect(read.response.headers.get("x-cache")).toBe("hit")
+    expect(seen("CACHE-NS")).toBe(2)
+  })
+
+  it("keeps API keys apart: another key's identical request is a miss", async () => {
+    text("CACHE-TENANT", ["per key"])
+    expect((await ask(gateway, "CACHE-TENANT", { apiKey: KEY_A })).response.headers.get("x-cache")).toBe("miss")
+    expect((await ask(gateway, "CACHE-TENANT", { apiKey: KEY_B })).response.headers.get("x-cache")).toBe("miss")
+    expect((await ask(gateway, "CACHE-TENANT", { apiKey: KEY_B })).response.headers.get("x-cache")).toBe("hit")
+    expect(seen("CACHE-TENANT")).toBe(2)
+  })
+
+  it("does not look up continuations and the runs of n (x-cache: bypass), nor answers a request it refuses", async () => {
+    text("CACHE-CONV", ["conversation turn"])
+    const first = await ask(gateway, "CACHE-CONV")
+    const conversationId = first.response.headers.get("x-conversation-id")
+    expect(conversationId).toMatch(/^conv_/)
+    const named = await ask(gateway, "CACHE-CONV", { headers: { "x-conversation-id": conversationId! } })
+    expect(named.response.headers.get("x-cache")).toBe("bypass")
+    const runs = await ask(gateway, "CACHE-CONV", { extra: { n: 2 } })
+    expect(runs.response.headers.get("x-cache")).toBe("bypass")
+    expect(runs.data.choices).toHaveLength(2)
+    expect(seen("CACHE-CONV")).toBe(4)
+    const refused = await fetch(`${gateway.baseURL}/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${KEY_A}` },
+      body: JSON.stringify({ model: "sonnet", messages: [] })
+    })
+    expect(refused.status).toBe(400)
+    expect(refused.headers.get("x-cache")).toBe("bypass")
+  })
+})
+
+describe("what is never stored", () => {
+  it("a failed turn: each request gets the error, the next success is stored", async () => {
+    upstream.on(
+      "CACHE-FAIL",
+      { kind: "error", status: 529, type: "overloaded_error", message: "Overloaded" },
+      { kind: "message", blocks: [{ type: "text", text: "recovered" }] }
+    )
+    const failed = await ask(gateway, "CACHE-FAIL").catch((error: unknown) => error)
+    expect(failed).toBeInstanceOf(OpenAI.APIError)
+    const ok = await ask(gateway, "CACHE-FAIL")
+    expect(ok.response.headers.get("x-cache")).toBe("miss")
+    expect(ok.data.choices[0]!.message.content).toBe("recovered")
+    expect((await ask(gateway, "CACHE-FAIL")).response.headers.get("x-cache")).toBe("hit")
+    expect(seen("CACHE-FAIL")).toBe(2)
+  })
+
+  it("a stop for client tool calls", async () => {
+    upstream.on("CACHE-TOOL", {
+      kind: "message",
+      blocks: [{ type: "tool_use", name: "mcp__client__get_weather", input: { city: "Oslo" } }],
+      stopReason: "tool_use"
+    })
+    const tools = [{
+      type: "function" as const,
+      function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } }
+    }]
+    const first = await ask(gateway, "CACHE-TOOL", { extra: { tools } })
+    expect(first.data.choices[0]!.finish_reason).toBe("tool_calls")
+    const second = await ask(gateway, "CACHE-TOOL", { extra: { tools } })
+    expect(second.data.choices[0]!.finish_reason).toBe("tool_calls")
+    expect(second.response.headers.get("x-cache")).toBe("miss")
+    expect(seen("CACHE-TOOL")).toBe(2)
+  })
+
+  it("a turn in which the CLI ran a tool of its own (Read)", async () => {
+    const workspace = path.join(gateway.home, "workspace")
+    fs.mkdirSync(workspace, { recursive: true })
+    const file = path.join(workspace, "cache-own-tool.txt")
+    fs.writeFileSync(file, "CACHE-OWN-RESULT\n")
+    upstream.on("CACHE-OWN-RESULT", { kind: "message", blocks: [{ type: "text", text: "I read it." }] })
+    upstream.on("CACHE-OWN-TOOL", { kind: "message", blocks: [{ type: "tool_use", name: "Read", input: { file_path: file } }], stopReason: "tool_use" })
+    const first = await ask(gateway, "CACHE-OWN-TOOL")
+    expect(first.data.choices[0]!.message.content).toBe("I read it.")
+    // The CLI really ran Read: the file's content went upstream as its tool result.
+    expect(seen("CACHE-OWN-RESULT")).toBe(1)
+    const second = await ask(gateway, "CACHE-OWN-TOOL")
+    expect(second.response.headers.get("x-cache")).toBe("miss")
+    expect(second.data.choices[0]!.message.content).toBe("I read it.")
+    expect(seen("CACHE-OWN-TOOL")).toBe(2)
+  })
+
+  it("a cut answer (max_tokens)", async () => {
+    upstream.on("CACHE-CUT", { kind: "message", blocks: [{ type: "text", text: "cut sh" }], stopReason: "max_tokens" })
+    const first = await ask(gateway, "CACHE-CUT")
+    expect(first.data.choices[0]!.finish_reason).toBe("length")
+    expect((await ask(gateway, "CACHE-CUT")).response.headers.get("x-cache")).toBe("miss")
+    expect(seen("CACHE-CUT")).toBe(2)
+  })
+})
+
+describe("single flight", () => {
+  it("16 concurrent identical requests share one CLI turn; the first requester and one waiter going away hurt nobody", async () => {
+    upstream.on("CACHE-FLIGHT", {
+      kind: "message",
+      blocks: [{ type: "text", text: Array.from({ length: 20 }, (_, i) => `w${i} `) }],
+      interDeltaMs: 100
+    })
+    const leader = new AbortController()
+    const leaderStream = await clientFor(gateway).chat.completions.create(
+      { model: "sonnet", messages: [{ role: "user", content: "CACHE-FLIGHT hello" }], stream: true },
+      { signal: leader.signal }
+    ).withResponse()
+    expect(leaderStream.response.headers.get("x-cache")).toBe("miss")
+    // The turn is running (upstream has the CLI's request) when the others arrive.
+    while (seen("CACHE-FLIGHT") === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+    const quitter = new AbortController()
+    const others = Array.from({ length: 15 }, (_, i) =>
+      clientFor(gateway).chat.completions.create(
+        { model: "sonnet", messages: [{ role: "user", content: "CACHE-FLIGHT hello" }] },
+        i === 0 ? { signal: quitter.signal } : {}
+      ).withResponse())
+    // The first requester reads one delta and goes away; so does one of the waiters.
+    for await (const chunk of leaderStream.data) {
+      if (chunk.choices[0]?.delta.content) {
+        leader.abort()
+        break
+      }
+    }
+    quitter.abort()
+    const settled = await Promise.allSettled(others)
+    expect(settled[0]!.status).toBe("rejected")
+    const answers = settled.slice(1).map((result) => {
+      if (result.status !== "fulfilled") throw new Error(`a waiter failed: ${String(result.reason)}`)
+      return result.value
+    })
+    const expected = Array.from({ length: 20 }, (_, i) => `w${i} `).join("")
+    expect(answers.map((a) => a.data.choices[0]!.message.content)).toEqual(Array(14).fill(expected))
+    expect(answers.every((a) => a.response.headers.get("x-cache") === "hit")).toBe(true)
+    expect(seen("CACHE-FLIGHT")).toBe(1)
+    expect((await ask(gateway, "CACHE-FLIGHT")).response.headers.get("x-cache")).toBe("hit")
+  })
+})
+
+describe("cache.shared = true", () => {
+  let shared: Gateway
+  beforeAll(async () => {
+    shared = await startGateway({
+      upstreamUrl: upstream.url,
+      config: { server: { api_keys: [KEY_A, KEY_B] }, cache: { enabled: true, shared: true }, pool: { prewarm: 0 } }
+    })
+  })
+  afterAll(async () => {
+    await shared?.close()
+  })
+
+  it("shares answers across API keys", async () => {
+    text("CACHE-SHARED", ["for everyone"])
+    expect((await ask(shared, "CACHE-SHARED", { apiKey: KEY_A })).response.headers.get("x-cache")).toBe("miss")
+    const other = await ask(shared, "CACHE-SHARED", { apiKey: KEY_B })
+    expect(other.response.headers.get("x-cache")).toBe("hit")
+    expect(other.data.choices[0]!.message.content).toBe("for everyone")
+    expect(seen("CACHE-SHARED")).toBe(1)
+  })
+})
+
+describe("cache.store = sqlite", () => {
+  it("entries survive a restart of the gateway", async () => {
+    const config = { server: { api_keys: [KEY_A] }, cache: { enabled: true, store: "sqlite" }, pool: { prewarm: 0 } }
+    text("CACHE-SQLITE", ["persisted ", "answer"])
+    const before = await startGateway({ upstreamUrl: upstream.url, config })
+    const first = await ask(before, "CACHE-SQLITE")
+    expect(first.response.headers.get("x-cache")).toBe("miss")
+    await before.close({ keepHome: true })
+    const after = await startGateway({ upstreamUrl: upstream.url, config, home: before.home })
+    try {
+      const second = await ask(after, "CACHE-SQLITE")
+      expect(second.response.headers.get("x-cache")).toBe("hit")
+      expect(second.data.choices[0]!.message.content).toBe("persisted answer")
+      expect(second.data.usage).toEqual(first.data.usage)
+      const stream = await askStream(after, "CACHE-SQLITE")
+      expect(stream.cache).toBe("hit")
+      expect(contents(stream.chunks)).toEqual(["persisted ", "answer"])
+      expect(seen("CACHE-SQLITE")).toBe(1)
+    } finally {
+      await after.close()
+    }
+  })
+})

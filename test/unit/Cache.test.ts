@@ -1,0 +1,201 @@
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Option, Stream, TestClock } from "effect"
+import { loadConfig } from "../../src/config/GatewayConfig.js"
+import { TurnEvent, type TurnRequest, UpstreamError } from "../../src/domain/Turn.js"
+import { Cache, type CacheSettings, cacheKey, canonicalJson, sqliteStore } from "../../src/services/Cache.js"
+import { migrate } from "../../src/store/migrations.js"
+
+// The Cache service on its own: TTL and eviction under the TestClock, single flight, the key, the
+// SQLite store. End to end (real CLI, real clients): test/e2e/cache.test.ts.
+
+const request = (text: string, owner = "tenant"): TurnRequest => ({
+  launch: { model: "sonnet", systemPrompt: undefined },
+  input: [{ type: "text", text }],
+  conversation: { id: undefined, owner, history: [], added: [] }
+})
+
+const usage = { inputTokens: 3, outputTokens: 2, cacheReadTokens: 0, cacheCreationTokens: 0 }
+const answerEvents = (text: string) => [
+  TurnEvent.Started({ model: "claude-sonnet-5-5", sessionId: "s" }),
+  TurnEvent.TextDelta({ text }),
+  TurnEvent.Finished({ reason: "stop", usage, costUsd: 0.01, sessionId: "s" })
+]
+
+/** A stand-in for ChatService's uncached turn that counts its runs. */
+const counter = () => {
+  let runs = 0
+  const run = (text: string) =>
+    Effect.sync(() => {
+      runs++
+      return { events: Stream.fromIterable(answerEvents(text)), conversationId: "conv" }
+    })
+  return { run, runs: () => runs }
+}
+
+const textOf = (events: Stream.Stream<TurnEvent, unknown>) =>
+  Effect.map(Stream.runCollect(events), (chunk) => [...chunk].flatMap((e) => (e._tag === "TextDelta" ? [e.text] : [])).join(""))
+
+const ask = (text: string, run: Effect.Effect<{ events: Stream.Stream<TurnEvent>; conversationId: string | undefined }>) =>
+  Effect.flatMap(Cache, (cache) => Effect.scoped(Effect.flatMap(cache.through(request(text), { cacheable: true }, run), (a) => textOf(a.events))))
+
+describe("Cache (memory)", () => {
+  it.effect("serves an entry until its TTL has passed", () =>
+    Effect.gen(function*() {
+      const { run, runs } = counter()
+      expect(yield* ask("a", run("A"))).toBe("A")
+      expect(yield* ask("a", run("A"))).toBe("A")
+      expect(runs()).toBe(1)
+      yield* TestClock.adjust("59 seconds")
+      yield* ask("a", run("A"))
+      expect(runs()).toBe(1)
+      yield* TestClock.adjust("2 seconds")
+      yield* ask("a", run("A"))
+      expect(runs()).toBe(2)
+      const stats = yield* Effect.flatMap(Cache, (cache) => cache.stats)
+      expect(stats).toMatchObject({ hits: 2, misses: 2, stores: 2, entries: 1 })
+    }).pipe(Effect.provide(Cache.layerTest({ ttl_seconds: 60 }))))
+
+  it.effect("evicts the least recently used entry past max_entries", () =>
+    Effect.gen(function*() {
+      const { run, runs } = counter()
+      yield* ask("a", run("A"))
+      yield* ask("b", run("B"))
+      yield* ask("a", run("A")) // a is now the most recently used
+      yield* ask("c", run("C")) // evicts b
+      expect(runs()).toBe(3)
+      yield* ask("a", run("A"))
+      yield* ask("c", run("C"))
+      expect(runs()).toBe(3)
+      yield* ask("b", run("B"))
+      expect(runs()).toBe(4)
+      const stats = yield* Effect.flatMap(Cache, (cache) => cache.stats)
+      expect(stats.evictions).toBe(2)
+      expect(stats.entries).toBe(2)
+    }).pipe(Effect.provide(Cache.layerTest({ max_entries: 2 }))))
+
+  it.effect("keeps the bytes under max_bytes", () =>
+    Effect.gen(function*() {
+      const { run } = counter()
+      yield* ask("a", run("x".repeat(300)))
+      yield* ask("b", run("y".repeat(300)))
+      const stats = yield* Effect.flatMap(Cache, (cache) => cache.stats)
+      expect(stats.entries).toBe(1)
+      expect(stats.bytes).toBeLessThanOrEqual(700)
+      expect(stats.evictions).toBe(1)
+    }).pipe(Effect.provide(Cache.layerTest({ max_bytes: 700 }))))
+
+  it.effect("single flight: concurrent identical requests share one run; a failure reaches each of them and is not stored", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const failing = Effect.sync(() => runs++).pipe(
+        Effect.zipRight(Effect.sleep("1 second")),
+        Effect.as({
+          events: Stream.concat(
+            Stream.make(TurnEvent.TextDelta({ text: "partial" })),
+            Stream.fail(new UpstreamError({ status: 529, errorType: "overloaded_error", message: "Overloaded" }))
+          ),
+          conversationId: undefined
+        })
+      )
+      const cache = yield* Cache
+      const one = Effect.scoped(Effect.flatMap(cache.through(request("f"), { cacheable: true }, failing), (a) => Stream.runCollect(a.events)))
+      const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(one))
+      yield* TestClock.adjust("1 second")
+      const exits = yield* Effect.forEach(fibers, Fiber.await)
+      expect(runs).toBe(1)
+      expect(exits.every(Exit.isFailure)).toBe(true)
+      const stats = yield* cache.stats
+      expect(stats).toMatchObject({ joins: 2, stores: 0, entries: 0 })
+      // The next request runs again.
+      const { run } = counter()
+      expect(yield* ask("f", run("ok"))).toBe("ok")
+    }).pipe(Effect.provide(Cache.layerTest())))
+
+  it.effect("bypasses requests that are not cacheable and turns that are not storable", () =>
+    Effect.gen(function*() {
+      const cache = yield* Cache
+      let runs = 0
+      const toolStop = Effect.sync(() => {
+        runs++
+        return {
+          events: Stream.make(TurnEvent.Finished({ reason: "tool_calls", usage, costUsd: 0, sessionId: "s", toolCalls: [] })),
+          conversationId: undefined
+        }
+      })
+      const ownTools = Effect.sync(() => {
+        runs++
+        return {
+          events: Stream.make(TurnEvent.Finished({ reason: "stop", usage, costUsd: 0, sessionId: "s", usedCliTools: true })),
+          conversationId: undefined
+        }
+      })
+      for (const run of [toolStop, toolStop, ownTools, ownTools]) {
+        yield* Effect.scoped(Effect.flatMap(cache.through(request(`r${runs < 2 ? 1 : 2}`), { cacheable: true }, run), (a) => Stream.runDrain(a.events)))
+      }
+      const { run } = counter()
+      yield* Effect.scoped(cache.through(request("n"), { cacheable: false }, run("x")))
+      yield* Effect.scoped(cache.through(request("n"), { cacheable: false }, run("x")))
+      const named: TurnRequest = { ...request("n"), conversation: { id: "conv_1", owner: "tenant", history: [], added: [] } }
+      yield* Effect.scoped(Effect.flatMap(cache.through(named, { cacheable: true }, run("x")), (a) => Stream.runDrain(a.events)))
+      yield* Effect.scoped(Effect.flatMap(cache.through(named, { cacheable: true }, run("x")), (a) => Stream.runDrain(a.events)))
+      expect(runs).toBe(4)
+      const stats = yield* cache.stats
+      expect(stats).toMatchObject({ stores: 0, bypasses: 4, misses: 4 })
+    }).pipe(Effect.provide(Cache.layerTest())))
+})
+
+describe("the key", () => {
+  it("is canonical JSON of everything that changes the answer, images by content hash, per tenant", () => {
+    expect(canonicalJson({ b: 1, a: [{ d: undefined, c: "x" }] })).toBe(`{"a":[{"c":"x"}],"b":1}`)
+    const png = Buffer.from("png bytes").toString("base64")
+    const withImage = (data: string): TurnRequest => ({
+      ...request("look"),
+      input: [{ type: "image", source: { type: "base64", media_type: "image/png", data } }, { type: "text", text: "look" }]
+    })
+    const key = cacheKey(withImage(png), "t", "sig")
+    expect(cacheKey(withImage(png), "t", "sig")).toBe(key)
+    expect(cacheKey(withImage(Buffer.from("other").toString("base64")), "t", "sig")).not.toBe(key)
+    expect(cacheKey(withImage(png), "u", "sig")).not.toBe(key)
+    expect(cacheKey(withImage(png), "t", "other launch")).not.toBe(key)
+    const stop = { ...withImage(png), stop: ["END"] }
+    expect(cacheKey(stop, "t", "sig")).not.toBe(key)
+    const system = { ...withImage(png), launch: { model: "sonnet", systemPrompt: "be terse" } }
+    expect(cacheKey(system, "t", "sig")).not.toBe(key)
+  })
+})
+
+describe("configuration", () => {
+  it.effect("reads the cache section from claude-code-api-rs's environment names", () =>
+    Effect.gen(function*() {
+      const config = yield* loadConfig({
+        file: "/dev/null",
+        env: { CLAUDE_CODE__CACHE__ENABLED: "true", CLAUDE_CODE__CACHE__MAX_ENTRIES: "5", CLAUDE_CODE__CACHE__TTL_SECONDS: "7" }
+      })
+      expect(config.cache).toMatchObject({ enabled: true, max_entries: 5, ttl_seconds: 7, shared: false, store: "memory" })
+      const off = yield* loadConfig({ file: "/dev/null", env: {} })
+      expect(off.cache.enabled).toBe(false)
+    }))
+})
+
+describe("SQLite store", () => {
+  const settings: CacheSettings = { enabled: true, max_entries: 2, ttl_seconds: 60, max_bytes: 1_000_000, shared: false, store: "sqlite" }
+  it.effect("stores, expires and evicts in the cache_entries table", () =>
+    Effect.gen(function*() {
+      yield* migrate
+      const sql = yield* SqlClient.SqlClient
+      const store = yield* sqliteStore(settings, sql)
+      yield* store.put("a", answerEvents("A"))
+      yield* store.put("b", answerEvents("B"))
+      const a = yield* store.get("a")
+      expect(Option.map(a, (events) => events.map((e) => e._tag))).toEqual(Option.some(["Started", "TextDelta", "Finished"]))
+      expect(Option.getOrThrow(a)[2]).toEqual(answerEvents("A")[2])
+      expect(yield* store.put("c", answerEvents("C"))).toBe(1) // b was the least recently used
+      expect(Option.isNone(yield* store.get("b"))).toBe(true)
+      expect((yield* store.size).entries).toBe(2)
+      yield* TestClock.adjust("61 seconds")
+      expect(Option.isNone(yield* store.get("a"))).toBe(true)
+      expect((yield* store.size).entries).toBe(1)
+    }).pipe(Effect.provide(SqliteClient.layer({ filename: ":memory:" }))))
+})
