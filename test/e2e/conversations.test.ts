@@ -76,11 +76,16 @@ describe("conversation_id", () => {
   })
 
   it("an unknown id is a 404 before any CLI work", async () => {
-    const before = (await health(gateway)).pool.spawned
+    // Processes taken from the pool (hits) or spawned for a request (misses); background top-ups are neither.
+    const taken = async () => {
+      const { pool } = await health(gateway)
+      return pool.hits + pool.misses
+    }
+    const before = await taken()
     const response = await postChat(gateway, { model: "sonnet", conversation_id: "conv_nope", messages: [{ role: "user", content: "hi" }] })
     expect(response.status).toBe(404)
     expect(await response.json()).toMatchObject({ error: { code: "conversation_not_found", param: "conversation_id" } })
-    expect((await health(gateway)).pool.spawned).toBe(before)
+    expect(await taken()).toBe(before)
     expect(upstream.requestsFor("conv_nope")).toHaveLength(0)
   })
 
