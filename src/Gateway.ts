@@ -18,6 +18,9 @@ import { ModelCatalog } from "./services/ModelCatalog.js"
 import { Pool } from "./services/Pool.js"
 import { ToolBridge } from "./services/ToolBridge.js"
 import { ResponseStore } from "./store/ResponseStore.js"
+import { TelemetryHttp } from "./http/telemetry.js"
+import { Telemetry } from "./services/Telemetry.js"
+import { TracingLive } from "./services/Tracing.js"
 
 /**
  * The one wiring of the gateway's layers. Each service is an Effect.Service with its own
@@ -34,12 +37,13 @@ export const GatewayServices = Layer.mergeAll(
   ImageFetcher.Default,
   ToolBridge.Default,
   Conversations.Default,
-  ResponseStore.Default
+  ResponseStore.Default,
+  Telemetry.Default
 )
 
 /** The HttpApi (every dialect's endpoints and /health) with its handlers and API-key middleware. */
 export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
-  Layer.provide([OpenAIHttp, ResponsesHttp, AnthropicHttp, ConversationsHttp, SystemHttp]),
+  Layer.provide([OpenAIHttp, ResponsesHttp, AnthropicHttp, ConversationsHttp, SystemHttp, TelemetryHttp]),
   Layer.provide(AuthorizationLive),
   Layer.provide(GatewayServices)
 )
@@ -60,5 +64,5 @@ const levels = {
 /** The whole gateway: HTTP server, services and logging, configured by GatewayConfig. */
 export const GatewayLive = Layer.unwrapEffect(
   Effect.map(GatewayConfig, ({ config }) =>
-    ServerLive.pipe(Layer.provide(Logger.minimumLogLevel(levels[config.log.level]))))
+    ServerLive.pipe(Layer.provide(Logger.minimumLogLevel(levels[config.log.level])), Layer.provide(TracingLive)))
 )
