@@ -18,12 +18,13 @@ export const Stats = Schema.Struct({
     by_status: Counts,
     /** Requests that ran a turn, by the model of their (last) turn. */
     by_model: Counts,
-    /** Keyed by "METHOD /route/:param"; latencies in ms, estimated from the histogram buckets. */
+    /** Keyed by route template ("/v1/conversations/:id"; "unmatched" for unknown paths); latencies in ms, estimated from the histogram buckets. */
     by_route: Schema.Record({
       key: Schema.String,
       value: Schema.Struct({
         requests: Count,
         by_status: Counts,
+        by_method: Counts,
         latency_ms: Percentiles,
         time_to_first_byte_ms: Percentiles
       })

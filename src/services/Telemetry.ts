@@ -339,8 +339,8 @@ export class Telemetry extends Effect.Service<Telemetry>()("Telemetry", {
       const tagsOf = (pair: (typeof snapshot)[number]) =>
         Object.fromEntries(pair.metricKey.tags.map((label) => [label.key, label.value])) as Record<string, string | undefined>
       const requests = { total: 0, by_status: {} as Record<string, number>, by_model: {} as Record<string, number> }
-      const routes: Record<string, { requests: number; by_status: Record<string, number>; latency: Array<MetricState.MetricState.Histogram>; ttfb: Array<MetricState.MetricState.Histogram> }> = {}
-      const route = (name: string) => (routes[name] ??= { requests: 0, by_status: {}, latency: [], ttfb: [] })
+      const routes: Record<string, { requests: number; by_status: Record<string, number>; by_method: Record<string, number>; latency: Array<MetricState.MetricState.Histogram>; ttfb: Array<MetricState.MetricState.Histogram> }> = {}
+      const route = (name: string) => (routes[name] ??= { requests: 0, by_status: {}, by_method: {}, latency: [], ttfb: [] })
       const tokens = noTokens()
       const tokensByModel: Record<string, Tokens> = {}
       const cost = { total: 0, by_model: {} as Record<string, number> }
@@ -361,9 +361,10 @@ export class Telemetry extends Effect.Service<Telemetry>()("Telemetry", {
             requests.total += n
             add(requests.by_status, tags.status ?? "", n)
             if (tags.model !== undefined) add(requests.by_model, tags.model, n)
-            const r = route(`${tags.method ?? ""} ${tags.route ?? ""}`)
+            const r = route(tags.route ?? "")
             r.requests += n
             add(r.by_status, tags.status ?? "", n)
+            add(r.by_method, tags.method ?? "", n)
             if (tags.api_key !== undefined) key(tags.api_key).requests += n
           } else if (name === names.tokens) {
             const type = tags.type as keyof Tokens
@@ -383,8 +384,8 @@ export class Telemetry extends Effect.Service<Telemetry>()("Telemetry", {
             conversationsCreated += n
           }
         } else if (MetricState.isHistogramState(value)) {
-          if (name === names.httpDuration) route(`${tags.method ?? ""} ${tags.route ?? ""}`).latency.push(value)
-          else if (name === names.httpTtfb) route(`${tags.method ?? ""} ${tags.route ?? ""}`).ttfb.push(value)
+          if (name === names.httpDuration) route(tags.route ?? "").latency.push(value)
+          else if (name === names.httpTtfb) route(tags.route ?? "").ttfb.push(value)
           else if (name === names.timeToFirstToken) ttft.push(value)
         }
       }
@@ -397,6 +398,7 @@ export class Telemetry extends Effect.Service<Telemetry>()("Telemetry", {
           by_route: Object.fromEntries(Object.entries(routes).map(([name, r]) => [name, {
             requests: r.requests,
             by_status: r.by_status,
+            by_method: r.by_method,
             latency_ms: percentiles(mergeHistograms(r.latency)),
             time_to_first_byte_ms: percentiles(mergeHistograms(r.ttfb))
           }]))
