@@ -47,7 +47,8 @@ describe("/openapi.json", () => {
         const operation = record(raw)
         const responses = record(operation.responses)
         const ok = record(responses["200"])
-        expect(Object.keys(record(ok.content)), `${method} ${path}`).toContain("application/json")
+        // /metrics is Prometheus text; every other route answers JSON (SSE besides on some).
+        expect(Object.keys(record(ok.content)), `${method} ${path}`).toContain(path === "/metrics" ? "text/plain; version=0.0.4" : "application/json")
         if (method === "post") expect(operation.requestBody, `${method} ${path}`).toBeDefined()
         if (path === "/health") {
           expect(operation.security).toEqual([])
