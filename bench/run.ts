@@ -1,7 +1,7 @@
 /**
  * Benchmarks (not tests): each compares within one run and prints JSON.
  *   npm run bench                 all of them
- *   npm run bench -- latency      one of: latency, overhead, delta, rss, newconv, rpc
+ *   npm run bench -- latency      one of: latency, overhead, delta, rss, newconv, rpc, telemetry
  * The gateway runs as a child process (`node build/src/bin.js`), as a user would run it.
  */
 import { type ChildProcess, spawn } from "node:child_process"
@@ -19,6 +19,7 @@ import { GatewayClient } from "../src/client.js"
 import { cliArgs } from "../src/cli/CliProcess.js"
 import { decodeConfig } from "../src/config/GatewayConfig.js"
 import { startUpstream, type Upstream } from "../test/support/upstream.js"
+import { telemetryOverhead } from "./telemetry.js"
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const BIN = path.join(ROOT, "build/src/bin.js")
@@ -673,7 +674,9 @@ const rpcVsOpenai = async (turns = 40) => {
 
 // ---------------------------------------------------------------------------- main
 
-const all = { latency, overhead, delta: deltaLatency, rss, newconv: newConversations, rpc: rpcVsOpenai } as const
+const telemetry = () => telemetryOverhead({ startGateway, post, stubCli: SH_STUB })
+
+const all = { latency, overhead, delta: deltaLatency, rss, newconv: newConversations, rpc: rpcVsOpenai, telemetry } as const
 const chosen = process.argv.slice(2).filter((name): name is keyof typeof all => name in all)
 const out: Record<string, unknown> = { node: process.version, cpus: os.cpus().length }
 for (const name of chosen.length > 0 ? chosen : (Object.keys(all) as Array<keyof typeof all>)) {
