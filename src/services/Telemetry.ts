@@ -219,7 +219,7 @@ interface Percentiles {
  * A quantile from cumulative histogram buckets, interpolated linearly inside its bucket (what
  * Prometheus' histogram_quantile does), clamped to the observed min and max. In ms.
  */
-const quantileOf = (state: MetricState.MetricState.Histogram, q: number): number => {
+export const quantileOf = (state: MetricState.MetricState.Histogram, q: number): number => {
   if (state.count === 0) return 0
   const target = q * state.count
   let lower = state.min
