@@ -291,7 +291,8 @@ export class Telemetry extends Effect.Service<Telemetry>()("Telemetry", {
     const advance = (metric: Metric.Metric.Counter<number>, key: keyof typeof seen, now: number) => {
       const delta = now - seen[key]
       seen[key] = now
-      return delta > 0 ? Metric.incrementBy(metric, delta) : Effect.void
+      // Incremented by 0 too: a counter shows in /metrics (at 0) from the first scrape on.
+      return Metric.incrementBy(metric, Math.max(0, delta))
     }
 
     /** Read the services' state into the gauges (and the pool's counts into its counters). */
