@@ -53,7 +53,7 @@ describe("/metrics", () => {
     expect((await fetch(`${gateway.url}/metrics`, { headers: { authorization: "Bearer wrong" } })).status).toBe(401)
   })
 
-  it("declares each family with its type, histogram buckets included", async () => {
+  it("declares each family with its type (gauges read from the services at scrape time)", async () => {
     const families = await scrape()
     expect(family(families, "gateway_pool_processes")?.type).toBe("GAUGE")
     expect(family(families, "gateway_sessions_limit")?.metrics[0]?.value).toBe("10")
@@ -113,6 +113,22 @@ describe("/metrics", () => {
     expect(value(after, "gateway_pool_boots_total")).toBeGreaterThanOrEqual(1)
     expect(value(after, "gateway_pool_hits_total") + value(after, "gateway_pool_misses_total"))
       .toBe(value(before, "gateway_pool_hits_total") + value(before, "gateway_pool_misses_total") + 2)
+  })
+
+  it("counts a turn that fails upstream as a turn error and by its status", async () => {
+    const before = await scrape()
+    upstream.on("METRICS-FAIL", { kind: "error", status: 529, type: "overloaded_error", message: "Overloaded" })
+    const response = await fetch(`${gateway.baseURL}/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ model: "sonnet", messages: [{ role: "user", content: "METRICS-FAIL" }] })
+    })
+    expect(response.status).toBe(503)
+    const after = await scrape()
+    const failed = { model: "sonnet", error: "UpstreamError" }
+    expect(value(after, "gateway_turn_errors_total", failed) - value(before, "gateway_turn_errors_total", failed)).toBe(1)
+    const status = { route: "/v1/chat/completions", status: "503", model: "sonnet" }
+    expect(value(after, "gateway_http_requests_total", status) - value(before, "gateway_http_requests_total", status)).toBe(1)
   })
 
   it("ids in a path never become label values", async () => {

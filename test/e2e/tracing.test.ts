@@ -149,6 +149,21 @@ describe("OTLP traces", () => {
     expect(service?.value.stringValue).toBe("ccapi-trace-test")
   })
 
+  it("a turn that fails upstream ends its span with the error", async () => {
+    upstream.on("TRACE-FAIL", { kind: "error", status: 529, type: "overloaded_error", message: "Overloaded" })
+    const response = await fetch(`${gateway.baseURL}/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "sonnet", messages: [{ role: "user", content: "TRACE-FAIL" }] })
+    })
+    expect(response.status).toBe(503)
+    const session = upstream.requestsFor("TRACE-FAIL")[0]!.headers["x-claude-code-session-id"]
+    const turn = await waitFor(() => spans().find((s) => s.name === "gateway.cli.turn" && attr(s, "gateway.cli_session_id") === session))
+    expect((turn as OtlpSpan & { status?: { code?: number } }).status?.code).toBe(2) // ERROR
+    const root = spans().find((s) => s.spanId === turn.parentSpanId)
+    expect(attr(root, "http.response.status_code")).toBe(503)
+  })
+
   it("a streamed request's turn is a child of its request span too", async () => {
     upstream.on("TRACE-TWO", { kind: "message", blocks: [{ type: "text", text: ["a", "b", "c"] }] })
     const stream = await openaiFor(gateway).chat.completions.create({
