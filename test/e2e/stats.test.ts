@@ -1,7 +1,7 @@
 import OpenAI from "openai"
 import * as crypto from "node:crypto"
-import { describe, expect, it } from "vitest"
-import type { Gateway } from "../support/gateway.js"
+import { afterAll, describe, expect, it } from "vitest"
+import { type Gateway, startGateway } from "../support/gateway.js"
 import type { Upstream } from "../support/upstream.js"
 import { useGateway } from "../support/e2e.js"
 
@@ -122,5 +122,23 @@ describe("/stats", () => {
     expect((after.turns.by_finish_reason["tool_calls"] ?? 0) - (before.turns.by_finish_reason["tool_calls"] ?? 0)).toBe(1)
     expect((after.requests.by_status["401"] ?? 0) - (before.requests.by_status["401"] ?? 0)).toBe(1)
     expect(after.requests.by_route["/v1/models"]?.by_status["401"]).toBeGreaterThanOrEqual(1)
+  })
+})
+
+describe("telemetry.metrics_enabled = false", () => {
+  let off: Gateway | undefined
+  afterAll(() => off?.close())
+
+  it("records no request, and /stats still reports the services' state", async () => {
+    off = await startGateway({ upstreamUrl: upstream.url, config: { pool: { prewarm: 0 }, telemetry: { metrics_enabled: false } } })
+    const read = async () => (await (await fetch(`${off!.url}/stats`)).json()) as Stats & { readonly metrics_enabled: boolean }
+    const before = await read()
+    expect(before.metrics_enabled).toBe(false)
+    for (let i = 0; i < 3; i++) expect((await fetch(`${off.baseURL}/models`)).status).toBe(200)
+    const after = await read()
+    // The registry is the process's (the other gateway of this file is idle now): nothing moved.
+    expect(after.requests.total).toBe(before.requests.total)
+    expect(after.sessions.limit).toBe(10)
+    expect(after.pool.processes).toBe(0)
   })
 })
