@@ -1,7 +1,7 @@
 /**
  * Benchmarks (not tests): each compares within one run and prints JSON.
  *   npm run bench                 all of them
- *   npm run bench -- latency      one of: latency, overhead, delta, rss, newconv, rpc, cache
+ *   npm run bench -- latency      one of: latency, overhead, delta, rss, newconv, rpc, cache, telemetry, concurrent, clirss
  * The gateway runs as a child process (`node build/src/bin.js`), as a user would run it.
  */
 import { type ChildProcess, spawn } from "node:child_process"
@@ -20,6 +20,7 @@ import { cliArgs } from "../src/cli/CliProcess.js"
 import { decodeConfig } from "../src/config/GatewayConfig.js"
 import { startUpstream, type Upstream } from "../test/support/upstream.js"
 import { cacheBench } from "./cache.js"
+import { telemetryOverhead } from "./telemetry.js"
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const BIN = path.join(ROOT, "build/src/bin.js")
@@ -774,6 +775,8 @@ const rpcVsOpenai = async (turns = 40) => {
 
 // ---------------------------------------------------------------------------- main
 
+const telemetry = () => telemetryOverhead({ startGateway, post, stubCli: SH_STUB })
+
 const all = {
   latency,
   overhead,
@@ -783,7 +786,8 @@ const all = {
   concurrent: concurrentNewConversations,
   clirss: cliRssOverReuse,
   rpc: rpcVsOpenai,
-  cache: cacheBench
+  cache: cacheBench,
+  telemetry
 } as const
 const chosen = process.argv.slice(2).filter((name): name is keyof typeof all => name in all)
 const out: Record<string, unknown> = { node: process.version, cpus: os.cpus().length }

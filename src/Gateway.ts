@@ -20,11 +20,17 @@ import { Pool } from "./services/Pool.js"
 import { ToolBridge } from "./services/ToolBridge.js"
 import { ResponseStore } from "./store/ResponseStore.js"
 import { TokenCounter } from "./services/TokenCounter.js"
+import { TelemetryHttp } from "./http/telemetry.js"
+import { CacheStatsSource, Telemetry } from "./services/Telemetry.js"
+import { TracingLive } from "./services/Tracing.js"
 
 /**
  * The one wiring of the gateway's layers. Each service is an Effect.Service with its own
  * dependencies (and DefaultWithoutDependencies to replace them); everything needs GatewayConfig.
  */
+
+/** The answer cache's figures, for /stats. */
+const CacheFiguresLive = Layer.effect(CacheStatsSource, Effect.map(Cache, (cache) => cache.stats)).pipe(Layer.provide(Cache.Default))
 
 /** The gateway's services, for Effect apps that embed them without the HTTP server. */
 export const GatewayServices = Layer.mergeAll(
@@ -38,12 +44,13 @@ export const GatewayServices = Layer.mergeAll(
   Conversations.Default,
   ResponseStore.Default,
   TokenCounter.Default,
-  Cache.Default
+  Cache.Default,
+  Telemetry.Default.pipe(Layer.provide(CacheFiguresLive))
 )
 
 /** The HttpApi (every dialect's endpoints and /health) with its handlers and API-key middleware. */
 export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
-  Layer.provide([OpenAIHttp, ResponsesHttp, AnthropicHttp, ConversationsHttp, SystemHttp]),
+  Layer.provide([OpenAIHttp, ResponsesHttp, AnthropicHttp, ConversationsHttp, SystemHttp, TelemetryHttp]),
   Layer.provide(AuthorizationLive),
   Layer.provide(GatewayServices)
 )
@@ -64,5 +71,5 @@ const levels = {
 /** The whole gateway: HTTP server, services and logging, configured by GatewayConfig. */
 export const GatewayLive = Layer.unwrapEffect(
   Effect.map(GatewayConfig, ({ config }) =>
-    ServerLive.pipe(Layer.provide(Logger.minimumLogLevel(levels[config.log.level]))))
+    ServerLive.pipe(Layer.provide(Logger.minimumLogLevel(levels[config.log.level])), Layer.provide(TracingLive)))
 )

@@ -19,6 +19,8 @@ export { type CatalogEntry, type CatalogState, type CliInfo, ModelCatalog } from
 export { Pool, type PoolStats } from "./services/Pool.js"
 export { TokenCounter } from "./services/TokenCounter.js"
 export { ToolBridge } from "./services/ToolBridge.js"
+export { type CacheFigures, CacheStatsSource, metrics as gatewayMetrics, Telemetry } from "./services/Telemetry.js"
+export { TracingLive } from "./services/Tracing.js"
 export { type Conversation, type ConversationInit, ConversationStore, StoredMessage } from "./store/ConversationStore.js"
 export { type ResponseRecord, ResponseStore } from "./store/ResponseStore.js"
 export { CliEnvironment, CliProcess } from "./cli/CliProcess.js"

@@ -189,6 +189,21 @@ export const ConfigSchema = Schema.Struct({
       () => ({})
     )
   })),
+  telemetry: Section(Schema.Struct({
+    /** Record request, token, cost and latency metrics for /stats and /metrics. Off: both still answer, with the pool, session and tool figures only. */
+    metrics_enabled: withDefault(Bool, () => true),
+    /** Serve /metrics without an API key (for a Prometheus scraper on a trusted network); /stats always needs one. */
+    metrics_public: withDefault(Bool, () => false),
+    /**
+     * OTLP/HTTP collector that receives the gateway's traces (JSON), e.g. http://127.0.0.1:4318; spans are
+     * posted to <endpoint>/v1/traces unless the URL already ends in /v1/traces. Unset: no tracer at all.
+     */
+    otlp_endpoint: Schema.optional(Schema.String),
+    /** The `service.name` resource attribute of exported spans. */
+    service_name: withDefault(Schema.String, () => "claude-code-api"),
+    /** How often finished spans are sent to the collector (and once more at shutdown). */
+    export_interval_ms: withDefault(PositiveInt, () => 5000)
+  })),
   log: Section(Schema.Struct({
     /** Least severe log level written (to stdout, in logfmt). */
     level: withDefault(LogLevel, () => "info" as const)

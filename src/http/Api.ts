@@ -5,6 +5,7 @@ import { ConversationsApi } from "../protocols/conversations/Api.js"
 import { OpenAIApi } from "../protocols/openai/Api.js"
 import { ResponsesApi } from "../protocols/responses/Api.js"
 import { completeOpenApi } from "./openapi.js"
+import { TelemetryApi } from "./TelemetryApi.js"
 
 export const Health = Schema.Struct({
   status: Schema.Literal("ok", "degraded"),
@@ -56,6 +57,7 @@ export class GatewayApi extends HttpApi.make("claude-code-api")
   .add(ConversationsApi)
   .add(AnthropicApi)
   .add(ResponsesApi)
+  .add(TelemetryApi)
   .annotate(OpenApi.Title, "claude-code-api")
   .annotate(OpenApi.Version, "0.1.0")
   .annotate(OpenApi.Description, "OpenAI-compatible gateway in front of the Claude Code CLI")

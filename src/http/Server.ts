@@ -17,6 +17,7 @@ import { anthropicErrorResponse, errorResponse, speaksAnthropic } from "./errors
 import { offeredKey } from "./request.js"
 import { callerOf, REFUSED } from "./auth.js"
 import { withCacheExchange } from "../services/Cache.js"
+import { telemetryMiddleware } from "./telemetry.js"
 
 /** /health (no API key). */
 export const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
@@ -42,7 +43,7 @@ const anthropicInternalError = HttpServerResponse.unsafeJson(
 const CHAT_ROUTES = new Set(["/v1/chat/completions", "/v1/messages", "/v1/responses"])
 
 /** Request ids, API keys, and the dialect's envelope (OpenAI, or Anthropic's) for anything the router itself rejects. */
-const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: HttpApp.Default): HttpApp.Default =>
+const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, open: ReadonlySet<string>) => (app: HttpApp.Default): HttpApp.Default =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const requestId = request.headers["x-request-id"] || `req_${crypto.randomUUID().replaceAll("-", "")}`
@@ -50,7 +51,7 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
     const offered = offeredKey(request.headers)
     const anthropic = speaksAnthropic(path, request.headers)
     const rejection = anthropic ? anthropicErrorResponse : errorResponse
-    const authorized = path === "/health" || callerOf(apiKeys, offered) !== undefined
+    const authorized = path === "/health" || open.has(path) || callerOf(apiKeys, offered) !== undefined
     const cache = withCacheExchange(request.headers)
     const response = authorized
       ? yield* cache.run(app).pipe(
@@ -107,6 +108,9 @@ export const serve = <EA, RA, ER, RR>(routes: {
       })
     }
     const keys = api_keys.map((key) => Redacted.make(key))
+    // Routes served without a key besides /health (telemetry.metrics_public: a Prometheus scraper).
+    const open = new Set(config.telemetry.metrics_public ? ["/metrics"] : [])
+    const measured = config.telemetry.metrics_enabled ? telemetryMiddleware(keys) : (app: HttpApp.Default) => app
     const cors = config.server.cors_origins.length === 0
       ? (app: HttpApp.Default) => app
       : HttpMiddleware.cors({
@@ -133,7 +137,7 @@ export const serve = <EA, RA, ER, RR>(routes: {
     return HttpApiBuilder.serve().pipe(
       // API-level middleware: it wraps the router, so it sees RouteNotFound before the default 404.
       // CORS outermost: a preflight carries no API key and matches no route.
-      Layer.provide(HttpApiBuilder.middleware((app) => cors(gatewayMiddleware(keys)(app)))),
+      Layer.provide(HttpApiBuilder.middleware((app) => measured(cors(gatewayMiddleware(keys, open)(app))))),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
       Layer.provide(routes.rpc),

@@ -48,7 +48,7 @@ export class Admission extends Effect.Service<Admission>()("Admission", {
           Effect.zipRight(Effect.sync(() => (running += count))),
           Effect.zipRight(Effect.addFinalizer(() => Effect.sync(() => (running -= count)).pipe(Effect.zipRight(semaphore.release(count)))))
         )
-      )
+      ).pipe(Effect.withSpan("gateway.admission", { attributes: { "gateway.sessions.requested": count } }))
     })
 
     /** Hold a session slot for the rest of the caller's scope. */

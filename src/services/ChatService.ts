@@ -11,6 +11,7 @@ import { Conversations, type OwnedProcess, type Resolved } from "./Conversations
 import type { ConversationNotFound } from "../domain/errors.js"
 import { GatewayConfig } from "../config/GatewayConfig.js"
 import { Pool } from "./Pool.js"
+import { cliTurnProbe, conversationCreated } from "./Telemetry.js"
 import { applyStop } from "../domain/StopSequences.js"
 import { structuredOnly } from "../domain/StructuredOutput.js"
 import { type LiveTurn, ToolBridge } from "./ToolBridge.js"
@@ -117,6 +118,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
     const { config } = yield* GatewayConfig
     const cache = yield* Cache
     const timeoutSeconds = config.claude.timeout_seconds
+    const metricsEnabled = config.telemetry.metrics_enabled
 
     /** Write the input and read the turn's events from a scope of the turn's own. */
     const startTurn = (process: OwnedProcess, request: TurnRequest, input: TurnRequest["input"], conversationId: string | undefined) =>
@@ -135,6 +137,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
     const readPart = (turn: LiveTurn, request: TurnRequest, recording: Recording | undefined, owner: Owner) =>
       Effect.gen(function*() {
         owner.on({ _tag: "Reading", turn, keepFor: recording?.resolved.conversation.id })
+        const probe = yield* cliTurnProbe(request.launch.model, metricsEnabled)
         const ended = { done: false }
         let text = ""
         const events = Stream.repeatEffectChunkOption(nextPart(turn, ended))
@@ -162,6 +165,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
           Stream.mapChunksEffect((chunk) => {
             let finished: Extract<TurnEvent, { _tag: "Finished" }> | undefined
             for (const event of chunk) {
+              probe.see(event)
               if (event._tag === "TextDelta") text += event.text
               if (event._tag === "Started") {
                 owner.on({ _tag: "Started", session: event.sessionId })
@@ -172,9 +176,11 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
                 finished = event
               }
             }
-            return finished === undefined ? Effect.succeed(chunk) : Effect.as(onFinished(finished), chunk)
+            return finished === undefined ? Effect.succeed(chunk) : Effect.as(probe.finished(finished, onFinished(finished)), chunk)
           }),
-          Stream.tapError(() => Effect.sync(() => recording !== undefined && (recording.progress.failed = true)))
+          Stream.tapError((error) =>
+            Effect.sync(() => recording !== undefined && (recording.progress.failed = true)).pipe(Effect.zipRight(probe.failed(error)))
+          )
         )
       })
 
@@ -205,6 +211,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         // A request that fails before anything is recorded (429, spawn, timeout, an upstream error) leaves
         // no empty conversation; one whose client went away mid-turn keeps it (the id was sent).
         if (recording?.resolved.created === true) {
+          if (metricsEnabled) yield* conversationCreated
           yield* Effect.addFinalizer(() =>
             Effect.suspend(() =>
               recording.progress.recorded || (recording.progress.started && !recording.progress.failed)

@@ -165,7 +165,9 @@ export class ImageFetcher extends Effect.Service<ImageFetcher>()("ImageFetcher",
         Effect.timeoutFail({
           duration: `${fetch_timeout_seconds} seconds`,
           onTimeout: () => refuse(param, `${UNFETCHABLE} within images.fetch_timeout_seconds (${fetch_timeout_seconds} s)`, "image_fetch_timeout")
-        })
+        }),
+        // Not the URL itself (it may carry a token): where in the request the image was.
+        Effect.withSpan("gateway.image.fetch", { attributes: { "gateway.image.param": param } })
       )
 
     /**

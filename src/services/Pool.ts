@@ -345,6 +345,9 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
 
     /** A process for a new conversation, bound to the caller's scope. */
     const take = (launch: LaunchOptions): Effect.Effect<CliHandle, CliError, Scope.Scope> =>
+      Effect.withSpan(takeProcess(launch), "gateway.pool.acquire", { attributes: { "gateway.model": launch.model } })
+
+    const takeProcess = (launch: LaunchOptions): Effect.Effect<CliHandle, CliError, Scope.Scope> =>
       Effect.gen(function*() {
         const entry = entryFor(launch)
         const fresh = { ...launch, resume: undefined }
@@ -376,11 +379,13 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
         if (ready === undefined && !onItsWay) entry.shortfalls = Math.min(entry.shortfalls + 1, settings.max_standby)
         const awaited = ready !== undefined || !onItsWay ? ready : yield* awaitReady(entry, launch)
         if (awaited !== undefined) {
+          yield* Effect.annotateCurrentSpan("gateway.pool.hit", true)
           hits++
           yield* replenishSoon(entry)
           return yield* Effect.as(configure(awaited, launch), awaited.handle)
         }
         misses++
+        yield* Effect.annotateCurrentSpan("gateway.pool.hit", false)
         const handle = yield* spawnLeased(entry, fresh, launch)
         yield* replenishSoon(entry)
         return handle
@@ -418,7 +423,7 @@ export class Pool extends Effect.Service<Pool>()("Pool", {
       Effect.suspend(() => {
         misses++
         return spawnLeased(entryFor(launch), launch, launch)
-      })
+      }).pipe(Effect.withSpan("gateway.pool.acquire", { attributes: { "gateway.model": launch.model, "gateway.pool.hit": false, "gateway.pool.resume": true } }))
 
     /** A waiter that gives up: unregister it, and keep a process that reached it meanwhile. */
     const abandon = (entry: Entry, waiter: Deferred.Deferred<Member>) =>

@@ -71,7 +71,7 @@ export class ResponseStore extends Effect.Service<ResponseStore>()("ResponseStor
           body: record.body === undefined ? null : JSON.stringify(record.body),
           input_items: record.inputItems === undefined ? null : JSON.stringify(record.inputItems)
         })
-      }`.pipe(Effect.asVoid, Effect.orDie)
+      }`.pipe(Effect.asVoid, Effect.orDie, Effect.withSpan("gateway.store.response"))
 
     /** Delete the response `id` of `owner`; whether there was one. */
     const remove = (id: string, owner: string): Effect.Effect<boolean> =>

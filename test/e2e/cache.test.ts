@@ -61,6 +61,11 @@ const contents = (chunks: ReadonlyArray<Chunk>) =>
 describe("hits and misses", () => {
   it("a repeated request is served from the cache: upstream saw one request, same answer, x-cache miss then hit", async () => {
     text("CACHE-1", ["Cached ", "answer ", "one."])
+    const stats = async () =>
+      ((await (await fetch(`${gateway.url}/stats`, { headers: { authorization: `Bearer ${KEY_A}` } })).json()) as {
+        cache: { enabled: boolean; hits: number; misses: number; entries: number }
+      }).cache
+    const before = await stats()
     const first = await ask(gateway, "CACHE-1")
     expect(first.response.headers.get("x-cache")).toBe("miss")
     expect(first.data.choices[0]!.message.content).toBe("Cached answer one.")
@@ -74,6 +79,17 @@ describe("hits and misses", () => {
     // A hit costs nothing.
     expect(Number(first.response.headers.get("x-claude-cost-usd"))).toBeGreaterThan(0)
     expect(second.response.headers.get("x-claude-cost-usd")).toBe("0")
+    // /stats counts both.
+    const after = await stats()
+    expect(after.enabled).toBe(true)
+    expect(after.hits - before.hits).toBe(1)
+    expect(after.misses - before.misses).toBe(1)
+    expect(after.entries).toBeGreaterThan(before.entries)
+    // And /metrics has the cache's own metrics.
+    const metrics = await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${KEY_A}` } })).text()
+    for (const name of ["gateway_cache_hits_total", "gateway_cache_misses_total", "gateway_cache_entries", "gateway_cache_bytes"]) {
+      expect(metrics, name).toMatch(new RegExp(`^${name} [0-9.e+]+$`, "m"))
+    }
   })
 
   it("a stream hit replays the original chunks' content, finish and usage, and ends with [DONE]", async () => {

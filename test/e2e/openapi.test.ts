@@ -50,7 +50,8 @@ describe("/openapi.json", () => {
         const success = method === "post" && path === "/v1/conversations" ? "201" : "200"
         expect(responses, `${method} ${path}`).not.toHaveProperty(success === "201" ? "200" : "201")
         const ok = record(responses[success])
-        expect(Object.keys(record(ok.content)), `${method} ${path}`).toContain("application/json")
+        // /metrics is Prometheus text; every other route answers JSON (SSE besides on some).
+        expect(Object.keys(record(ok.content)), `${method} ${path}`).toContain(path === "/metrics" ? "text/plain; version=0.0.4" : "application/json")
         if (method === "post") expect(operation.requestBody, `${method} ${path}`).toBeDefined()
         if (path === "/health") {
           expect(operation.security).toEqual([])
