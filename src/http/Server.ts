@@ -16,6 +16,7 @@ import { GatewayApi } from "./Api.js"
 import { anthropicErrorResponse, errorResponse, speaksAnthropic } from "./errors.js"
 import { offeredKey } from "./request.js"
 import { callerOf, REFUSED } from "./auth.js"
+import { bringsTicket } from "../protocols/sessions/Socket.js"
 
 /** /health (no API key). */
 export const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
@@ -46,7 +47,8 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
     const offered = offeredKey(request.headers)
     const anthropic = speaksAnthropic(path, request.headers)
     const rejection = anthropic ? anthropicErrorResponse : errorResponse
-    const authorized = path === "/health" || callerOf(apiKeys, offered) !== undefined
+    // A session's WebSocket may bring a ticket instead of a key (browsers): its route checks the ticket.
+    const authorized = path === "/health" || callerOf(apiKeys, offered) !== undefined || bringsTicket(path, request.url)
     const response = authorized
       ? yield* app.pipe(
         Effect.catchAllCause((cause) => {
