@@ -28,6 +28,12 @@ const StringList = Schema.Union(
   CommaList
 )
 const PermissionMode = Schema.Literal("default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions")
+// A list of permission modes (TOML list, JSON array or comma-separated), at least one.
+const PermissionModeList = Schema.Union(
+  Schema.Array(PermissionMode),
+  Schema.parseJson(Schema.Array(PermissionMode)),
+  CommaList.pipe(Schema.compose(Schema.Array(PermissionMode)))
+).pipe(Schema.filter((modes) => modes.length > 0 || "expected at least one permission mode"))
 const LogLevel = Schema.Literal("trace", "debug", "info", "warning", "error", "none")
 
 const withDefault = <A, I>(schema: Schema.Schema<A, I>, value: () => A) =>
@@ -188,12 +194,7 @@ export const ConfigSchema = Schema.Struct({
     /** Events kept per session for a client that reconnects with `?after=N`. */
     replay_buffer: withDefault(PositiveInt, () => 1000),
     /** Permission modes a session may ask for (the first is its default); `bypassPermissions` only if listed here. */
-    permission_modes: withDefault(
-      Schema.Union(Schema.Array(PermissionMode), Schema.parseJson(Schema.Array(PermissionMode)), CommaList.pipe(Schema.compose(Schema.Array(PermissionMode)))).pipe(
-        Schema.filter((modes) => modes.length > 0 || "expected at least one permission mode")
-      ),
-      () => ["default", "acceptEdits", "plan", "dontAsk"] as const
-    ),
+    permission_modes: withDefault(PermissionModeList, () => ["default", "acceptEdits", "plan", "dontAsk"] as const),
     /** Lifetime of a WebSocket ticket (`POST /v1/sessions/{id}/ticket`). */
     ticket_ttl_seconds: withDefault(PositiveInt, () => 60)
   })),
