@@ -226,6 +226,17 @@ describe("sessions", () => {
     // The model was told why.
     expect(JSON.stringify(upstream.requestsFor("toolu_sess_deny")[0]!.body)).toContain("SESS-NOT-ALLOWED")
     expect(fs.existsSync(path.join(session.working_directory, "denied.txt"))).toBe(false)
+
+    // Allowed with an edited input: the edited command is what runs.
+    upstream.on("SESS-EDIT", { kind: "message", blocks: [{ type: "tool_use", id: "toolu_sess_edit", name: "Bash", input: { command: write("asked.txt"), description: "write asked" } }] })
+    upstream.on("toolu_sess_edit", { kind: "message", blocks: [{ type: "text", text: "edited" }] })
+    from = client.frames.length
+    client.send({ type: "user_message", content: "SESS-EDIT" })
+    const ask3 = await client.next((f) => f.type === "permission_request", from)
+    client.send({ type: "permission_decision", request_id: ask3.request_id, decision: "allow", updated_input: { command: write("edited.txt"), description: "write edited" } })
+    expect((await client.next((f) => f.type === "result", from)).text).toBe("edited")
+    expect(fs.existsSync(path.join(session.working_directory, "edited.txt"))).toBe(true)
+    expect(fs.existsSync(path.join(session.working_directory, "asked.txt"))).toBe(false)
     await remove(session.id)
   })
 
@@ -296,6 +307,15 @@ describe("sessions", () => {
     client.send({ type: "set_permission_mode", mode: "acceptEdits" })
     expect(await client.next((f) => f.type === "permission_mode_changed")).toMatchObject({ mode: "acceptEdits" })
     expect((await api(gateway, "GET", `/v1/sessions/${session.id}`, KEY_A)).body.permission_mode).toBe("acceptEdits")
+    // A model switch applies from the next upstream call; an unknown model is refused.
+    client.send({ type: "set_model", model: "no-such-model" })
+    expect(await client.next((f) => f.type === "error" && f.code === "invalid_message")).toMatchObject({ message: expect.stringContaining("no-such-model") })
+    client.send({ type: "set_model", model: "haiku" })
+    const changed = await client.next((f) => f.type === "model_changed")
+    upstream.on("SESS-HAIKU", { kind: "message", blocks: [{ type: "text", text: "small" }] })
+    await client.turn("SESS-HAIKU")
+    expect((upstream.requestsFor("SESS-HAIKU")[0]!.body as Json).model).toContain("haiku")
+    expect((await api(gateway, "GET", `/v1/sessions/${session.id}`, KEY_A)).body.model).toBe(changed.model)
     await remove(session.id)
   })
 })
