@@ -312,6 +312,8 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
           Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
         )
         live.process = { handle, scope, costSoFar: 0 }
+        // A boot is activity: the idle clock starts when the session is ready.
+        live.lastActivity = Date.now()
         // A CLI that dies between turns is replaced (resumed) at the next message.
         yield* handle.exited.pipe(
           Effect.flatMap((exit) =>

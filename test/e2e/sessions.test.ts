@@ -420,3 +420,38 @@ describe("sessions across a gateway restart", () => {
     }
   })
 })
+
+describe("idle sessions", () => {
+  let upstream: Upstream
+  let gateway: Gateway
+  beforeAll(async () => {
+    upstream = await startUpstream()
+    gateway = await start(upstream, { sessions: { idle_timeout_minutes: 0.05 } })
+  })
+  afterAll(async () => {
+    await gateway?.close()
+    await upstream?.close()
+    expect(await waitForNoCliChildren()).toEqual([])
+  })
+
+  it("end after sessions.idle_timeout_minutes: the CLI goes, clients are told, the record stays", async () => {
+    upstream.on("SESS-IDLE", { kind: "message", blocks: [{ type: "text", text: "soon idle" }] })
+    const created = await api(gateway, "POST", "/v1/sessions", KEY_A, {})
+    const client = await Client.open(gateway, created.body.websocket_url, auth(KEY_A))
+    await client.turn("SESS-IDLE")
+    expect(await client.next((f) => f.type === "state" && f.state === "ended")).toMatchObject({ reason: "idle_timeout" })
+    await client.next(() => false, 0, 5000).catch(() => undefined)
+    expect(client.closed?.code).toBe(1000)
+    expect(await waitForNoCliChildren()).toEqual([])
+    const got = await api(gateway, "GET", `/v1/sessions/${created.body.id}`, KEY_A)
+    expect(got.body).toMatchObject({ state: "ended", turns: 1 })
+    // Reconnecting shows the ended session, and the socket closes.
+    const again = await Client.open(gateway, created.body.websocket_url, auth(KEY_A))
+    expect((await again.next((f) => f.type === "hello")).session.state).toBe("ended")
+    await again.next(() => false, 0, 5000).catch(() => undefined)
+    expect(again.closed?.code).toBe(1000)
+    // An ended session no longer counts against the caps; it can still be deleted.
+    expect((await api(gateway, "DELETE", `/v1/sessions/${created.body.id}`, KEY_A)).status).toBe(200)
+    expect((await api(gateway, "GET", `/v1/sessions/${created.body.id}`, KEY_A)).status).toBe(404)
+  })
+})
