@@ -18,6 +18,7 @@ import { offeredKey } from "./request.js"
 import { callerOf, REFUSED } from "./auth.js"
 import { withCacheExchange } from "../services/Cache.js"
 import { telemetryMiddleware } from "./telemetry.js"
+import { bringsTicket } from "../protocols/sessions/Socket.js"
 
 /** /health (no API key). */
 export const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
@@ -51,7 +52,8 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, open: Read
     const offered = offeredKey(request.headers)
     const anthropic = speaksAnthropic(path, request.headers)
     const rejection = anthropic ? anthropicErrorResponse : errorResponse
-    const authorized = path === "/health" || open.has(path) || callerOf(apiKeys, offered) !== undefined
+    // A session's WebSocket may bring a ticket instead of a key (browsers): its route checks the ticket.
+    const authorized = path === "/health" || open.has(path) || callerOf(apiKeys, offered) !== undefined || bringsTicket(path, request.url)
     const cache = withCacheExchange(request.headers)
     const response = authorized
       ? yield* cache.run(app).pipe(

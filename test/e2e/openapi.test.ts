@@ -46,13 +46,15 @@ describe("/openapi.json", () => {
       for (const [method, raw] of Object.entries(record(operations))) {
         const operation = record(raw)
         const responses = record(operation.responses)
-        // Creating a conversation answers 201, as the handler does.
-        const success = method === "post" && path === "/v1/conversations" ? "201" : "200"
-        expect(responses, `${method} ${path}`).not.toHaveProperty(success === "201" ? "200" : "201")
+        // Creating a conversation or a session answers 201, as the handlers do.
+        const creates = method === "post" && (path === "/v1/conversations" || path === "/v1/sessions" || path.endsWith("/ticket"))
+        const success = creates ? "201" : "200"
+        expect(responses, `${method} ${path}`).not.toHaveProperty(creates ? "200" : "201")
         const ok = record(responses[success])
         // /metrics is Prometheus text; every other route answers JSON (SSE besides on some).
         expect(Object.keys(record(ok.content)), `${method} ${path}`).toContain(path === "/metrics" ? "text/plain; version=0.0.4" : "application/json")
-        if (method === "post") expect(operation.requestBody, `${method} ${path}`).toBeDefined()
+        // A session ticket is asked for with an empty POST.
+        if (method === "post" && !path.endsWith("/ticket")) expect(operation.requestBody, `${method} ${path}`).toBeDefined()
         if (path === "/health") {
           expect(operation.security).toEqual([])
           // The same report while the gateway cannot serve turns.
