@@ -16,6 +16,7 @@ import { GatewayApi } from "./Api.js"
 import { anthropicErrorResponse, errorResponse, speaksAnthropic } from "./errors.js"
 import { offeredKey } from "./request.js"
 import { callerOf, REFUSED } from "./auth.js"
+import { CONSOLE_PATHS, ConsoleRoutes } from "../console/Http.js"
 
 /** /health (no API key). */
 export const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
@@ -46,7 +47,8 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
     const offered = offeredKey(request.headers)
     const anthropic = speaksAnthropic(path, request.headers)
     const rejection = anthropic ? anthropicErrorResponse : errorResponse
-    const authorized = path === "/health" || callerOf(apiKeys, offered) !== undefined
+    // The console's page and assets carry no data (their calls send the key).
+    const authorized = path === "/health" || CONSOLE_PATHS.has(path) || callerOf(apiKeys, offered) !== undefined
     const response = authorized
       ? yield* app.pipe(
         Effect.catchAllCause((cause) => {
@@ -123,6 +125,7 @@ export const serve = <EA, RA, ER, RR>(routes: {
       Layer.provide(HttpApiBuilder.middleware((app) => cors(gatewayMiddleware(keys)(app)))),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+      Layer.provide(ConsoleRoutes),
       Layer.provide(routes.rpc),
       Layer.provide(routes.api),
       HttpServer.withLogAddress,
