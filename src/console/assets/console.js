@@ -431,7 +431,8 @@ const connect = async () => {
   if (current.id !== id) return
   const url = new URL(String(ticket.websocket_url), location.href)
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:"
-  if (current.lastSeq > 0) url.searchParams.set("after", String(current.lastSeq))
+  // after=0 on the first connection replays what the server still buffers (attaching to a running session).
+  url.searchParams.set("after", String(current.lastSeq))
   const socket = new WebSocket(url)
   current.socket = socket
   socket.addEventListener("open", () => {
