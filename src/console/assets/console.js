@@ -170,11 +170,15 @@ const showSession = (session) => {
 /** @param {number} cost @param {any} usage */
 const showCost = (cost, usage) => {
   byId("session-cost").textContent = money(Number(cost) || 0)
-  if (usage) {
-    const into = (Number(usage.input_tokens) || 0) + (Number(usage.cache_read_input_tokens) || 0) +
-      (Number(usage.cache_creation_input_tokens) || 0)
-    byId("session-tokens").textContent = `${into} in / ${Number(usage.output_tokens) || 0} out`
-  }
+  showTokens(usage)
+}
+
+/** @param {any} usage */
+const showTokens = (usage) => {
+  if (!usage) return
+  const into = (Number(usage.input_tokens) || 0) + (Number(usage.cache_read_input_tokens) || 0) +
+    (Number(usage.cache_creation_input_tokens) || 0)
+  byId("session-tokens").textContent = `${into} in / ${Number(usage.output_tokens) || 0} out`
 }
 
 /** @param {string} state */
@@ -287,6 +291,8 @@ const handle = (event) => {
       for (const control of prompt.card.querySelectorAll("button, input, textarea")) {
         /** @type {HTMLInputElement} */ (control).disabled = true
       }
+      const countdown = prompt.card.querySelector(".countdown")
+      if (countdown !== null) countdown.textContent = ""
       const verdict = event.decision === "allow" ? "Allowed" : "Denied"
       const status = prompt.card.querySelector(".permission-status")
       if (status !== null) {
@@ -325,13 +331,16 @@ const handle = (event) => {
   }
 }
 
-/** The session's token totals (the result event has the turn's; the session's come from GET). */
+/**
+ * The session's token totals (a result has the turn's usage; adding them up here would count twice
+ * what a replay repeats). The cost comes from the result's total_cost_usd.
+ */
 const refreshTotals = () => {
   const id = current.id
   if (id === null) return
   api("GET", `/v1/sessions/${encodeURIComponent(id)}`)
     .then((session) => {
-      if (current.id === id) showCost(session.cost_usd, session.usage)
+      if (current.id === id) showTokens(session.usage)
     })
     .catch(() => {})
 }
@@ -359,6 +368,8 @@ const permissionPrompt = (event) => {
     el("div", { class: "permission-actions" }, [allow, reason, deny]),
     status
   ])
+  // Under the tool call it is about (its result follows it there), else in the turn.
+  const tool = event.tool_use_id ? toolCards.get(event.tool_use_id) : undefined
   const tick = () => {
     const left = Math.max(0, Math.round((Number(event.expires_at) - Date.now()) / 1000))
     countdown.textContent = `(denied automatically in ${left} s)`
@@ -387,7 +398,9 @@ const permissionPrompt = (event) => {
     if (reason.value.trim() !== "") decision.message = reason.value.trim()
     if (send(decision)) status.textContent = "Denying…"
   })
-  append(card)
+  if (tool !== undefined) tool.append(card)
+  else turnBox().append(card)
+  card.scrollIntoView({ block: "nearest" })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,6 +450,7 @@ const connect = async () => {
   current.socket = socket
   socket.addEventListener("open", () => {
     if (current.socket !== socket) return
+    if (current.retries > 0) notice("Reconnected.")
     current.retries = 0
     showConnection("open")
     current.ping = window.setInterval(() => send({ type: "ping" }), PING_MS)

@@ -1,0 +1,169 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { type Browser, chromium, type Locator, type Page } from "playwright-core"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import type { Gateway } from "../support/gateway.js"
+import { useGateway } from "../support/e2e.js"
+import { messagesOf, type Upstream } from "../support/upstream.js"
+
+// The browser console at /console, in a real browser: Playwright driving Debian's Chromium (`.ci/run`
+// installs it), against the real gateway, the real CLI and the scripted upstream. One user's flow end
+// to end: key, new session, a tool use approved (the file is written), one denied (it is not).
+
+const KEY = "console-test-key"
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
+const WAIT = 30_000
+
+let upstream: Upstream
+let gateway: Gateway
+let browser: Browser
+
+useGateway({ config: { server: { api_keys: [KEY] } } }, (started) => ({ upstream, gateway } = started))
+
+beforeAll(async () => {
+  // CI runs as root, where Chromium refuses its sandbox.
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] })
+})
+
+afterAll(async () => {
+  await browser?.close()
+})
+
+/** A page on the console that records every script error, console error and CSP violation. */
+const openConsole = async () => {
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  const problems: Array<string> = []
+  page.on("pageerror", (error) => problems.push(`pageerror: ${error.message}`))
+  page.on("console", (message) => {
+    if (message.type() === "error") problems.push(`console: ${message.text()}`)
+  })
+  page.on("dialog", (dialog) => void dialog.accept())
+  const response = await page.goto(`${gateway.url}/console`)
+  return { page, response, problems, close: () => context.close() }
+}
+
+const waitForText = (locator: Locator, text: string | RegExp) =>
+  locator.filter({ hasText: text }).first().waitFor({ timeout: WAIT })
+
+const stateIs = (page: Page, state: string) => waitForText(page.locator("#session-state"), new RegExp(`^${state}$`))
+
+describe("/console", () => {
+  it("loads without an API key, under a CSP, while the data routes need the key", async () => {
+    const page = await fetch(`${gateway.url}/console`)
+    expect(page.status).toBe(200)
+    expect(page.headers.get("content-type")).toMatch(/^text\/html/)
+    const csp = page.headers.get("content-security-policy") ?? ""
+    expect(csp).toContain("default-src 'none'")
+    expect(csp).toContain("script-src 'self'")
+    expect(page.headers.get("x-content-type-options")).toBe("nosniff")
+    const html = await page.text()
+    // No inline script: everything the page runs comes from its one module.
+    expect(html.match(/<script[^>]*>/g)).toEqual(['<script type="module" src="console/console.js">'])
+    const script = await fetch(`${gateway.url}/console/console.js`)
+    expect(script.status).toBe(200)
+    expect(script.headers.get("content-type")).toMatch(/^text\/javascript/)
+    expect(await script.text()).not.toContain("innerHTML")
+    expect((await fetch(`${gateway.url}/console/console.css`)).status).toBe(200)
+    // Only the console's own files are open; the sessions API is not.
+    expect((await fetch(`${gateway.url}/console/other.js`)).status).toBe(401)
+    expect((await fetch(`${gateway.url}/v1/sessions`)).status).toBe(401)
+  })
+
+  it("creates a session, approves one tool use and denies another", async () => {
+    const workspace = path.join(gateway.home, "workspace")
+    const approved = path.join(workspace, "approved.txt")
+    const denied = path.join(workspace, "denied.txt")
+    upstream.on("CONSOLE-WRITE", {
+      kind: "message",
+      blocks: [
+        { type: "text", text: "I will write the file." },
+        { type: "tool_use", id: "toolu_console_write", name: "Write", input: { file_path: approved, content: "written from the console\n" } }
+      ]
+    })
+    // After the tool: the last user message is the tool_result, which names the tool use's id.
+    // The answer carries markup, which the page must show as text.
+    upstream.on("toolu_console_write", {
+      kind: "message",
+      blocks: [{ type: "text", text: ["The file ", "is written. ", "<b id=\"injected\">bold</b>"] }]
+    })
+    upstream.on("CONSOLE-DENY", {
+      kind: "message",
+      blocks: [{
+        type: "tool_use",
+        id: "toolu_console_deny",
+        name: "Bash",
+        input: { command: `node -e "require('fs').writeFileSync('${denied}', 'x')"`, description: "write denied.txt" }
+      }]
+    })
+    upstream.on("toolu_console_deny", { kind: "message", blocks: [{ type: "text", text: "Understood, I did not write it." }] })
+
+    const { page, response, problems, close } = await openConsole()
+    try {
+      expect(response?.status()).toBe(200)
+      await page.fill("#api-key", KEY)
+      await page.click("#key-save")
+      await waitForText(page.locator("#key-status"), "key set")
+      // The key is kept for the tab only, and the field is cleared.
+      expect(await page.evaluate("Object.values(sessionStorage)")).toEqual([KEY])
+      expect(await page.inputValue("#api-key")).toBe("")
+
+      await page.click("#create-session")
+      await waitForText(page.locator("#session-id"), /^sess_/)
+      await waitForText(page.locator("#connection"), "open")
+      await stateIs(page, "idle")
+      const sessionId = await page.textContent("#session-id")
+
+      // 1. A tool use that needs permission, approved.
+      await page.fill("#message", "CONSOLE-WRITE: please write approved.txt")
+      await page.click("#send")
+      const write = page.locator(".permission", { hasText: "Write" })
+      await write.waitFor({ timeout: WAIT })
+      await stateIs(page, "waiting_for_permission")
+      expect(await write.locator("textarea").inputValue()).toContain(approved)
+      expect(fs.existsSync(approved)).toBe(false)
+      await write.getByRole("button", { name: "Allow" }).click()
+      await waitForText(write.locator(".permission-status"), /Allowed/)
+      const writeCard = page.locator('.tool[data-tool-use-id="toolu_console_write"]')
+      await waitForText(writeCard.locator(".tool-result"), "approved.txt")
+      expect(await writeCard.locator(".tool-input").textContent()).toContain(approved)
+      await waitForText(page.locator(".assistant .text"), "The file is written.")
+      await page.locator(".turn-end").first().waitFor({ timeout: WAIT })
+      await stateIs(page, "idle")
+      expect(fs.readFileSync(approved, "utf8")).toBe("written from the console\n")
+      // The model's markup is text on the page, never elements.
+      expect(await page.locator(".assistant .text", { hasText: "is written" }).textContent()).toContain('<b id="injected">bold</b>')
+      expect(await page.locator("#injected").count()).toBe(0)
+      // The cost so far is shown.
+      expect(await page.textContent("#session-cost")).toMatch(/^\$\d+\.\d{4}$/)
+      expect(await page.textContent("#session-cost")).not.toBe("$0.0000")
+
+      // 2. Another tool use, denied with a message: the model is told, and nothing is written.
+      await page.fill("#message", "CONSOLE-DENY: write denied.txt")
+      await page.click("#send")
+      const bash = page.locator(".permission", { hasText: "Bash" })
+      await bash.waitFor({ timeout: WAIT })
+      await bash.locator(".deny-message").fill("Not in this workspace")
+      await bash.getByRole("button", { name: "Deny" }).click()
+      await waitForText(bash.locator(".permission-status"), "Denied (client): Not in this workspace")
+      const bashCard = page.locator('.tool[data-tool-use-id="toolu_console_deny"]')
+      await waitForText(bashCard.locator(".tool-result.error"), "Not in this workspace")
+      await waitForText(page.locator(".assistant .text"), "Understood, I did not write it.")
+      await page.locator(".turn-end").nth(1).waitFor({ timeout: WAIT })
+      await stateIs(page, "idle")
+      expect(fs.existsSync(denied)).toBe(false)
+      const told = upstream.requestsFor("toolu_console_deny")
+      expect(told.length).toBeGreaterThan(0)
+      expect(JSON.stringify(messagesOf(told[0]!.body).at(-1)?.content)).toContain("Not in this workspace")
+
+      // 3. The session ends from the page (the CLI goes with it).
+      await page.click("#end-session")
+      await stateIs(page, "ended")
+      const ended = await fetch(`${gateway.url}/v1/sessions/${sessionId}`, { headers: { authorization: `Bearer ${KEY}` } })
+      expect(((await ended.json()) as { state: string }).state).toBe("ended")
+      expect(problems).toEqual([])
+    } finally {
+      await close()
+    }
+  })
+})
