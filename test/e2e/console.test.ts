@@ -156,7 +156,30 @@ describe("/console", () => {
       expect(told.length).toBeGreaterThan(0)
       expect(JSON.stringify(messagesOf(told[0]!.body).at(-1)?.content)).toContain("Not in this workspace")
 
-      // 3. The session ends from the page (the CLI goes with it).
+      // 3. A reload keeps the key (sessionStorage) and the session (the #id link): attaching replays the
+      // transcript the gateway still buffers.
+      await page.reload()
+      await waitForText(page.locator("#connection"), "open")
+      expect(await page.textContent("#session-id")).toBe(sessionId)
+      await waitForText(page.locator('.tool[data-tool-use-id="toolu_console_write"] .tool-result'), "approved.txt")
+      await waitForText(page.locator(".assistant .text"), "Understood, I did not write it.")
+      await stateIs(page, "idle")
+
+      // 4. Interrupt stops a turn mid-stream (a reply long enough that it cannot end first).
+      upstream.on("CONSOLE-SLOW", {
+        kind: "message",
+        blocks: [{ type: "text", text: Array.from({ length: 200 }, (_, i) => `word${i} `) }],
+        interDeltaMs: 100
+      })
+      await page.fill("#message", "CONSOLE-SLOW: tell me a long story")
+      await page.click("#send")
+      await waitForText(page.locator(".assistant .text"), "word0")
+      await page.click("#interrupt")
+      await waitForText(page.locator(".turn-end"), /^interrupted/)
+      await stateIs(page, "idle")
+      expect(await page.locator(".assistant .text", { hasText: "word0" }).textContent()).not.toContain("word199")
+
+      // 5. The session ends from the page (the CLI goes with it).
       await page.click("#end-session")
       await stateIs(page, "ended")
       const ended = await fetch(`${gateway.url}/v1/sessions/${sessionId}`, { headers: { authorization: `Bearer ${KEY}` } })
