@@ -185,6 +185,10 @@ describe("/console", () => {
       const ended = await fetch(`${gateway.url}/v1/sessions/${sessionId}`, { headers: { authorization: `Bearer ${KEY}` } })
       expect(((await ended.json()) as { state: string }).state).toBe("ended")
       expect(problems).toEqual([])
+    } catch (error) {
+      // What the page showed tells more than a timed-out locator.
+      const shown = await page.locator("body").innerText().catch(() => "(page gone)")
+      throw new Error(`${String(error)}\n--- page ---\n${shown}\n--- problems ---\n${problems.join("\n")}`)
     } finally {
       await close()
     }
