@@ -20,6 +20,7 @@ const TYPE_NAMES: Record<string, string> = {
   Port: "port (0–65535)",
   Bool: "boolean",
   StringList: "list of strings",
+  PermissionModeList: "list of permission modes",
   "Schema.String": "string"
 }
 

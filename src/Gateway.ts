@@ -10,12 +10,15 @@ import { ConversationsHttp } from "./protocols/conversations/Http.js"
 import { OpenAIHttp } from "./protocols/openai/Http.js"
 import { ResponsesHttp } from "./protocols/responses/Http.js"
 import { RpcLive } from "./protocols/rpc/Http.js"
+import { SessionsHttp } from "./protocols/sessions/Http.js"
+import { SessionSocketLive } from "./protocols/sessions/Socket.js"
 import { Admission } from "./services/Admission.js"
 import { ChatService } from "./services/ChatService.js"
 import { Conversations } from "./services/Conversations.js"
 import { ImageFetcher } from "./services/ImageFetcher.js"
 import { ModelCatalog } from "./services/ModelCatalog.js"
 import { Pool } from "./services/Pool.js"
+import { Sessions } from "./services/Sessions.js"
 import { ToolBridge } from "./services/ToolBridge.js"
 import { ResponseStore } from "./store/ResponseStore.js"
 
@@ -34,18 +37,23 @@ export const GatewayServices = Layer.mergeAll(
   ImageFetcher.Default,
   ToolBridge.Default,
   Conversations.Default,
-  ResponseStore.Default
+  ResponseStore.Default,
+  Sessions.Default
 )
 
 /** The HttpApi (every dialect's endpoints and /health) with its handlers and API-key middleware. */
 export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
-  Layer.provide([OpenAIHttp, ResponsesHttp, AnthropicHttp, ConversationsHttp, SystemHttp]),
+  Layer.provide([OpenAIHttp, ResponsesHttp, AnthropicHttp, ConversationsHttp, SystemHttp, SessionsHttp]),
   Layer.provide(AuthorizationLive),
   Layer.provide(GatewayServices)
 )
 
 /** The HTTP server: the HttpApi, /rpc, /docs and /openapi.json on the configured address. */
-export const ServerLive = serve({ api: ApiLive, rpc: RpcLive.pipe(Layer.provide(GatewayServices)) })
+export const ServerLive = serve({
+  api: ApiLive,
+  // Plain routes next to the HttpApi: /rpc and the sessions' WebSocket.
+  rpc: Layer.merge(RpcLive, SessionSocketLive).pipe(Layer.provide(GatewayServices))
+})
 
 
 const levels = {

@@ -20,6 +20,10 @@ export { ToolBridge } from "./services/ToolBridge.js"
 export { type Conversation, type ConversationInit, ConversationStore, StoredMessage } from "./store/ConversationStore.js"
 export { type ResponseRecord, ResponseStore } from "./store/ResponseStore.js"
 export { CliEnvironment, CliProcess } from "./cli/CliProcess.js"
+export { type Attachment, type SessionEvent, SessionLimitReached, SessionNotFound, Sessions } from "./services/Sessions.js"
+export { type SessionRecord, SessionSettings, SessionStore } from "./store/SessionStore.js"
+// The sessions' HTTP shapes and WebSocket messages (docs/api/sessions.md).
+export * as SessionMessages from "./protocols/sessions/Messages.js"
 
 // Domain: the turn every dialect translates to and from, and the errors that cross a wire.
 export {

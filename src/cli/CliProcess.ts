@@ -95,11 +95,14 @@ export const cliArgs = (config: Config, launch: LaunchOptions): Array<string> =>
     "--verbose",
     "--include-partial-messages",
     "--model", launch.model,
-    "--permission-mode", config.claude.permission_mode
+    "--permission-mode", launch.permissionMode ?? config.claude.permission_mode
   ]
+  if (launch.permissionPrompts === true) args.push("--permission-prompt-tool", "stdio")
   if (config.claude.bare) args.push("--bare")
-  const { tools, allowed_tools, disallowed_tools, add_dirs, mcp_config, mcp_strict, fallback_model, max_budget_usd } =
-    config.claude
+  const { tools, add_dirs, mcp_config, mcp_strict, fallback_model } = config.claude
+  const allowed_tools = launch.allowedTools ?? config.claude.allowed_tools
+  const disallowed_tools = launch.disallowedTools ?? config.claude.disallowed_tools
+  const max_budget_usd = launch.maxBudgetUsd ?? config.claude.max_budget_usd
   const clientTools = launch.tools ?? []
   // With client functions the CLI's own tools and MCP servers stay off unless config keeps both.
   const builtin = clientTools.length === 0 || config.tools.with_builtin
@@ -270,11 +273,12 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
         terminate
       )
 
-    const spawn = (launch: LaunchOptions) =>
+    /** `onPrompt`: who answers the CLI's control requests other than the client tools' (interactive sessions' permission prompts). */
+    const spawn = (launch: LaunchOptions, onPrompt?: ControlHandler) =>
       Effect.gen(function*() {
         const child = yield* start(launch)
         const tools = launch.tools === undefined || launch.tools.length === 0 ? undefined : makeMcpBridge(launch.tools)
-        const onControl: ControlHandler = tools?.handler ?? refuseAll
+        const onControl: ControlHandler = tools?.handler ?? onPrompt ?? refuseAll
         // The process's own work runs from the service's context, never from the request that spawned
         // it: a kept-alive CLI must not keep that request's span and annotations (nor the request) alive.
         const run = Runtime.runFork(serviceRuntime)

@@ -28,6 +28,12 @@ const StringList = Schema.Union(
   CommaList
 )
 const PermissionMode = Schema.Literal("default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions")
+// A list of permission modes (TOML list, JSON array or comma-separated), at least one.
+const PermissionModeList = Schema.Union(
+  Schema.Array(PermissionMode),
+  Schema.parseJson(Schema.Array(PermissionMode)),
+  CommaList.pipe(Schema.compose(Schema.Array(PermissionMode)))
+).pipe(Schema.filter((modes) => modes.length > 0 || "expected at least one permission mode"))
 const LogLevel = Schema.Literal("trace", "debug", "info", "warning", "error", "none")
 
 const withDefault = <A, I>(schema: Schema.Schema<A, I>, value: () => A) =>
@@ -173,6 +179,24 @@ export const ConfigSchema = Schema.Struct({
     fingerprint_ttl_minutes: withDefault(PositiveInt, () => 1440),
     /** Conversations without a turn for this long are deleted (checked hourly). */
     retention_days: withDefault(PositiveInt, () => 30)
+  })),
+  sessions: Section(Schema.Struct({
+    /** Serve interactive sessions (/v1/sessions and their WebSocket); off: those routes answer 404. */
+    enabled: withDefault(Bool, () => true),
+    /** A session without a running turn or a client message for this long ends (its CLI is killed). */
+    idle_timeout_minutes: withDefault(PositiveInt, () => 30),
+    /** A permission prompt nobody answers within this time is denied. */
+    permission_timeout_seconds: withDefault(PositiveInt, () => 120),
+    /** Sessions not ended, per API key; one more is refused with 429. */
+    max_per_key: withDefault(PositiveInt, () => 4),
+    /** Sessions not ended, in all; one more is refused with 429. */
+    max_total: withDefault(PositiveInt, () => 16),
+    /** Events kept per session for a client that reconnects with `?after=N`. */
+    replay_buffer: withDefault(PositiveInt, () => 1000),
+    /** Permission modes a session may ask for (the first is its default); `bypassPermissions` only if listed here. */
+    permission_modes: withDefault(PermissionModeList, () => ["default", "acceptEdits", "plan", "dontAsk"] as const),
+    /** Lifetime of a WebSocket ticket (`POST /v1/sessions/{id}/ticket`). */
+    ticket_ttl_seconds: withDefault(PositiveInt, () => 60)
   })),
   models: Section(Schema.Struct({
     /** Extra model names mapped to a CLI model, e.g. { "gpt-4o" = "sonnet" }; listed by /v1/models. */

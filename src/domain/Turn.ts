@@ -39,6 +39,14 @@ export interface LaunchOptions {
   readonly cwd?: string | undefined
   /** A CLI session to continue (`--resume`): never a pool standby. */
   readonly resume?: string | undefined
+  /** Interactive sessions: instead of config's `claude.permission_mode` (never wider: checked by the caller). */
+  readonly permissionMode?: string | undefined
+  /** Interactive sessions: the CLI asks the gateway before a tool runs (`--permission-prompt-tool stdio`). */
+  readonly permissionPrompts?: boolean | undefined
+  /** Interactive sessions: instead of config's `claude.allowed_tools` / `disallowed_tools` / `max_budget_usd`. */
+  readonly allowedTools?: ReadonlyArray<string> | undefined
+  readonly disallowedTools?: ReadonlyArray<string> | undefined
+  readonly maxBudgetUsd?: number | undefined
 }
 
 /** A client function as the CLI sees it. */

@@ -4,6 +4,7 @@ import { AnthropicApi } from "../protocols/anthropic/Api.js"
 import { ConversationsApi } from "../protocols/conversations/Api.js"
 import { OpenAIApi } from "../protocols/openai/Api.js"
 import { ResponsesApi } from "../protocols/responses/Api.js"
+import { SessionsApi } from "../protocols/sessions/Api.js"
 import { completeOpenApi } from "./openapi.js"
 
 export const Health = Schema.Struct({
@@ -51,6 +52,7 @@ export class GatewayApi extends HttpApi.make("claude-code-api")
   .add(ConversationsApi)
   .add(AnthropicApi)
   .add(ResponsesApi)
+  .add(SessionsApi)
   .annotate(OpenApi.Title, "claude-code-api")
   .annotate(OpenApi.Version, "0.1.0")
   .annotate(OpenApi.Description, "OpenAI-compatible gateway in front of the Claude Code CLI")

@@ -17,6 +17,7 @@ import { anthropicErrorResponse, errorResponse, speaksAnthropic } from "./errors
 import { offeredKey } from "./request.js"
 import { callerOf, REFUSED } from "./auth.js"
 import { CONSOLE_PATHS, ConsoleRoutes } from "../console/Http.js"
+import { bringsTicket } from "../protocols/sessions/Socket.js"
 
 /** /health (no API key). */
 export const SystemHttp = HttpApiBuilder.group(GatewayApi, "system", (handlers) =>
@@ -47,8 +48,10 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => (app: H
     const offered = offeredKey(request.headers)
     const anthropic = speaksAnthropic(path, request.headers)
     const rejection = anthropic ? anthropicErrorResponse : errorResponse
-    // The console's page and assets carry no data (their calls send the key).
-    const authorized = path === "/health" || CONSOLE_PATHS.has(path) || callerOf(apiKeys, offered) !== undefined
+    // The console's page and assets carry no data (their calls send the key). A session's WebSocket
+    // may bring a ticket instead of a key (browsers): its route checks the ticket.
+    const authorized = path === "/health" || CONSOLE_PATHS.has(path) || callerOf(apiKeys, offered) !== undefined ||
+      bringsTicket(path, request.url)
     const response = authorized
       ? yield* app.pipe(
         Effect.catchAllCause((cause) => {

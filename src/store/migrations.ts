@@ -49,6 +49,28 @@ export const migrations = Migrator.fromRecord({
       input_items TEXT
     )`
     yield* sql`CREATE INDEX responses_conversation ON responses (conversation_id)`
+  }),
+  // Interactive sessions (src/store/SessionStore.ts): what a reconnect after a restart resumes.
+  "0003_sessions": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE sessions (
+      id TEXT PRIMARY KEY,
+      owner TEXT NOT NULL DEFAULT '',
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      state TEXT NOT NULL,
+      ended_reason TEXT,
+      settings TEXT NOT NULL,
+      cli_session_id TEXT,
+      input_tokens INTEGER NOT NULL DEFAULT 0,
+      output_tokens INTEGER NOT NULL DEFAULT 0,
+      cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+      cache_creation_tokens INTEGER NOT NULL DEFAULT 0,
+      cost_usd REAL NOT NULL DEFAULT 0,
+      turns INTEGER NOT NULL DEFAULT 0,
+      last_seq INTEGER NOT NULL DEFAULT 0
+    )`
+    yield* sql`CREATE INDEX sessions_owner ON sessions (owner)`
   })
 })
 

@@ -1,13 +1,12 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect, Option } from "effect"
-import * as fs from "node:fs"
-import * as path from "node:path"
 import type { Conversation } from "../../store/ConversationStore.js"
 import { Conversations } from "../../services/Conversations.js"
 import { ConversationNotFound, InvalidRequest } from "../../domain/errors.js"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { GatewayApi } from "../../http/Api.js"
 import { recover } from "../../http/errors.js"
+import { workingDirectory as resolveWorkingDirectory } from "../../http/workingDirectory.js"
 import { decodeBody, readJson } from "../../http/request.js"
 import { Caller } from "../../http/auth.js"
 import { ModelCatalog } from "../../services/ModelCatalog.js"
@@ -17,26 +16,6 @@ import { CreateConversation } from "./Api.js"
 
 const invalid = (message: string, param: string) => new InvalidRequest({ message, param, code: "invalid_value" })
 
-/** Linux's limits for a path and for one name in it. */
-const MAX_PATH_BYTES = 4095
-const MAX_NAME_BYTES = 255
-
-const isLink = (file: string) => {
-  try {
-    return fs.lstatSync(file).isSymbolicLink()
-  } catch {
-    return false
-  }
-}
-
-const realOrUndefined = (file: string) => {
-  try {
-    return fs.realpathSync(file)
-  } catch {
-    return undefined // a dangling link: it leads nowhere we can check
-  }
-}
-
 export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations", (handlers) =>
   Effect.gen(function*() {
     const conversations = yield* Conversations
@@ -44,48 +23,7 @@ export const ConversationsHttp = HttpApiBuilder.group(GatewayApi, "conversations
     const catalog = yield* ModelCatalog
     const { config } = yield* GatewayConfig
     const store = conversations.store
-    const workspace = path.resolve(config.claude.workspace)
-
-    const inside = (root: string, candidate: string) => candidate === root || candidate.startsWith(root + path.sep)
-
-    /**
-     * A working directory inside the workspace (relative to it, or absolute within it), created if
-     * missing. Everything is checked before anything is created: each existing step with its
-     * symlinks resolved must stay inside (a link inside must not lead outside) and be a directory.
-     */
-    const workingDirectory = (requested: string) =>
-      Effect.gen(function*() {
-        const param = "working_directory"
-        const refuse = (why: string) => invalid(`Invalid value for '${param}': ${why}.`, param)
-        const outside = refuse(`it must lie inside the gateway's workspace (${workspace})`)
-        if (requested.includes("\u0000")) return yield* Effect.fail(refuse("it must not contain NUL characters"))
-        if (Buffer.byteLength(requested) > MAX_PATH_BYTES) return yield* Effect.fail(refuse(`it is limited to ${MAX_PATH_BYTES} bytes`))
-        const resolved = path.resolve(workspace, requested)
-        if (!inside(workspace, resolved)) return yield* Effect.fail(outside)
-        const steps = path.relative(workspace, resolved).split(path.sep).filter((step) => step !== "")
-        if (steps.some((step) => Buffer.byteLength(step) > MAX_NAME_BYTES)) {
-          return yield* Effect.fail(refuse(`each name in the path is limited to ${MAX_NAME_BYTES} bytes`))
-        }
-        return yield* Effect.try({
-          try: () => {
-            fs.mkdirSync(workspace, { recursive: true })
-            const root = fs.realpathSync(workspace)
-            let current = workspace
-            for (const step of steps) {
-              current = path.join(current, step)
-              if (!fs.existsSync(current) && !isLink(current)) break // from here on, created below
-              const real = realOrUndefined(current)
-              if (real === undefined || !inside(root, real)) throw outside
-              if (!fs.statSync(real).isDirectory()) throw refuse(`'${path.relative(workspace, current)}' exists and is not a directory`)
-            }
-            fs.mkdirSync(resolved, { recursive: true })
-            const real = fs.realpathSync(resolved)
-            if (!inside(root, real)) throw outside
-            return resolved
-          },
-          catch: (error) => error instanceof InvalidRequest ? error : refuse(`it cannot be created (${(error as NodeJS.ErrnoException).code ?? "error"})`)
-        })
-      })
+    const workingDirectory = (requested: string) => resolveWorkingDirectory(config.claude.workspace, requested)
 
     const render = (conversation: Conversation, live: ReadonlySet<string>) => ({
       id: conversation.id,

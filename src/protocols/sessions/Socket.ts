@@ -1,0 +1,112 @@
+import { HttpApiBuilder, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
+import { Effect, Either, Queue, Redacted, Schema } from "effect"
+import { GatewayConfig } from "../../config/GatewayConfig.js"
+import { InvalidRequest, RouteNotFound, Unauthorized } from "../../domain/errors.js"
+import { callerOf, REFUSED } from "../../http/auth.js"
+import { errorResponse } from "../../http/errors.js"
+import { offeredKey } from "../../http/request.js"
+import { ModelCatalog } from "../../services/ModelCatalog.js"
+import { type Delivery, type SessionEvent, Sessions } from "../../services/Sessions.js"
+import { ClientMessageJson, ErrorEvent, ServerMessage } from "./Messages.js"
+import { sessionErrorResponse } from "./Http.js"
+
+/**
+ * GET /v1/sessions/{id}/ws: a session's WebSocket. Authenticated by the API key headers, or by a
+ * single-use ticket in the query (browsers cannot set headers on a WebSocket); `after=N` replays
+ * the events after seq N. Every check is made before the upgrade, so a refusal is an HTTP status.
+ */
+
+const SOCKET_PATH = /^\/v1\/sessions\/[^/]+\/ws$/
+
+/** A socket request that brings a ticket instead of a key: the route checks the ticket (the server's key check lets it pass). */
+export const bringsTicket = (path: string, url: string): boolean =>
+  SOCKET_PATH.test(path) && new URLSearchParams(url.split("?")[1] ?? "").has("ticket")
+
+const encodeServer = Schema.encodeSync(ServerMessage)
+const decodeClient = Schema.decodeUnknownEither(ClientMessageJson)
+const text = new TextDecoder()
+
+export const SessionSocketLive = HttpApiBuilder.Router.use((router) =>
+  Effect.gen(function*() {
+    const sessions = yield* Sessions
+    const catalog = yield* ModelCatalog
+    const { config } = yield* GatewayConfig
+    const keys = config.server.api_keys.map((key) => Redacted.make(key))
+
+    yield* router.get(
+      "/v1/sessions/:id/ws",
+      Effect.scoped(Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const path = request.url.split("?")[0] ?? request.url
+        if (!config.sessions.enabled) return errorResponse(new RouteNotFound({ method: "GET", path }))
+        const id = (yield* HttpRouter.params).id ?? ""
+        const query = new URLSearchParams(request.url.split("?")[1] ?? "")
+        const ticket = query.get("ticket")
+        const owner = ticket !== null ? yield* sessions.redeem(id, ticket) : callerOf(keys, offeredKey(request.headers))?.owner
+        if (owner === undefined) return errorResponse(new Unauthorized({ message: ticket !== null ? "The ticket is unknown, used or expired: get a new one with POST /v1/sessions/{id}/ticket." : REFUSED }))
+        const afterParam = query.get("after")
+        const after = afterParam === null ? undefined : Number(afterParam)
+        if (after !== undefined && !(Number.isSafeInteger(after) && after >= 0)) {
+          return errorResponse(new InvalidRequest({ message: "Invalid value for 'after': expected a non-negative integer (a seq).", param: "after", code: "invalid_value" }))
+        }
+        if ((request.headers["upgrade"] ?? "").toLowerCase() !== "websocket") {
+          return errorResponse(new InvalidRequest({ message: "This endpoint is a WebSocket: send an upgrade request.", param: null, code: "websocket_required" }))
+        }
+        const attached = yield* Effect.either(sessions.attach(id, owner, after))
+        if (Either.isLeft(attached)) return sessionErrorResponse(attached.left)
+        const attachment = attached.right
+
+        const socket = yield* Effect.orDie(request.upgrade)
+        const scope = yield* Effect.scope
+        const write = yield* socket.writer
+        const send = (message: ServerMessage) => Effect.ignore(write(JSON.stringify(encodeServer(message))))
+        const closeWith = (code: number, reason: string) => Effect.ignore(write(new Socket.CloseEvent(code, reason)))
+        const ended = (delivery: SessionEvent) => delivery.type === "state" && delivery.state === "ended"
+
+        // Live events until the session ends (then the socket closes) or the gateway shuts down.
+        const forward = (delivery: Delivery): Effect.Effect<boolean> =>
+          delivery === null
+            ? Effect.as(closeWith(1001, "gateway shutting down"), false)
+            : Effect.as(Effect.zipRight(send(delivery), ended(delivery) ? closeWith(1000, "session ended") : Effect.void), !ended(delivery))
+
+        // Writes wait for the socket to open, which running it does: hello, replay and live events start then.
+        const onOpen = Effect.gen(function*() {
+          yield* send(attachment.hello)
+          for (const event of attachment.replay) yield* send(event)
+          const events = attachment.events
+          if (events === undefined) return yield* closeWith(1000, "session ended")
+          yield* Queue.take(events).pipe(
+            Effect.flatMap(forward),
+            Effect.repeat({ while: (more) => more }),
+            Effect.forkIn(scope)
+          )
+        })
+
+        // Frames are handled one at a time, in order (the socket would run a fiber per frame).
+        const inbound = yield* Queue.unbounded<string>()
+        yield* Queue.take(inbound).pipe(
+          Effect.flatMap((frame) => {
+            const decoded = decodeClient(frame)
+            if (Either.isLeft(decoded)) {
+              return send(new ErrorEvent({ type: "error", code: "invalid_message", message: `Invalid message: ${decoded.left.message}` }))
+            }
+            const message = decoded.right
+            if (message.type === "set_model") {
+              return catalog.resolve(message.model).pipe(
+                Effect.flatMap((model) => attachment.send({ ...message, model }, send)),
+                Effect.catchAll((error) => send(new ErrorEvent({ type: "error", code: "invalid_message", message: error.message })))
+              )
+            }
+            return attachment.send(message, send)
+          }),
+          Effect.forever,
+          Effect.forkScoped
+        )
+        yield* socket.runRaw((data) => {
+          Queue.unsafeOffer(inbound, typeof data === "string" ? data : text.decode(data))
+        }, { onOpen }).pipe(Effect.ignore)
+        return HttpServerResponse.empty()
+      }))
+    )
+  })
+)
