@@ -179,11 +179,14 @@ describe("/console", () => {
       await stateIs(page, "idle")
       expect(await page.locator(".assistant .text", { hasText: "word0" }).textContent()).not.toContain("word199")
 
-      // 5. The session ends from the page (the CLI goes with it).
+      // 5. The session ends from the page (End session: DELETE, which stops its CLI).
+      const deleted = page.waitForResponse((r) => r.request().method() === "DELETE", { timeout: WAIT })
       await page.click("#end-session")
+      expect((await deleted).status()).toBe(200)
       await stateIs(page, "ended")
+      // Deleted: the gateway no longer knows it.
       const ended = await fetch(`${gateway.url}/v1/sessions/${sessionId}`, { headers: { authorization: `Bearer ${KEY}` } })
-      expect(((await ended.json()) as { state: string }).state).toBe("ended")
+      expect(ended.status).toBe(404)
       expect(problems).toEqual([])
     } catch (error) {
       // What the page showed tells more than a timed-out locator.
