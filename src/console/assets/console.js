@@ -217,6 +217,8 @@ const handle = (event) => {
   switch (event.type) {
     case "hello":
       showSession(event.session)
+      // An ended session: nothing to reconnect to when the server closes the socket.
+      if (event.session?.state === "ended") current.closing = true
       if (event.truncated) notice("Some earlier events are no longer buffered on the server.", "warning")
       return
     case "pong":
