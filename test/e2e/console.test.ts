@@ -165,6 +165,16 @@ describe("/console", () => {
       await waitForText(page.locator(".assistant .text"), "Understood, I did not write it.")
       await stateIs(page, "idle")
 
+      // A second tab (its own sessionStorage) attaches by id and watches too.
+      const watcher = await openConsole()
+      await watcher.page.fill("#api-key", KEY)
+      await watcher.page.click("#key-save")
+      await watcher.page.fill("#attach-id", sessionId!)
+      await watcher.page.click("#attach-session")
+      await waitForText(watcher.page.locator("#connection"), "open")
+      await waitForText(watcher.page.locator(".permission-status"), "Denied (client): Not in this workspace")
+      await stateIs(watcher.page, "idle")
+
       // 4. Interrupt stops a turn mid-stream (a reply long enough that it cannot end first).
       upstream.on("CONSOLE-SLOW", {
         kind: "message",
@@ -178,6 +188,12 @@ describe("/console", () => {
       await waitForText(page.locator(".turn-end"), /^interrupted/)
       await stateIs(page, "idle")
       expect(await page.locator(".assistant .text", { hasText: "word0" }).textContent()).not.toContain("word199")
+      // The watcher saw the turn live: the message, the streamed text, its end.
+      await waitForText(watcher.page.locator(".user"), "CONSOLE-SLOW")
+      await waitForText(watcher.page.locator(".assistant .text"), "word0")
+      await waitForText(watcher.page.locator(".turn-end"), /^interrupted/)
+      expect(watcher.problems).toEqual([])
+      await watcher.close()
 
       // 5. The session ends from the page (End session: DELETE, which stops its CLI).
       const deleted = page.waitForResponse((r) => r.request().method() === "DELETE", { timeout: WAIT })
