@@ -1,6 +1,7 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
 import * as fs from "node:fs"
+import { GatewayConfig } from "../config/GatewayConfig.js"
 
 /**
  * The browser console at /console: a static page (HTML, one JS module, CSS) that drives a session
@@ -37,9 +38,11 @@ const headers = {
 
 const asset = (name: string) => fs.readFileSync(new URL(`./assets/${name}`, import.meta.url), "utf8")
 
-/** GET /console and its two assets, read once when the server starts. */
+/** GET /console and its two assets, read once when the server starts; not served when sessions are off. */
 export const ConsoleRoutes = HttpApiBuilder.Router.use((router) =>
   Effect.gen(function*() {
+    const { config } = yield* GatewayConfig
+    if (!config.sessions.enabled) return
     const files = yield* Effect.try({
       try: () => ({ html: asset("index.html"), js: asset("console.js"), css: asset("console.css") }),
       catch: (cause) => new Error(`the console's files are missing (src/console/assets, dist/console/assets): ${String(cause)}`)

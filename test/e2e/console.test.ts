@@ -2,7 +2,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { type Browser, chromium, type Locator, type Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { Gateway } from "../support/gateway.js"
+import { type Gateway, startGateway } from "../support/gateway.js"
 import { useGateway } from "../support/e2e.js"
 import { messagesOf, type Upstream } from "../support/upstream.js"
 
@@ -68,6 +68,16 @@ describe("/console", () => {
     // Only the console's own files are open; the sessions API is not.
     expect((await fetch(`${gateway.url}/console/other.js`)).status).toBe(401)
     expect((await fetch(`${gateway.url}/v1/sessions`)).status).toBe(401)
+  })
+
+  it("is not served when sessions are off", async () => {
+    const off = await startGateway({ upstreamUrl: upstream.url, config: { sessions: { enabled: false } } })
+    try {
+      expect((await fetch(`${off.url}/console`)).status).toBe(404)
+      expect((await fetch(`${off.url}/console/console.js`)).status).toBe(404)
+    } finally {
+      await off.close()
+    }
   })
 
   it("creates a session, approves one tool use and denies another", async () => {
