@@ -183,8 +183,8 @@ export const ConfigSchema = Schema.Struct({
   sessions: Section(Schema.Struct({
     /** Serve interactive sessions (/v1/sessions and their WebSocket); off: those routes answer 404. */
     enabled: withDefault(Bool, () => true),
-    /** A session without a running turn or a client message for this long ends (its CLI is killed). */
-    idle_timeout_minutes: withDefault(PositiveInt, () => 30),
+    /** A session without a running turn or a client message for this long ends (its CLI is killed); fractions allowed. */
+    idle_timeout_minutes: withDefault(Schema.Union(Schema.Number, Schema.NumberFromString).pipe(Schema.positive()), () => 30),
     /** A permission prompt nobody answers within this time is denied. */
     permission_timeout_seconds: withDefault(PositiveInt, () => 120),
     /** Sessions not ended, per API key; one more is refused with 429. */

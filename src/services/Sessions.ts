@@ -312,11 +312,20 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
           Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
         )
         live.process = { handle, scope, costSoFar: 0 }
+        // A boot is activity: the idle clock starts when the session is ready.
+        live.lastActivity = Date.now()
         // A CLI that dies between turns is replaced (resumed) at the next message.
         yield* handle.exited.pipe(
-          Effect.zipRight(Effect.sync(() => {
-            if (live.process?.handle === handle) live.process = undefined
-          })),
+          Effect.flatMap((exit) =>
+            Effect.sync(() => {
+              if (live.process?.handle !== handle) return
+              live.process = undefined
+              // Mid-turn the turn reports it; between turns the clients learn it here.
+              if (live.turn === undefined) {
+                emit(live, (seq) => new ErrorEvent({ type: "error", seq, code: "cli_error", message: `${exit.message} The next message resumes the session.` }))
+              }
+            })
+          ),
           Effect.forkIn(scope)
         )
         if (live.turn === undefined && live.record.state === "starting") yield* setState(live, "idle")
@@ -474,6 +483,10 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
     // ---------------------------------------------------------------------------------------
     // client messages
 
+    /** A switch waits for a CLI that is booting (it would start with the old setting), and for other switches. */
+    const switching = <A, E>(live: Live, effect: Effect.Effect<A, E>) =>
+      live.control.withPermits(1)(live.boot.withPermits(1)(effect))
+
     const dispatch = (live: Live, message: ClientMessage, reply: (message: ServerMessage) => Effect.Effect<void>): Effect.Effect<void> =>
       Effect.suspend(() => {
         live.lastActivity = Date.now()
@@ -507,7 +520,7 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
             )
           }
           case "set_model":
-            return live.control.withPermits(1)(Effect.gen(function*() {
+            return switching(live, Effect.gen(function*() {
               const process = live.process
               if (process !== undefined) {
                 const failed = yield* process.handle.control("set_model", { model: message.model }).pipe(Effect.flip, Effect.option)
@@ -521,7 +534,7 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
             if (!limits.permission_modes.includes(message.mode)) {
               return refuse("not_allowed", `Permission mode '${message.mode}' is not allowed here (sessions.permission_modes: ${limits.permission_modes.join(", ")}).`)
             }
-            return live.control.withPermits(1)(Effect.gen(function*() {
+            return switching(live, Effect.gen(function*() {
               const process = live.process
               if (process !== undefined) {
                 const failed = yield* process.handle.control("set_permission_mode", { mode: message.mode }).pipe(Effect.flip, Effect.option)

@@ -226,6 +226,17 @@ describe("sessions", () => {
     // The model was told why.
     expect(JSON.stringify(upstream.requestsFor("toolu_sess_deny")[0]!.body)).toContain("SESS-NOT-ALLOWED")
     expect(fs.existsSync(path.join(session.working_directory, "denied.txt"))).toBe(false)
+
+    // Allowed with an edited input: the edited command is what runs.
+    upstream.on("SESS-EDIT", { kind: "message", blocks: [{ type: "tool_use", id: "toolu_sess_edit", name: "Bash", input: { command: write("asked.txt"), description: "write asked" } }] })
+    upstream.on("toolu_sess_edit", { kind: "message", blocks: [{ type: "text", text: "edited" }] })
+    from = client.frames.length
+    client.send({ type: "user_message", content: "SESS-EDIT" })
+    const ask3 = await client.next((f) => f.type === "permission_request", from)
+    client.send({ type: "permission_decision", request_id: ask3.request_id, decision: "allow", updated_input: { command: write("edited.txt"), description: "write edited" } })
+    expect((await client.next((f) => f.type === "result", from)).text).toBe("edited")
+    expect(fs.existsSync(path.join(session.working_directory, "edited.txt"))).toBe(true)
+    expect(fs.existsSync(path.join(session.working_directory, "asked.txt"))).toBe(false)
     await remove(session.id)
   })
 
@@ -296,6 +307,15 @@ describe("sessions", () => {
     client.send({ type: "set_permission_mode", mode: "acceptEdits" })
     expect(await client.next((f) => f.type === "permission_mode_changed")).toMatchObject({ mode: "acceptEdits" })
     expect((await api(gateway, "GET", `/v1/sessions/${session.id}`, KEY_A)).body.permission_mode).toBe("acceptEdits")
+    // A model switch applies from the next upstream call; an unknown model is refused.
+    client.send({ type: "set_model", model: "no-such-model" })
+    expect(await client.next((f) => f.type === "error" && f.code === "invalid_message")).toMatchObject({ message: expect.stringContaining("no-such-model") })
+    client.send({ type: "set_model", model: "haiku" })
+    const changed = await client.next((f) => f.type === "model_changed")
+    upstream.on("SESS-HAIKU", { kind: "message", blocks: [{ type: "text", text: "small" }] })
+    await client.turn("SESS-HAIKU")
+    expect((upstream.requestsFor("SESS-HAIKU")[0]!.body as Json).model).toContain("haiku")
+    expect((await api(gateway, "GET", `/v1/sessions/${session.id}`, KEY_A)).body.model).toBe(changed.model)
     await remove(session.id)
   })
 })
@@ -398,5 +418,40 @@ describe("sessions across a gateway restart", () => {
     } finally {
       await second.close()
     }
+  })
+})
+
+describe("idle sessions", () => {
+  let upstream: Upstream
+  let gateway: Gateway
+  beforeAll(async () => {
+    upstream = await startUpstream()
+    gateway = await start(upstream, { sessions: { idle_timeout_minutes: 0.05 } })
+  })
+  afterAll(async () => {
+    await gateway?.close()
+    await upstream?.close()
+    expect(await waitForNoCliChildren()).toEqual([])
+  })
+
+  it("end after sessions.idle_timeout_minutes: the CLI goes, clients are told, the record stays", async () => {
+    upstream.on("SESS-IDLE", { kind: "message", blocks: [{ type: "text", text: "soon idle" }] })
+    const created = await api(gateway, "POST", "/v1/sessions", KEY_A, {})
+    const client = await Client.open(gateway, created.body.websocket_url, auth(KEY_A))
+    await client.turn("SESS-IDLE")
+    expect(await client.next((f) => f.type === "state" && f.state === "ended")).toMatchObject({ reason: "idle_timeout" })
+    await client.next(() => false, 0, 5000).catch(() => undefined)
+    expect(client.closed?.code).toBe(1000)
+    expect(await waitForNoCliChildren()).toEqual([])
+    const got = await api(gateway, "GET", `/v1/sessions/${created.body.id}`, KEY_A)
+    expect(got.body).toMatchObject({ state: "ended", turns: 1 })
+    // Reconnecting shows the ended session, and the socket closes.
+    const again = await Client.open(gateway, created.body.websocket_url, auth(KEY_A))
+    expect((await again.next((f) => f.type === "hello")).session.state).toBe("ended")
+    await again.next(() => false, 0, 5000).catch(() => undefined)
+    expect(again.closed?.code).toBe(1000)
+    // An ended session no longer counts against the caps; it can still be deleted.
+    expect((await api(gateway, "DELETE", `/v1/sessions/${created.body.id}`, KEY_A)).status).toBe(200)
+    expect((await api(gateway, "GET", `/v1/sessions/${created.body.id}`, KEY_A)).status).toBe(404)
   })
 })

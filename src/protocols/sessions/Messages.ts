@@ -28,7 +28,7 @@ export const CreateSession = Schema.Struct({
   working_directory: Opt(Schema.String),
   /** One of `sessions.permission_modes` (default: the first of them). */
   permission_mode: Opt(PermissionMode),
-  /** A subset of `claude.allowed_tools` when config names any (else free: they still prompt per config's mode). */
+  /** Tools that run without a prompt (`--allowedTools`): a subset of `claude.allowed_tools` (default: all of them). */
   allowed_tools: Opt(Schema.Array(Schema.String)),
   /** Added to `claude.disallowed_tools` (never removes one). */
   disallowed_tools: Opt(Schema.Array(Schema.String)),
@@ -263,8 +263,9 @@ export class PermissionModeChanged extends Schema.Class<PermissionModeChanged>("
 }) {}
 
 /**
- * Something went wrong. `code`: invalid_message (a frame the schema refuses; not sequenced, sent only
- * to its sender), not_allowed, unknown_request, cli_error, upstream_error, session_ended.
+ * Something went wrong. Sequenced (every watcher gets it): cli_error. Unsequenced, to the sender
+ * only: invalid_message (a frame the schema refuses, an unknown model, a frame too large),
+ * not_allowed, unknown_request, not_running, session_ended.
  */
 export class ErrorEvent extends Schema.Class<ErrorEvent>("ErrorEvent")({
   type: Schema.Literal("error"),

@@ -86,6 +86,9 @@ export const SessionSocketLive = HttpApiBuilder.Router.use((router) =>
         const inbound = yield* Queue.unbounded<string>()
         yield* Queue.take(inbound).pipe(
           Effect.flatMap((frame) => {
+            if (frame.length > config.server.max_body_bytes) {
+              return send(new ErrorEvent({ type: "error", code: "invalid_message", message: `The message is larger than server.max_body_bytes (${config.server.max_body_bytes} bytes).` }))
+            }
             const decoded = decodeClient(frame)
             if (Either.isLeft(decoded)) {
               return send(new ErrorEvent({ type: "error", code: "invalid_message", message: `Invalid message: ${decoded.left.message}` }))
