@@ -118,11 +118,14 @@ describe("/console", () => {
       expect(await page.evaluate("Object.values(sessionStorage)")).toEqual([KEY])
       expect(await page.inputValue("#api-key")).toBe("")
 
+      await page.fill("#create-disallowed", "WebFetch, WebSearch")
       await page.click("#create-session")
       await waitForText(page.locator("#session-id"), /^sess_/)
       await waitForText(page.locator("#connection"), "open")
       await stateIs(page, "idle")
       const sessionId = await page.textContent("#session-id")
+      const created = await fetch(`${gateway.url}/v1/sessions/${sessionId}`, { headers: { authorization: `Bearer ${KEY}` } })
+      expect(((await created.json()) as { disallowed_tools: Array<string> }).disallowed_tools).toEqual(expect.arrayContaining(["WebFetch", "WebSearch"]))
 
       // 1. A tool use that needs permission, approved.
       await page.fill("#message", "CONSOLE-WRITE: please write approved.txt")

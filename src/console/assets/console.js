@@ -547,6 +547,10 @@ byId("create-form").addEventListener("submit", async (event) => {
   if (text("create-mode") !== "") body.permission_mode = text("create-mode")
   if (text("create-cwd") !== "") body.working_directory = text("create-cwd")
   if (text("create-system") !== "") body.system_prompt = text("create-system")
+  // Comma-separated: a rule such as `Bash(npm run test:*)` has spaces of its own.
+  const tools = (/** @type {string} */ id) => text(id).split(",").map((name) => name.trim()).filter((name) => name !== "")
+  if (tools("create-allowed").length > 0) body.allowed_tools = tools("create-allowed")
+  if (tools("create-disallowed").length > 0) body.disallowed_tools = tools("create-disallowed")
   if (text("create-budget") !== "") body.max_budget_usd = Number(text("create-budget"))
   const submit = button("create-session")
   submit.disabled = true
