@@ -191,7 +191,7 @@ describe("/console", () => {
       // 4. Interrupt stops a turn mid-stream (a reply long enough that it cannot end first).
       upstream.on("CONSOLE-SLOW", {
         kind: "message",
-        blocks: [{ type: "text", text: Array.from({ length: 200 }, (_, i) => `word${i} `) }],
+        blocks: [{ type: "text", text: Array.from({ length: 600 }, (_, i) => `word${i} `) }],
         interDeltaMs: 100
       })
       await page.fill("#message", "CONSOLE-SLOW: tell me a long story")
@@ -200,7 +200,7 @@ describe("/console", () => {
       await page.click("#interrupt")
       await waitForText(page.locator(".turn-end"), /^interrupted/)
       await stateIs(page, "idle")
-      expect(await page.locator(".assistant .text", { hasText: "word0" }).textContent()).not.toContain("word199")
+      expect(await page.locator(".assistant .text", { hasText: "word0" }).textContent()).not.toContain("word599")
       // The watcher saw the turn live: the message, the streamed text, its end.
       await waitForText(watcher.page.locator(".user"), "CONSOLE-SLOW")
       await waitForText(watcher.page.locator(".assistant .text"), "word0")
