@@ -18,6 +18,7 @@ import { offeredKey } from "./request.js"
 import { callerOf, REFUSED } from "./auth.js"
 import { withCacheExchange } from "../services/Cache.js"
 import { telemetryMiddleware } from "./telemetry.js"
+import { CONSOLE_PATHS, ConsoleRoutes } from "../console/Http.js"
 import { bringsTicket } from "../protocols/sessions/Socket.js"
 
 /** /health (no API key). */
@@ -52,8 +53,10 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, open: Read
     const offered = offeredKey(request.headers)
     const anthropic = speaksAnthropic(path, request.headers)
     const rejection = anthropic ? anthropicErrorResponse : errorResponse
-    // A session's WebSocket may bring a ticket instead of a key (browsers): its route checks the ticket.
-    const authorized = path === "/health" || open.has(path) || callerOf(apiKeys, offered) !== undefined || bringsTicket(path, request.url)
+    // The console's page and assets carry no data (their calls send the key). A session's WebSocket
+    // may bring a ticket instead of a key (browsers): its route checks the ticket.
+    const authorized = path === "/health" || open.has(path) || CONSOLE_PATHS.has(path) ||
+      callerOf(apiKeys, offered) !== undefined || bringsTicket(path, request.url)
     const cache = withCacheExchange(request.headers)
     const response = authorized
       ? yield* cache.run(app).pipe(
@@ -142,6 +145,7 @@ export const serve = <EA, RA, ER, RR>(routes: {
       Layer.provide(HttpApiBuilder.middleware((app) => measured(cors(gatewayMiddleware(keys, open)(app))))),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+      Layer.provide(ConsoleRoutes),
       Layer.provide(routes.rpc),
       Layer.provide(routes.api),
       HttpServer.withLogAddress,

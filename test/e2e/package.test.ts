@@ -83,6 +83,8 @@ describe("the packed package", () => {
     expect(files).toContain("dist/index.js")
     expect(files).toContain("dist/index.d.ts")
     expect(files).toContain("dist/bin.js")
+    // The browser console's files, which tsc does not emit (the build copies them).
+    for (const asset of ["index.html", "console.js", "console.css"]) expect(files).toContain(`dist/console/assets/${asset}`)
     expect(files).toContain("docs/embedding.md")
     expect(files.filter((file) => file.startsWith("src/") || file.startsWith("test/"))).toEqual([])
   })
