@@ -144,7 +144,8 @@ export const serve = <EA, RA, ER, RR>(routes: {
       // CORS outermost: a preflight carries no API key and matches no route.
       Layer.provide(HttpApiBuilder.middleware((app) => measured(cors(gatewayMiddleware(keys, open)(app))))),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
-      Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+      // No font requests to Scalar's CDN: the page works offline and tells no third party who reads it.
+      Layer.provide(HttpApiScalar.layer({ path: "/docs", scalar: { withDefaultFonts: false } })),
       Layer.provide(ConsoleRoutes),
       Layer.provide(routes.rpc),
       Layer.provide(routes.api),

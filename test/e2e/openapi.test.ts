@@ -1,4 +1,5 @@
 import { Validator } from "@seriousme/openapi-schema-validator"
+import { chromium } from "playwright-core"
 import { describe, expect, it } from "vitest"
 import type { Gateway } from "../support/gateway.js"
 import { useGateway } from "../support/e2e.js"
@@ -95,4 +96,27 @@ describe("/docs", () => {
     expect(html).toContain("/v1/chat/completions")
     expect(html).toContain("claude-code-api")
   })
+
+  it("renders in a real browser (Chromium): the reference lists the routes, with no script errors", async () => {
+    const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: ["--no-sandbox"] })
+    try {
+      const page = await browser.newPage()
+      const errors: Array<string> = []
+      page.on("pageerror", (error) => errors.push(error.message))
+      // Scalar is embedded in the page: no request may leave the gateway.
+      const outside: Array<string> = []
+      page.on("request", (request) => {
+        if (!request.url().startsWith(gateway.url) && !request.url().startsWith("data:")) outside.push(request.url())
+      })
+      await page.goto(`${gateway.url}/docs`)
+      // Rendered by Scalar's script from the embedded document, not present in the served HTML as text.
+      await page.getByText("/v1/chat/completions").first().waitFor({ timeout: 30_000 })
+      await page.getByText("/v1/messages").first().waitFor()
+      expect(await page.locator("body").innerText()).toContain("/v1/conversations")
+      expect(errors).toEqual([])
+      expect(outside).toEqual([])
+    } finally {
+      await browser.close()
+    }
+  }, 60_000)
 })
