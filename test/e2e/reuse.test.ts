@@ -328,7 +328,8 @@ describe("a standby whose session files were removed", () => {
       const completion = await ask(`FILES-${i}`)
       expect(completion.choices[0]!.message.content).toBe(`answer ${i}`)
       // An operator cleans the CLI's transcripts while processes are being reset and stand by.
-      fs.rmSync(projects, { recursive: true, force: true })
+      // (retried: the CLI may be writing into it at that moment)
+      fs.rmSync(projects, { recursive: true, force: true, maxRetries: 20, retryDelay: 10 })
     }
   })
 })
