@@ -749,7 +749,27 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
         } satisfies Attachment
       })
 
-    return { create, get, list, remove, ticket, redeem, attach } as const
+    /**
+     * Apply a client message without attaching (the RPC calls): the refusal a socket client would
+     * get as an `error` frame is returned instead (undefined: taken).
+     */
+    const send = (id: string, owner: string, message: ClientMessage) =>
+      Effect.gen(function*() {
+        const live = sessions.get(id)
+        if (live === undefined || live.record.owner !== owner) {
+          const record = yield* store.get(id)
+          if (Option.isNone(record) || record.value.owner !== owner) return yield* new SessionNotFound({ id })
+          return new ErrorEvent({ type: "error", code: "session_ended", message: "The session has ended." })
+        }
+        let refusal: ErrorEvent | undefined
+        yield* dispatch(live, message, (reply) =>
+          Effect.sync(() => {
+            if (reply.type === "error") refusal = reply
+          }))
+        return refusal
+      })
+
+    return { create, get, list, remove, ticket, redeem, attach, send } as const
   }),
   dependencies: [SessionStore.Default, CliProcess.Default]
 }) {}

@@ -1,9 +1,9 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { RpcClient } from "@effect/rpc"
-import { Chunk, Effect, Either, Fiber, ManagedRuntime, Stream } from "effect"
+import { Chunk, Duration, Effect, Either, Fiber, ManagedRuntime, Queue, Stream } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type ChatEvent, type ChatRequest, GatewayClient } from "../../src/client.js"
+import { type ChatEvent, type ChatRequest, GatewayClient, type GatewayClientService, type SessionEvent } from "../../src/client.js"
 import { type Gateway, health, startGateway, waitForHealth } from "../support/gateway.js"
 import { messagesOf, startUpstream, textOf, type Upstream } from "../support/upstream.js"
 import { useGateway } from "../support/e2e.js"
@@ -67,6 +67,33 @@ const finished = (list: ReadonlyArray<ChatEvent>) => {
 }
 
 const sessionOf = (marker: string, which = 0) => upstream.requestsFor(marker)[which]!.headers["x-claude-code-session-id"]
+
+/** A `SessionEvents` call running in the background: `until` takes its events up to the first match. */
+const watchSession = (client: GatewayClientService, id: string, after?: number) =>
+  Effect.gen(function*() {
+    const queue = yield* Queue.unbounded<SessionEvent>()
+    const seen: Array<SessionEvent> = []
+    const fiber = yield* client.SessionEvents({ id, ...(after === undefined ? {} : { after }) }).pipe(
+      Stream.runForEach((event) => Effect.sync(() => seen.push(event)).pipe(Effect.zipRight(Queue.offer(queue, event)))),
+      Effect.fork
+    )
+    const until = (match: (event: SessionEvent) => boolean) =>
+      Effect.gen(function*() {
+        const taken: Array<SessionEvent> = []
+        for (;;) {
+          const event = yield* Queue.take(queue)
+          taken.push(event)
+          if (match(event)) return taken
+        }
+      }).pipe(
+        Effect.timeoutFail({ duration: Duration.seconds(30), onTimeout: () => new Error(`no matching session event; seen: ${JSON.stringify(seen)}`) }),
+        Effect.orDie
+      )
+    return { fiber, seen, until } as const
+  })
+
+const textOfSession = (list: ReadonlyArray<SessionEvent>) => list.flatMap((e) => (e.type === "text_delta" ? [e.text] : [])).join("")
+const lastOf = (list: ReadonlyArray<SessionEvent>) => list[list.length - 1]!
 
 describe.each(transports)("over %s", (transport) => {
   const tag = transport.toUpperCase()
@@ -266,6 +293,128 @@ describe("conversations, models and health", () => {
   })
 })
 
+describe("sessions over RPC", () => {
+  it("a session's turn streams through SessionEvents; cancelling the stream leaves the session and its turn running", async () => {
+    const words = Array.from({ length: 30 }, (_, i) => `s${i} `)
+    upstream.on("RPC-SESS-SLOW", { kind: "message", blocks: [{ type: "text", text: words }], interDeltaMs: 60 })
+    upstream.on("RPC-SESS-NEXT", { kind: "message", blocks: [{ type: "text", text: ["next ", "answer"] }], usage: { input_tokens: 9, output_tokens: 2 } })
+    await run("websocket", Effect.gen(function*() {
+      const client = yield* GatewayClient
+      const session = yield* client.CreateSession({ working_directory: "rpc-session" })
+      expect(session).toMatchObject({ object: "session", permission_mode: "default", turns: 0 })
+      expect(session.working_directory).toBe(path.join(gateway.home, "workspace", "rpc-session"))
+      expect((yield* client.ListSessions()).map((s) => s.id)).toContain(session.id)
+
+      // Watch, send, and cancel the watch after the first text delta: the turn must go on.
+      const first = yield* watchSession(client, session.id)
+      expect(lastOf(yield* first.until(() => true)).type).toBe("hello")
+      yield* client.SessionSend({ id: session.id, content: "RPC-SESS-SLOW", client_id: "c-1" })
+      const early = yield* first.until((e) => e.type === "text_delta")
+      expect(early.find((e) => e.type === "turn_started")).toMatchObject({ client_id: "c-1", turn: 1 })
+      const cut = lastOf(early)
+      yield* Fiber.interrupt(first.fiber)
+      expect((yield* client.GetSession({ id: session.id })).state).not.toBe("ended")
+
+      // A new stream with `after` gets what the cancelled one missed, through the turn's result.
+      const second = yield* watchSession(client, session.id, "seq" in cut ? cut.seq : 0)
+      const rest = yield* second.until((e) => e.type === "result")
+      const hello = rest[0]!
+      expect(hello.type === "hello" && hello.replay_from).toBe("seq" in cut ? cut.seq : -1)
+      expect(textOfSession([...early, ...rest])).toBe(words.join(""))
+      const result = lastOf(rest)
+      expect(result).toMatchObject({ type: "result", turn: 1, is_error: false, interrupted: false, text: words.join("") })
+      yield* second.until((e) => e.type === "state" && e.state === "idle")
+
+      // The session takes the next message as usual.
+      yield* client.SessionSend({ id: session.id, content: "RPC-SESS-NEXT" })
+      const next = yield* second.until((e) => e.type === "result")
+      expect(textOfSession(next)).toBe("next answer")
+      expect(lastOf(next)).toMatchObject({ turn: 2, usage: { input_tokens: 9, output_tokens: 2 } })
+      // One CLI session for both turns.
+      expect(sessionOf("RPC-SESS-NEXT")).toBe(sessionOf("RPC-SESS-SLOW"))
+
+      // Deleting ends the stream with the ended state; the session is then unknown.
+      yield* client.DeleteSession({ id: session.id })
+      const ended = yield* Fiber.join(second.fiber).pipe(Effect.timeout(Duration.seconds(10)), Effect.as(second.seen))
+      expect(lastOf(ended)).toMatchObject({ type: "state", state: "ended", reason: "deleted" })
+      expect(failure(yield* Effect.either(client.GetSession({ id: session.id })))).toMatchObject({ _tag: "SessionNotFound", id: session.id })
+      expect(failure(yield* Effect.either(client.SessionSend({ id: session.id, content: "x" })))._tag).toBe("SessionNotFound")
+    }))
+  }, 60_000)
+
+  it("relays a permission request; approving it through the RPC runs the tool", async () => {
+    const write = (file: string) => `node -e "require('fs').writeFileSync('${file}','x')"`
+    upstream.on("RPC-SESS-WRITE", { kind: "message", blocks: [{ type: "tool_use", id: "toolu_rpc_write", name: "Bash", input: { command: write("rpc-approved.txt"), description: "write approved" } }] })
+    upstream.on("toolu_rpc_write", { kind: "message", blocks: [{ type: "text", text: "approved and written" }] })
+    await run("http", Effect.gen(function*() {
+      const client = yield* GatewayClient
+      const session = yield* client.CreateSession({ working_directory: "rpc-perm" })
+      const file = path.join(session.working_directory, "rpc-approved.txt")
+      const watch = yield* watchSession(client, session.id)
+      yield* client.SessionSend({ id: session.id, content: "RPC-SESS-WRITE" })
+      const ask = lastOf(yield* watch.until((e) => e.type === "permission_request"))
+      if (ask.type !== "permission_request") throw new Error("not a permission request")
+      expect(ask).toMatchObject({ tool_name: "Bash", tool_use_id: "toolu_rpc_write", input: { command: write("rpc-approved.txt") } })
+      expect(fs.existsSync(file)).toBe(false)
+      yield* client.SessionPermission({ id: session.id, request_id: ask.request_id, decision: "allow" })
+      const turn = yield* watch.until((e) => e.type === "result")
+      expect(lastOf(turn)).toMatchObject({ type: "result", text: "approved and written", is_error: false })
+      expect(turn.find((e) => e.type === "permission_resolved")).toMatchObject({ request_id: ask.request_id, decision: "allow", by: "client" })
+      expect(turn.find((e) => e.type === "tool_result")).toMatchObject({ tool_use_id: "toolu_rpc_write", is_error: false })
+      expect(fs.readFileSync(file, "utf8")).toBe("x")
+
+      // What the socket refuses with an error frame arrives as a typed error.
+      const again = yield* Effect.either(client.SessionPermission({ id: session.id, request_id: ask.request_id, decision: "deny" }))
+      expect(failure(again)).toMatchObject({ _tag: "InvalidRequest", param: "request_id", code: "unknown_request" })
+      yield* watch.until((e) => e.type === "state" && e.state === "idle")
+      expect(failure(yield* Effect.either(client.SessionInterrupt({ id: session.id })))).toMatchObject({ _tag: "SessionRefused", code: "not_running" })
+      expect(failure(yield* Effect.either(client.SessionSetModel({ id: session.id, model: "gpt-4o" })))).toMatchObject({ _tag: "ModelNotFound", model: "gpt-4o" })
+      const mode = yield* Effect.either(client.SessionSetPermissionMode({ id: session.id, mode: "bypassPermissions" }))
+      expect(failure(mode)).toMatchObject({ _tag: "InvalidRequest", param: "mode" })
+      yield* client.SessionSetPermissionMode({ id: session.id, mode: "acceptEdits" })
+      expect(lastOf(yield* watch.until((e) => e.type === "permission_mode_changed"))).toMatchObject({ mode: "acceptEdits" })
+      yield* client.SessionSetModel({ id: session.id, model: "opus" })
+      expect(lastOf(yield* watch.until((e) => e.type === "model_changed"))).toMatchObject({ type: "model_changed" })
+      yield* Fiber.interrupt(watch.fiber)
+      yield* client.DeleteSession({ id: session.id })
+    }))
+  }, 60_000)
+
+  it("refuses settings wider than config and a bad `after`, naming the field", async () => {
+    await run("http", Effect.gen(function*() {
+      const client = yield* GatewayClient
+      const outside = yield* Effect.either(client.CreateSession({ working_directory: "../elsewhere" }))
+      expect(failure(outside)).toMatchObject({ _tag: "InvalidRequest", param: "working_directory" })
+      const mode = yield* Effect.either(client.CreateSession({ permission_mode: "bypassPermissions" }))
+      expect(failure(mode)).toMatchObject({ _tag: "InvalidRequest", param: "permission_mode" })
+      const tools = yield* Effect.either(client.CreateSession({ allowed_tools: ["Bash"] }))
+      expect(failure(tools)).toMatchObject({ _tag: "InvalidRequest", param: "allowed_tools" })
+      const model = yield* Effect.either(client.CreateSession({ model: "gpt-4o" }))
+      expect(failure(model)._tag).toBe("ModelNotFound")
+      const after = yield* Effect.either(Stream.runCollect(client.SessionEvents({ id: "sess_nope", after: -1 })))
+      expect(failure(after)).toMatchObject({ _tag: "InvalidRequest", param: "after" })
+      const unknown = yield* Effect.either(Stream.runCollect(client.SessionEvents({ id: "sess_nope" })))
+      expect(failure(unknown)).toMatchObject({ _tag: "SessionNotFound", id: "sess_nope" })
+    }))
+  })
+})
+
+describe("stats over RPC", () => {
+  it("GetStats gives the figures of GET /stats, and they move after a chat", async () => {
+    upstream.on("RPC-STATS", { kind: "message", blocks: [{ type: "text", text: "Counted." }], usage: { input_tokens: 13, output_tokens: 5 } })
+    const before = await run("http", Effect.flatMap(GatewayClient, (client) => client.GetStats()))
+    const viaHttp = await (await fetch(`${gateway.url}/stats`)).json() as { turns: { total: number }; tokens: { output: number } }
+    expect(viaHttp.turns.total).toBe(before.turns.total)
+    expect(viaHttp.tokens.output).toBe(before.tokens.output)
+    events(await run("websocket", chat({ input: "RPC-STATS" })))
+    const after = await run("websocket", Effect.flatMap(GatewayClient, (client) => client.GetStats()))
+    expect(after.turns.total).toBe(before.turns.total + 1)
+    expect(after.tokens.output - before.tokens.output).toBe(5)
+    expect(after.tokens.input - before.tokens.input).toBeGreaterThanOrEqual(13)
+    expect(after.requests.by_route["/rpc"]?.requests ?? 0).toBeGreaterThan(before.requests.by_route["/rpc"]?.requests ?? 0)
+  })
+})
+
 describe("API keys, owners, limits and deadlines", () => {
   let other: Upstream
   let keyed: Gateway
@@ -276,7 +425,8 @@ describe("API keys, owners, limits and deadlines", () => {
       config: {
         server: { api_keys: ["key-a", "key-b"] },
         claude: { max_concurrent_sessions: 1, timeout_seconds: 6 },
-        queue: { max_waiting: 0 }
+        queue: { max_waiting: 0 },
+        sessions: { max_per_key: 1 }
       }
     })
   })
@@ -286,6 +436,40 @@ describe("API keys, owners, limits and deadlines", () => {
     }
     await keyed.close()
     await other.close()
+  })
+
+  describe("sessions", () => {
+    it("another key's session is SessionNotFound everywhere; a key's cap is a typed limit", async () => {
+      const session = await run("http", Effect.flatMap(GatewayClient, (client) => client.CreateSession({})), keyed, "key-a")
+      const id = session.id
+      const asB = await run("websocket", Effect.gen(function*() {
+        const client = yield* GatewayClient
+        // Each call's failure (a success would show as itself and fail the match).
+        const outcome = <A, E>(effect: Effect.Effect<A, E>) => Effect.match(effect, { onFailure: (e): unknown => e, onSuccess: (a): unknown => a })
+        return yield* Effect.all([
+          outcome(client.GetSession({ id })),
+          outcome(Stream.runCollect(client.SessionEvents({ id, after: 0 }))),
+          outcome(client.SessionSend({ id, content: "not yours" })),
+          outcome(client.SessionInterrupt({ id })),
+          outcome(client.DeleteSession({ id }))
+        ])
+      }), keyed, "key-b")
+      expect(asB).toHaveLength(5)
+      for (const result of asB) expect(result).toMatchObject({ _tag: "SessionNotFound", id })
+      const listB = await run("http", Effect.flatMap(GatewayClient, (client) => client.ListSessions()), keyed, "key-b")
+      expect(listB.map((s) => s.id)).not.toContain(id)
+
+      const second = await run("http", Effect.flatMap(GatewayClient, (client) => Effect.either(client.CreateSession({}))), keyed, "key-a")
+      expect(failure(second)).toMatchObject({ _tag: "SessionLimitReached", scope: "key", limit: 1, retryAfterSeconds: null })
+
+      const asA = await run("http", Effect.gen(function*() {
+        const client = yield* GatewayClient
+        const found = yield* client.GetSession({ id })
+        yield* client.DeleteSession({ id })
+        return found
+      }), keyed, "key-a")
+      expect(asA.id).toBe(id)
+    })
   })
 
   it("a conversation belongs to the key that made it", async () => {

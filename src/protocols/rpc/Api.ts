@@ -2,6 +2,25 @@ import { Rpc, RpcGroup, RpcMiddleware } from "@effect/rpc"
 import { Context, Schema } from "effect"
 import { Health } from "../../http/Api.js"
 import { InputBlock } from "../../domain/Turn.js"
+import { Stats } from "../../http/TelemetryApi.js"
+import {
+  CreateSession as CreateSessionPayload,
+  ErrorEvent,
+  Hello,
+  ModelChanged,
+  PermissionMode,
+  PermissionModeChanged,
+  PermissionRequest,
+  PermissionResolved,
+  SessionObject,
+  StateChanged,
+  TextDelta,
+  ThinkingDelta,
+  ToolResult as SessionToolResult,
+  ToolUse,
+  TurnResult,
+  TurnStarted
+} from "../sessions/Messages.js"
 
 /**
  * The gateway's typed RPC surface (served at /rpc, HTTP NDJSON and WebSocket). One module for the
@@ -63,6 +82,30 @@ export class CliUnavailable extends Schema.TaggedError<CliUnavailable>()("CliUna
 /** The CLI failed the turn on its own (exited early, spoke garbage, ended the turn with an error). */
 export class TurnFailed extends Schema.TaggedError<TurnFailed>()("TurnFailed", {
   /** `cli_exited`, `cli_protocol_error`, or the CLI's own result subtype (`error_max_turns`, …). */
+  code: Schema.String,
+  message: Schema.String
+}) {}
+
+/** Unknown, ended and deleted, or another API key's. */
+export class SessionNotFound extends Schema.TaggedError<SessionNotFound>()("SessionNotFound", {
+  id: Schema.String,
+  message: Schema.String
+}) {}
+
+/** `sessions.max_per_key` (end one of yours first) or `sessions.max_total` (retry after `retryAfterSeconds`). */
+export class SessionLimitReached extends Schema.TaggedError<SessionLimitReached>()("SessionLimitReached", {
+  scope: Schema.Literal("key", "total"),
+  limit: Schema.Number,
+  /** Null for the per-key cap: waiting does not lift it. */
+  retryAfterSeconds: Schema.NullOr(Schema.Number),
+  message: Schema.String
+}) {}
+
+/**
+ * The session cannot take the message now: `session_ended`, `not_running` (an interrupt with no
+ * turn running), `cli_error` (the CLI refused a switch).
+ */
+export class SessionRefused extends Schema.TaggedError<SessionRefused>()("SessionRefused", {
   code: Schema.String,
   message: Schema.String
 }) {}
@@ -207,6 +250,32 @@ export const Model = Schema.Struct({
 
 const IdPayload = { id: Schema.String }
 
+// ---------------------------------------------------------------------------------------- sessions
+
+/**
+ * What `SessionEvents` yields: `Hello` first (the session now, where replay starts), the replayed
+ * events, then every new one, each with its `seq`, until the session ends. The shapes are the
+ * sessions WebSocket's (src/protocols/sessions/Messages.ts, docs/api/sessions.md).
+ */
+export const SessionEvent = Schema.Union(
+  Hello,
+  StateChanged,
+  TurnStarted,
+  TextDelta,
+  ThinkingDelta,
+  ToolUse,
+  SessionToolResult,
+  PermissionRequest,
+  PermissionResolved,
+  TurnResult,
+  ModelChanged,
+  PermissionModeChanged,
+  ErrorEvent
+)
+export type SessionEvent = typeof SessionEvent.Type
+
+const SessionCallError = Schema.Union(SessionNotFound, SessionRefused, InvalidRequest)
+
 export class GatewayRpcs extends RpcGroup.make(
   Rpc.make("Chat", { payload: ChatRequest, success: ChatEvent, error: ChatError, stream: true }),
   Rpc.make("CreateConversation", {
@@ -233,5 +302,58 @@ export class GatewayRpcs extends RpcGroup.make(
   Rpc.make("GetConversation", { payload: IdPayload, success: ConversationWithMessages, error: ConversationNotFound }),
   Rpc.make("DeleteConversation", { payload: IdPayload, error: Schema.Union(ConversationNotFound, Overloaded) }),
   Rpc.make("ListModels", { success: Schema.Array(Model) }),
-  Rpc.make("Health", { success: Health })
+  Rpc.make("Health", { success: Health }),
+  /** The figures of GET /stats. */
+  Rpc.make("GetStats", { success: Stats }),
+  // Sessions (docs/api/sessions.md): the payloads and objects are the sessions protocol's (snake_case).
+  Rpc.make("CreateSession", {
+    payload: CreateSessionPayload,
+    success: SessionObject,
+    error: Schema.Union(InvalidRequest, ModelNotFound, SessionLimitReached)
+  }),
+  Rpc.make("ListSessions", { success: Schema.Array(SessionObject), error: InvalidRequest }),
+  Rpc.make("GetSession", { payload: IdPayload, success: SessionObject, error: Schema.Union(SessionNotFound, InvalidRequest) }),
+  /** Ends the session (its CLI is killed; `SessionEvents` streams get `state: ended` and end) and forgets it. */
+  Rpc.make("DeleteSession", { payload: IdPayload, error: Schema.Union(SessionNotFound, InvalidRequest) }),
+  /** Cancelling the stream detaches this client only: the session and its running turn go on. */
+  Rpc.make("SessionEvents", {
+    payload: {
+      id: Schema.String,
+      /** Replay the buffered events after this seq (absent: only new events). */
+      after: Schema.optional(Schema.Number)
+    },
+    success: SessionEvent,
+    error: Schema.Union(SessionNotFound, InvalidRequest),
+    stream: true
+  }),
+  /** Queue a user message (taken one turn at a time); its turn shows in `SessionEvents`. */
+  Rpc.make("SessionSend", {
+    payload: {
+      id: Schema.String,
+      content: Schema.Union(Schema.String, Schema.Array(InputBlock)),
+      /** Echoed in the turn's `turn_started`. */
+      client_id: Schema.optional(Schema.String)
+    },
+    error: SessionCallError
+  }),
+  Rpc.make("SessionInterrupt", { payload: IdPayload, error: SessionCallError }),
+  /** The answer to a `permission_request`. */
+  Rpc.make("SessionPermission", {
+    payload: {
+      id: Schema.String,
+      request_id: Schema.String,
+      decision: Schema.Literal("allow", "deny"),
+      /** With allow: run the tool with this input instead. */
+      updated_input: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown })),
+      /** With deny: what the model is told. */
+      message: Schema.optional(Schema.String)
+    },
+    error: SessionCallError
+  }),
+  Rpc.make("SessionSetModel", {
+    payload: { id: Schema.String, model: Schema.String },
+    error: Schema.Union(SessionNotFound, SessionRefused, InvalidRequest, ModelNotFound)
+  }),
+  /** One of `sessions.permission_modes`. */
+  Rpc.make("SessionSetPermissionMode", { payload: { id: Schema.String, mode: PermissionMode }, error: SessionCallError })
 ).middleware(Authentication) {}

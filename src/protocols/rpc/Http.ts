@@ -19,6 +19,7 @@ import type { Conversation as StoredConversation } from "../../store/Conversatio
 import { Authentication, Caller, GatewayRpcs, Unauthorized } from "./Api.js"
 import { checkSystemPrompt } from "../openai/translate.js"
 import { toChatEvent, toTurnRequest, toWireError } from "./translate.js"
+import { sessionHandlers } from "./sessions.js"
 
 /** The RPC handlers over ChatService, Conversations and ModelCatalog, and their mount at /rpc. */
 
@@ -66,6 +67,8 @@ export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
         onNone: () => Effect.fail(new DomainConversationNotFound({ id })),
         onSome: Effect.succeed
       }))
+
+  const sessionCalls = yield* sessionHandlers
 
   // Where turns are released after their call has answered (closed with the server).
   const background = yield* Effect.scope
@@ -149,7 +152,9 @@ export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
 
     ListModels: () => catalog.models,
 
-    Health: () => Effect.map(Effect.provide(healthReport, context), ({ body }) => body)
+    Health: () => Effect.map(Effect.provide(healthReport, context), ({ body }) => body),
+
+    ...sessionCalls
   }
 }))
 

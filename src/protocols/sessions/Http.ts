@@ -1,17 +1,15 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect, Either } from "effect"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
-import { InvalidRequest, RouteNotFound } from "../../domain/errors.js"
+import { RouteNotFound } from "../../domain/errors.js"
 import { GatewayApi } from "../../http/Api.js"
 import { Caller } from "../../http/auth.js"
 import { errorResponse, recover } from "../../http/errors.js"
 import { decodeBody, readJson } from "../../http/request.js"
-import { workingDirectory } from "../../services/Workspace.js"
 import { ModelCatalog } from "../../services/ModelCatalog.js"
 import { SessionLimitReached, SessionNotFound, Sessions } from "../../services/Sessions.js"
-import type { SessionSettings } from "../../store/SessionStore.js"
-import { checkSystemPrompt } from "../openai/translate.js"
 import { CreateSession } from "./Messages.js"
+import { SESSION_RETRY_AFTER_SECONDS, sessionSettings } from "./settings.js"
 
 const noRetry = { "x-should-retry": "false" }
 
@@ -24,10 +22,8 @@ export const sessionErrorResponse = (error: SessionNotFound | SessionLimitReache
     )
     : HttpServerResponse.unsafeJson(
       { error: { message: error.message, type: "rate_limit_error", param: null, code: "too_many_sessions" } },
-      { status: 429, headers: error.scope === "total" ? { "retry-after": "30" } : noRetry }
+      { status: 429, headers: error.scope === "total" ? { "retry-after": String(SESSION_RETRY_AFTER_SECONDS) } : noRetry }
     )
-
-const invalid = (message: string, param: string) => new InvalidRequest({ message, param, code: "invalid_value" })
 
 export const SessionsHttp = HttpApiBuilder.group(GatewayApi, "sessions", (handlers) =>
   Effect.gen(function*() {
@@ -37,45 +33,7 @@ export const SessionsHttp = HttpApiBuilder.group(GatewayApi, "sessions", (handle
     const limits = config.sessions
 
     /** Everything a session may do stays within config: mode, tools, budget, directory. */
-    const settingsOf = (body: typeof CreateSession.Type) =>
-      Effect.gen(function*() {
-        const model = yield* catalog.resolve(body.model ?? config.claude.default_model)
-        if (body.system_prompt != null) yield* checkSystemPrompt(body.system_prompt, "system_prompt")
-        const permissionMode = body.permission_mode ?? limits.permission_modes[0]!
-        if (!limits.permission_modes.includes(permissionMode)) {
-          return yield* Effect.fail(invalid(
-            `Invalid value for 'permission_mode': '${permissionMode}' is not allowed here (sessions.permission_modes: ${limits.permission_modes.join(", ")}).`,
-            "permission_mode"
-          ))
-        }
-        const allowed = body.allowed_tools ?? config.claude.allowed_tools
-        const wider = allowed.find((tool) => !config.claude.allowed_tools.includes(tool))
-        if (wider !== undefined) {
-          return yield* Effect.fail(invalid(
-            `Invalid value for 'allowed_tools': '${wider}' is not one of the gateway's claude.allowed_tools (${config.claude.allowed_tools.join(", ") || "none"}).`,
-            "allowed_tools"
-          ))
-        }
-        const disallowed = [...new Set([...config.claude.disallowed_tools, ...(body.disallowed_tools ?? [])])]
-        const ceiling = config.claude.max_budget_usd
-        const budget = body.max_budget_usd ?? ceiling ?? null
-        if (budget !== null && (!(budget > 0) || (ceiling !== undefined && budget > ceiling))) {
-          return yield* Effect.fail(invalid(
-            `Invalid value for 'max_budget_usd': expected a positive number${ceiling === undefined ? "" : ` of at most ${ceiling} (claude.max_budget_usd)`}.`,
-            "max_budget_usd"
-          ))
-        }
-        const directory = yield* workingDirectory(config.claude.workspace, body.working_directory ?? ".")
-        return {
-          model,
-          systemPrompt: body.system_prompt ?? null,
-          workingDirectory: directory,
-          permissionMode,
-          allowedTools: allowed,
-          disallowedTools: disallowed,
-          maxBudgetUsd: budget
-        } satisfies SessionSettings
-      })
+    const settingsOf = (body: typeof CreateSession.Type) => sessionSettings(body, config, catalog)
 
     /** Off: the routes do not exist. */
     const enabled = <A, E, R>(method: string, path: string, effect: Effect.Effect<A, E, R>) =>
