@@ -36,7 +36,15 @@ const headers = {
   "cache-control": "no-cache"
 }
 
-const asset = (name: string) => fs.readFileSync(new URL(`./assets/${name}`, import.meta.url), "utf8")
+/**
+ * Next to this module (src/ under vite-node, dist/ after `npm run build`), else the sources' copy
+ * (a tsc build elsewhere, e.g. the benchmarks' build/src/console/).
+ */
+const assetDirs = [new URL("./assets/", import.meta.url), new URL("../../../src/console/assets/", import.meta.url)]
+const asset = (name: string) => {
+  const dir = assetDirs.find((candidate) => fs.existsSync(new URL(name, candidate))) ?? assetDirs[0]!
+  return fs.readFileSync(new URL(name, dir), "utf8")
+}
 
 /** GET /console and its two assets, read once when the server starts; not served when sessions are off. */
 export const ConsoleRoutes = HttpApiBuilder.Router.use((router) =>
