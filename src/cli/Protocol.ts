@@ -149,12 +149,25 @@ export type CliMessage =
   | ControlResponse
   | UnknownMessage
 
-const Line = Schema.parseJson(
-  Schema.Struct({ type: Schema.String }, Schema.Record({ key: Schema.String, value: Schema.Unknown }))
-)
-const decodeLine = Schema.decodeUnknownEither(Line)
+/**
+ * A line as a JSON object with a string `type`. JSON.parse and a check, not `Schema.parseJson` of a
+ * struct with an index signature (which copies every key): same verdicts, a fraction of the cost.
+ */
+const parseLine = (line: string): (Raw & { readonly type: string }) | undefined => {
+  let value: unknown
+  try {
+    value = JSON.parse(line)
+  } catch {
+    return undefined
+  }
+  return typeof value === "object" && value !== null && !Array.isArray(value) && typeof (value as Raw).type === "string"
+    ? value as Raw & { readonly type: string }
+    : undefined
+}
 
 // The TaggedClass schemas decode the untagged wire shape once `_tag` is added.
+type Raw = Record<string, unknown>
+
 const decodeAs = <A, I extends { readonly _tag: string }>(
   schema: Schema.Schema<A, I>,
   tag: I["_tag"],
@@ -168,8 +181,6 @@ export class ProtocolError extends Schema.TaggedError<ProtocolError>()("Protocol
   kind: Schema.optional(Schema.String)
 }) {}
 
-type Raw = Record<string, unknown>
-
 // Line kinds by `type` (a `system` line is SystemInit only for subtype "init").
 const LINE_KINDS: Record<string, (raw: Raw) => Either.Either<CliMessage, unknown>> = {
   system: (raw) => decodeAs(SystemInit, "SystemInit", raw),
@@ -181,13 +192,58 @@ const LINE_KINDS: Record<string, (raw: Raw) => Either.Either<CliMessage, unknown
   control_response: (raw) => decodeAs(ControlResponse, "ControlResponse", raw)
 }
 
+const isRecord = (value: unknown): value is Raw => typeof value === "object" && value !== null && !Array.isArray(value)
+
+/**
+ * The commonest stream events (a delta per token, the block and message stops) built by hand: the
+ * same StreamEvent the schema decodes (declared fields only), or undefined to let the schema decide.
+ * Measured (bench/README.md, "Per-request CPU"): with the parse above, the stub's 16-line turn
+ * decodes in 149 µs instead of 353 (best of 5 × 2 000 turns, same process).
+ */
+const fastStreamEvent = (raw: Raw): StreamEvent | undefined => {
+  const event = raw.event
+  const parent = raw.parent_tool_use_id
+  if (!isRecord(event) || !(parent === undefined || parent === null || typeof parent === "string")) return undefined
+  let payload: StreamEventPayload
+  switch (event.type) {
+    case "content_block_delta": {
+      const delta = event.delta
+      if (typeof event.index !== "number" || !isRecord(delta)) return undefined
+      if (delta.type === "text_delta" && typeof delta.text === "string") {
+        payload = { type: "content_block_delta", index: event.index, delta: { type: "text_delta", text: delta.text } }
+      } else if (delta.type === "thinking_delta" && typeof delta.thinking === "string") {
+        payload = { type: "content_block_delta", index: event.index, delta: { type: "thinking_delta", thinking: delta.thinking } }
+      } else if (delta.type === "input_json_delta" && typeof delta.partial_json === "string") {
+        payload = { type: "content_block_delta", index: event.index, delta: { type: "input_json_delta", partial_json: delta.partial_json } }
+      } else {
+        return undefined
+      }
+      break
+    }
+    case "content_block_stop":
+      if (typeof event.index !== "number") return undefined
+      payload = { type: "content_block_stop", index: event.index }
+      break
+    case "message_stop":
+      payload = { type: "message_stop" }
+      break
+    default:
+      return undefined
+  }
+  // An absent parent stays absent, as the schema leaves it; the fields were checked above.
+  return new StreamEvent("parent_tool_use_id" in raw ? { event: payload, parent_tool_use_id: parent as string | null } : { event: payload }, true)
+}
+
 /** Decode one stdout line. Known kinds with a bad shape are errors; unknown kinds are kept. */
 export const decodeCliLine = (line: string): Either.Either<CliMessage, ProtocolError> => {
-  const parsed = decodeLine(line)
-  if (Either.isLeft(parsed)) {
+  const raw = parseLine(line)
+  if (raw === undefined) {
     return Either.left(new ProtocolError({ message: "not a JSON object with a type", line: line.slice(0, 500) }))
   }
-  const raw = parsed.right
+  if (raw.type === "stream_event") {
+    const fast = fastStreamEvent(raw)
+    if (fast !== undefined) return Either.right(fast)
+  }
   const known = raw.type === "system" && raw.subtype !== "init" ? undefined : LINE_KINDS[raw.type]
   const result: Either.Either<CliMessage, unknown> = known !== undefined
     ? known(raw)

@@ -1,8 +1,9 @@
 import { Chunk, Effect, Stream } from "effect"
 
 /**
- * `frames`, with `comment` whenever `seconds` pass without a frame. A Node timer re-armed per chunk
- * instead of a merged tick stream: a merge costs two fibers and a hand-off for every frame.
+ * `frames`, with `comment` whenever `seconds` pass without a frame, a chunk of frames joined into one
+ * string. A Node timer re-armed per chunk instead of a merged tick stream: a merge costs two fibers
+ * and a hand-off for every frame.
  */
 export const withKeepAlive = <E>(frames: Stream.Stream<string, E>, seconds: number, comment: string): Stream.Stream<string, E> =>
   Stream.asyncPush<string, E>((emit) =>
@@ -20,9 +21,9 @@ export const withKeepAlive = <E>(frames: Stream.Stream<string, E>, seconds: numb
       yield* frames.pipe(
         Stream.runForEachChunk((chunk) =>
           Effect.sync(() => {
-            // A copy: the mailbox may keep the array it is given and append to it, and a chunk's
-            // backing array can be shared with the chunks it was made from.
-            emit.array(Chunk.toArray(chunk))
+            // A chunk's frames as one string: one TextEncoder call and one `res.write` (three
+            // buffers of chunked encoding in the socket's writev) per chunk instead of per frame.
+            if (Chunk.isNonEmpty(chunk)) emit.single(chunk.length === 1 ? Chunk.headNonEmpty(chunk) : Chunk.join(chunk, ""))
             arm()
           })
         ),

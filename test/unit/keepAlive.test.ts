@@ -13,7 +13,8 @@ describe("withKeepAlive", () => {
     )
     const out = await run(withKeepAlive(frames, 0.05, KEEP))
     const items = Chunk.toArray(Either.getOrThrow(out))
-    expect(items.slice(0, 2)).toEqual(["a", "b"])
+    // The frames of one chunk come as one string (one write to the socket).
+    expect(items[0]).toBe("ab")
     expect(items.at(-1)).toBe("c")
     expect(items.filter((x) => x === KEEP).length).toBeGreaterThanOrEqual(1)
   })

@@ -40,9 +40,12 @@ type Message =
   | typeof AssistantMessage.Type
   | typeof ToolMessage.Type
 
+// Built once: a schema made per call is compiled into a parser per call (parsers are cached by schema).
+const RoleOnly = Schema.Struct({ role: MessageRole })
+
 const decodeMessage = (raw: unknown, index: number): Either.Either<Message, InvalidRequest> => {
   const prefix = `messages[${index}]`
-  return Either.flatMap(decodeOrFail(Schema.Struct({ role: MessageRole }), raw, prefix), ({ role }): Either.Either<Message, InvalidRequest> => {
+  return Either.flatMap(decodeOrFail(RoleOnly, raw, prefix), ({ role }): Either.Either<Message, InvalidRequest> => {
     switch (role) {
       case "system":
       case "developer":

@@ -40,6 +40,10 @@ interface Converted {
   readonly origins: Array<Origin>
 }
 
+// Built once: a schema made per call is compiled into a parser per call (parsers are cached by schema).
+const TextPart = Schema.Struct({ text: Schema.String })
+const RefusalPart = Schema.Struct({ refusal: Schema.String })
+
 const typeOf = (raw: unknown): string | undefined =>
   typeof raw === "object" && raw !== null && "type" in raw && typeof raw.type === "string" ? raw.type : undefined
 
@@ -62,11 +66,9 @@ const textParts = (
           "unsupported_content_type"
         ))
       }
-      const field = type === "refusal" ? "refusal" : "text"
-      return Either.map(
-        decodeOrFail(Schema.Struct({ [field]: Schema.String }), raw, `${param}[${k}]`),
-        (part) => part[field] ?? ""
-      )
+      return type === "refusal"
+        ? Either.map(decodeOrFail(RefusalPart, raw, `${param}[${k}]`), (part) => part.refusal)
+        : Either.map(decodeOrFail(TextPart, raw, `${param}[${k}]`), (part) => part.text)
     })),
     (texts) => texts.join("")
   )
@@ -79,7 +81,7 @@ const userParts = (parts: ReadonlyArray<unknown>, param: string) =>
     switch (typeOf(raw)) {
       case "input_text":
       case "output_text":
-        return Either.map(decodeOrFail(Schema.Struct({ text: Schema.String }), raw, at), ({ text }) => ({ type: "text", text }))
+        return Either.map(decodeOrFail(TextPart, raw, at), ({ text }) => ({ type: "text", text }))
       case "input_image":
         return Either.flatMap(decodeOrFail(InputImage, raw, at), (image) => {
           if (image.file_id != null) {
