@@ -5,43 +5,13 @@
  *  - 64 concurrent identical requests on the real CLI: how many CLI turns they cost (upstream requests).
  * The gateway runs as a child process (`node build/src/bin.js`), as in bench/run.ts.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { startUpstream } from "../test/support/upstream.js"
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
-const BIN = path.join(ROOT, "build/src/bin.js")
-const CLAUDE = path.join(ROOT, "node_modules/.bin/claude")
-const SH_STUB = path.join(ROOT, "bench/stub-cli.sh")
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-const round = (n: number) => Math.round(n * 100) / 100
-const quantile = (xs: ReadonlyArray<number>, q: number) => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN
-}
-const summary = (xs: ReadonlyArray<number>) => ({ n: xs.length, p50: round(quantile(xs, 0.5)), p90: round(quantile(xs, 0.9)) })
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-
-const stopChild = (child: ChildProcess) =>
-  new Promise<void>((resolve) => {
-    if (child.exitCode !== null) return resolve()
-    child.once("exit", () => resolve())
-    child.kill("SIGTERM")
-    setTimeout(() => child.kill("SIGKILL"), 10_000).unref()
-  })
+import { BIN, CLAUDE, freePort, round, SH_STUB, sleep, stopChild, summary } from "./support.js"
 
 const startGateway = async (command: string, upstream: string, set: ReadonlyArray<string>) => {
   const port = await freePort()
