@@ -176,7 +176,15 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
                 finished = event
               }
             }
-            return finished === undefined ? Effect.succeed(chunk) : Effect.as(probe.finished(finished, onFinished(finished)), chunk)
+            if (finished === undefined) return Effect.succeed(chunk)
+            // A finished turn that is not parked needs its process no more. One the CLI has not ended
+            // (cut by a stop sequence) is settled when the request ends, not before the response does.
+            const handOver = Effect.suspend(() =>
+              owner.state._tag === "Finished"
+                ? Effect.flatMap(turn.process.handle.isIdle, (idle) => (idle ? carryOut(owner) : Effect.void))
+                : Effect.void
+            )
+            return Effect.as(Effect.zipRight(probe.finished(finished, onFinished(finished)), handOver), chunk)
           }),
           Stream.tapError((error) =>
             Effect.sync(() => recording !== undefined && (recording.progress.failed = true)).pipe(Effect.zipRight(probe.failed(error)))
@@ -234,31 +242,40 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
     type Resolution = Effect.Effect.Success<ReturnType<typeof resolve>>
 
     /** The request's process state, whose fate is carried out when the request's scope closes. */
+    /**
+     * Carry out the process's fate (once: the state becomes Handed). At the latest when the
+     * request's scope closes; as soon as its turn finished when nothing else needs it, so that a
+     * released process is on its way back to the pool before the client has the end of the
+     * response (back-to-back clients found none ready and booted one, measured).
+     */
+    const carryOut = (owner: Owner) =>
+      Effect.uninterruptible(Effect.suspend(() => {
+        const decided = fate(owner.state, { keepsLive: conversations.keepsLive, reuses: pool.reuses })
+        owner.on({ _tag: "Handed" })
+        if (decided._tag === "Leave") return Effect.void
+        const endReading = decided.turn === undefined ? Effect.void : Scope.close(decided.turn.turnScope, Exit.void)
+        const attach = decided.attach === undefined
+          ? Effect.void
+          : conversations.store.attachSession(decided.attach.conversation, decided.attach.session)
+        if (decided._tag === "Kill") return endReading.pipe(Effect.zipRight(Scope.close(decided.scope, Exit.void)), Effect.zipRight(attach))
+        const { keepFor, process } = decided
+        return endReading.pipe(
+          Effect.zipRight(settle(process.handle)),
+          Effect.flatMap((settled) =>
+            !settled
+              ? Scope.close(process.scope, Exit.void)
+              : keepFor !== undefined
+              ? conversations.keepLive(keepFor, process)
+              : pool.release(process)
+          ),
+          Effect.zipRight(attach)
+        )
+      }))
+
+    /** The request's process state, whose fate is carried out when the request's scope closes (if not before). */
     const ownership = Effect.gen(function*() {
       const owner = new Owner()
-      yield* Effect.addFinalizer(() =>
-        Effect.suspend(() => {
-          const decided = fate(owner.state, { keepsLive: conversations.keepsLive, reuses: pool.reuses })
-          if (decided._tag === "Leave") return Effect.void
-          const endReading = decided.turn === undefined ? Effect.void : Scope.close(decided.turn.turnScope, Exit.void)
-          const attach = decided.attach === undefined
-            ? Effect.void
-            : conversations.store.attachSession(decided.attach.conversation, decided.attach.session)
-          if (decided._tag === "Kill") return endReading.pipe(Effect.zipRight(Scope.close(decided.scope, Exit.void)), Effect.zipRight(attach))
-          const { keepFor, process } = decided
-          return endReading.pipe(
-            Effect.zipRight(settle(process.handle)),
-            Effect.flatMap((settled) =>
-              !settled
-                ? Scope.close(process.scope, Exit.void)
-                : keepFor !== undefined
-                ? conversations.keepLive(keepFor, process)
-                : pool.release(process)
-            ),
-            Effect.zipRight(attach)
-          )
-        })
-      )
+      yield* Effect.addFinalizer(() => carryOut(owner))
       return owner
     })
 

@@ -11,6 +11,7 @@ import type { LiveTurn } from "./ToolBridge.js"
  *   None ─acquiring→ Acquiring ─held→ Held ─reading→ Reading ─finished→ Finished ─parked→ Parked
  *     └───────────────held────────────┘                 └─started→ Reading (its CLI session known)
  *   any state but Parked ─timedOut→ TimedOut
+ *   any state ─handed→ Handed (its fate was carried out: after its turn finished, before the response ends)
  */
 export type ProcessState =
   /** No process is the request's. */
@@ -36,6 +37,8 @@ export type ProcessState =
   | { readonly _tag: "Parked" }
   /** The turn ran out of time: its CLI may be stuck, so it is killed, never kept. */
   | { readonly _tag: "TimedOut"; readonly scope: Scope.CloseableScope | undefined; readonly turn: LiveTurn | undefined }
+  /** Its fate was carried out: the process is no longer the request's. */
+  | { readonly _tag: "Handed" }
 
 export type ProcessEvent =
   | { readonly _tag: "Acquiring"; readonly scope: Scope.CloseableScope }
@@ -45,6 +48,7 @@ export type ProcessEvent =
   | { readonly _tag: "Finished" }
   | { readonly _tag: "Parked" }
   | { readonly _tag: "TimedOut" }
+  | { readonly _tag: "Handed" }
 
 const scopeOf = (state: ProcessState): Scope.CloseableScope | undefined => {
   switch (state._tag) {
@@ -57,6 +61,7 @@ const scopeOf = (state: ProcessState): Scope.CloseableScope | undefined => {
       return state.process.scope
     case "None":
     case "Parked":
+    case "Handed":
       return undefined
   }
 }
@@ -80,8 +85,10 @@ export const step = (state: ProcessState, event: ProcessEvent): ProcessState => 
         : state
     case "Parked":
       return state._tag === "Finished" ? { _tag: "Parked" } : state
+    case "Handed":
+      return { _tag: "Handed" }
     case "TimedOut":
-      return state._tag === "Parked"
+      return state._tag === "Parked" || state._tag === "Handed"
         ? state
         : { _tag: "TimedOut", scope: scopeOf(state), turn: state._tag === "Reading" || state._tag === "Finished" ? state.turn : undefined }
   }
@@ -110,6 +117,7 @@ export const fate = (state: ProcessState, options: { readonly keepsLive: boolean
   switch (state._tag) {
     case "None":
     case "Parked":
+    case "Handed":
       return { _tag: "Leave" }
     case "Acquiring":
       return { _tag: "Kill", scope: state.scope, turn: undefined, attach: undefined }

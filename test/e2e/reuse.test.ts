@@ -328,8 +328,12 @@ describe("a standby whose session files were removed", () => {
       const completion = await ask(`FILES-${i}`)
       expect(completion.choices[0]!.message.content).toBe(`answer ${i}`)
       // An operator cleans the CLI's transcripts while processes are being reset and stand by.
-      // (retried: the CLI may be writing into it at that moment)
-      fs.rmSync(projects, { recursive: true, force: true, maxRetries: 20, retryDelay: 10 })
+      // (moved away first, in one step: a CLI may be writing into it at that moment)
+      if (fs.existsSync(projects)) {
+        const gone = `${projects}.removed-${i}`
+        fs.renameSync(projects, gone)
+        fs.rmSync(gone, { recursive: true, force: true, maxRetries: 20, retryDelay: 10 })
+      }
     }
   })
 })

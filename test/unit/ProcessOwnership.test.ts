@@ -52,6 +52,15 @@ describe("a request's CLI process", () => {
     expect(fate(step(cut, { _tag: "Finished" }), both)).toMatchObject({ attach: undefined })
   })
 
+  it("is handed over once: its fate carried out, nothing is left to do when the request ends", () => {
+    const finished = run({ _tag: "Held", process }, { _tag: "Reading", turn, keepFor: "conv_1" }, { _tag: "Finished" })
+    const handed = step(finished, { _tag: "Handed" })
+    expect(handed).toEqual({ _tag: "Handed" })
+    expect(fate(handed, both)).toEqual({ _tag: "Leave" })
+    expect(step(handed, { _tag: "TimedOut" })).toEqual({ _tag: "Handed" })
+    expect(step(handed, { _tag: "Parked" })).toEqual({ _tag: "Handed" })
+  })
+
   it("ignores events that do not apply to its state", () => {
     expect(run({ _tag: "Reading", turn, keepFor: "conv_1" })).toEqual({ _tag: "None" })
     expect(run({ _tag: "Parked" })).toEqual({ _tag: "None" })
