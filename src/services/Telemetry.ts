@@ -209,7 +209,7 @@ export class CacheStatsSource extends Context.Tag("claude-code-api/CacheStatsSou
   Effect.Effect<CacheFigures>
 >() {}
 
-interface Percentiles {
+export interface Percentiles {
   readonly p50: number
   readonly p90: number
   readonly p99: number
@@ -258,7 +258,7 @@ const percentiles = (state: MetricState.MetricState.Histogram | undefined): Perc
   p99: state === undefined ? 0 : quantileOf(state, 0.99)
 })
 
-interface Tokens {
+export interface Tokens {
   input: number
   output: number
   cache_read: number
