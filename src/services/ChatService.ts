@@ -241,7 +241,6 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
       })
     type Resolution = Effect.Effect.Success<ReturnType<typeof resolve>>
 
-    /** The request's process state, whose fate is carried out when the request's scope closes. */
     /**
      * Carry out the process's fate (once: the state becomes Handed). At the latest when the
      * request's scope closes; as soon as its turn finished when nothing else needs it, so that a

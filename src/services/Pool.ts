@@ -75,8 +75,6 @@ export interface PoolStats {
   readonly signatures: ReadonlyArray<{ readonly model: string; readonly systemPrompt: boolean; readonly standby: number; readonly spawning: number }>
 }
 
-/** A group unused this long forgets its demand (the standbys it wanted past its floor). */
-
 /** Resident memory of a process in MB (Linux; 0 where /proc is not readable). */
 const rssMb = (pid: number): number => {
   try {

@@ -2,6 +2,7 @@ import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Option, Queue, Sch
 import * as crypto from "node:crypto"
 import { type CliHandle, CliProcess, type ControlHandler } from "../cli/CliProcess.js"
 import type { CliError, ControlRequestFailed } from "../cli/CliErrors.js"
+import { CliTimeout } from "../cli/CliErrors.js"
 import type { CliMessage, ControlRequest } from "../cli/Protocol.js"
 import { GatewayConfig } from "../config/GatewayConfig.js"
 import type { InputBlock, LaunchOptions } from "../domain/Turn.js"
@@ -309,6 +310,8 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
         const handle = yield* cli.spawn(launchOf(live, resume), prompts(live)).pipe(
           Scope.extend(scope),
           Effect.tap((handle) => handle.ready),
+          // A CLI that never answers its initialize would hold the session's boot lock for good.
+          Effect.timeoutFail({ duration: `${config.claude.timeout_seconds} seconds`, onTimeout: () => new CliTimeout({ seconds: config.claude.timeout_seconds }) }),
           Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
         )
         live.process = { handle, scope, costSoFar: 0 }

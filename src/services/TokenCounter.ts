@@ -34,10 +34,17 @@ export class TokenCounter extends Effect.Service<TokenCounter>()("TokenCounter",
       idleTimeToLive: IDLE
     })
 
-    const measure = (model: string, text: string) =>
+    /**
+     * The input tokens of `text` as `model`'s system prompt. A count waits for the model's counting
+     * CLI first and takes a session slot only while it counts; the deadline covers the count itself.
+     * A counter that failed, answered nonsense or ran out of time is not asked again: the next count
+     * gets a new one.
+     */
+    const count = (model: string, text: string) =>
       Effect.scoped(Effect.gen(function*() {
         const { handle, lock } = yield* RcMap.get(counters, model)
-        return yield* lock.withPermits(1)(Effect.gen(function*() {
+        return yield* lock.withPermits(1)(Effect.scoped(Effect.gen(function*() {
+          yield* admission.admit
           yield* handle.control("set_model", { model, system_prompt: text })
           const usage = yield* handle.control("get_context_usage").pipe(
             Effect.flatMap(Schema.decodeUnknown(ContextUsage)),
@@ -48,17 +55,12 @@ export class TokenCounter extends Effect.Service<TokenCounter>()("TokenCounter",
             return yield* Effect.fail(new CliProtocolError({ reason: "get_context_usage reported no system_prompt category" }))
           }
           return category.tokens
-        }))
+        })).pipe(
+          Effect.timeoutFail({ duration: `${timeoutSeconds} seconds`, onTimeout: () => new CliTimeout({ seconds: timeoutSeconds }) })
+        ))
       })).pipe(
         Effect.catchTag("ControlRequestFailed", (error) => Effect.fail(new CliProtocolError({ reason: error.message }))),
-        // A counter that failed (exited, answered nonsense) is not asked again: the next count gets a new one.
         Effect.tapError(() => RcMap.invalidate(counters, model))
-      )
-
-    /** The input tokens of `text` as `model`'s system prompt; takes a session slot meanwhile. */
-    const count = (model: string, text: string) =>
-      Effect.scoped(Effect.zipRight(admission.admit, measure(model, text))).pipe(
-        Effect.timeoutFail({ duration: `${timeoutSeconds} seconds`, onTimeout: () => new CliTimeout({ seconds: timeoutSeconds }) })
       )
 
     return { count } as const

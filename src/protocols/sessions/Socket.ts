@@ -42,8 +42,7 @@ export const SessionSocketLive = HttpApiBuilder.Router.use((router) =>
         const id = (yield* HttpRouter.params).id ?? ""
         const query = new URLSearchParams(request.url.split("?")[1] ?? "")
         const ticket = query.get("ticket")
-        const owner = ticket !== null ? yield* sessions.redeem(id, ticket) : callerOf(keys, offeredKey(request.headers))?.owner
-        if (owner === undefined) return errorResponse(new Unauthorized({ message: ticket !== null ? "The ticket is unknown, used or expired: get a new one with POST /v1/sessions/{id}/ticket." : REFUSED }))
+        // The request is checked before a single-use ticket is spent on it.
         const afterParam = query.get("after")
         const after = afterParam === null ? undefined : Number(afterParam)
         if (after !== undefined && !(Number.isSafeInteger(after) && after >= 0)) {
@@ -52,6 +51,8 @@ export const SessionSocketLive = HttpApiBuilder.Router.use((router) =>
         if ((request.headers["upgrade"] ?? "").toLowerCase() !== "websocket") {
           return errorResponse(new InvalidRequest({ message: "This endpoint is a WebSocket: send an upgrade request.", param: null, code: "websocket_required" }))
         }
+        const owner = ticket !== null ? yield* sessions.redeem(id, ticket) : callerOf(keys, offeredKey(request.headers))?.owner
+        if (owner === undefined) return errorResponse(new Unauthorized({ message: ticket !== null ? "The ticket is unknown, used or expired: get a new one with POST /v1/sessions/{id}/ticket." : REFUSED }))
         const attached = yield* Effect.either(sessions.attach(id, owner, after))
         if (Either.isLeft(attached)) return sessionErrorResponse(attached.left)
         const attachment = attached.right
