@@ -127,8 +127,30 @@ const cacheHits = async () => {
   }
 }
 
+// The floor: the same HTTP stack answering GET /v1/models, no CLI and no conversation.
+const floor = async () => {
+  const g = await start([])
+  try {
+    const get = () => new Promise((resolve, reject) => {
+      const started = performance.now()
+      http.get(`${g.url}/v1/models`, { agent }, (response) => {
+        response.resume()
+        response.on("end", () => resolve(performance.now() - started))
+      }).on("error", reject)
+    })
+    for (let i = 0; i < 200; i++) await get()
+    const ms = []
+    const before = cpuMs(g.pid)
+    for (let i = 0; i < sequential; i++) ms.push(await get())
+    return { p50_ms: round(quantile(ms, 0.5)), cpu_ms_per_request: round((cpuMs(g.pid) - before) / sequential) }
+  } finally {
+    await g.stop()
+  }
+}
+
 const which = process.env.ONLY
 const out = {}
+if (!which || which === "floor") out.models_floor = await floor()
 if (!which || which === "turns") out.later_turns = await laterTurns()
 if (!which || which === "cache") out.cache_hits = await cacheHits()
 console.log(JSON.stringify({ load_average: os.loadavg().map(round), ...out }, null, 2))

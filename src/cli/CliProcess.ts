@@ -1,4 +1,4 @@
-import { Context, Deferred, Effect, Either, Exit, FiberId, FiberSet, Option, Queue, Runtime, Schedule, Stream } from "effect"
+import { Chunk, Context, Deferred, Effect, Either, Exit, FiberId, FiberSet, Option, Queue, Runtime, Schedule, type Scope, Stream } from "effect"
 import { type ChildProcess, spawn as spawnChild, spawnSync } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
@@ -30,6 +30,8 @@ export interface CliHandle {
   readonly pid: number
   /** Write one user message; the stream ends with the turn's `result` (inclusive). */
   readonly turn: (input: ReadonlyArray<InputBlock>) => Stream.Stream<CliMessage, CliError>
+  /** The same as a pull in the caller's scope: batches of messages, None after the result. */
+  readonly read: (input: ReadonlyArray<InputBlock>) => Effect.Effect<Effect.Effect<Chunk.Chunk<CliMessage>, Option.Option<CliError>>, never, Scope.Scope>
   /** Send a control request and wait for its response payload. */
   readonly control: (
     subtype: string,
@@ -50,6 +52,8 @@ export interface CliHandle {
   readonly whenIdle: Effect.Effect<boolean>
   /** Completes when the process has exited (its stdout ended). */
   readonly exited: Effect.Effect<CliExited>
+  /** Fail the turn being read with `error` (its stream ends with it); nothing when no turn is. Callable from a timer. */
+  readonly cutTurn: (error: CliError) => void
   /** The client's functions served to this process (absent when its launch offers none). */
   readonly tools: McpBridge | undefined
 }
@@ -138,13 +142,14 @@ export const launchEnv = (config: Config, launch: LaunchOptions): Record<string,
 export const launchSignature = (config: Config, launch: LaunchOptions): string =>
   JSON.stringify([cliArgs(config, launch), launchEnv(config, launch), launch.tools ?? [], launch.cwd ?? null])
 
-/**
- * What a running turn's reader is handed: a CLI message, its end (after the result) or its failure.
- * Exits, so that `Stream.flattenExitOption` reads them a chunk at a time (a burst of lines is one
- * pull downstream, not one per line).
- */
-type Signal = Exit.Exit<CliMessage, Option.Option<CliError>>
-const END: Signal = Exit.fail(Option.none())
+/** The end of a turn's output: after its result (no error), or its failure. */
+class TurnEnd {
+  constructor(readonly error: CliError | undefined) {}
+}
+const END = new TurnEnd(undefined)
+
+/** What a running turn's reader is handed: a CLI message (as it is: no wrapper per line) or the end. */
+type Signal = CliMessage | TurnEnd
 
 const STDERR_TAIL = 4096
 
@@ -326,7 +331,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
             run(Effect.logWarning("skipping unreadable CLI line", decoded.left.message, decoded.left.line).pipe(log))
             // Other lines can be skipped; without its result the turn could never end.
             if (decoded.left.kind === "result" && listener) {
-              Queue.unsafeOffer(listener, Exit.fail(Option.some(new CliProtocolError({ reason: decoded.left.message }))))
+              Queue.unsafeOffer(listener, new TurnEnd(new CliProtocolError({ reason: decoded.left.message })))
             }
             return
           }
@@ -354,7 +359,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
               return
           }
           if (listener) {
-            Queue.unsafeOffer(listener, Exit.succeed(message))
+            Queue.unsafeOffer(listener, message)
             if (message._tag === "ResultMessage") Queue.unsafeOffer(listener, END)
           }
         }
@@ -381,29 +386,49 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           for (const entry of pending.values()) Deferred.unsafeDone(entry.waiter, Exit.fail(error))
           pending.clear()
           tellIdle(false)
-          if (listener) Queue.unsafeOffer(listener, Exit.fail(Option.some(error)))
+          if (listener) Queue.unsafeOffer(listener, new TurnEnd(error))
           if (stderrTail.trim() !== "") run(Effect.logDebug("cli exited", { code, stderr: stderrTail }).pipe(log))
         })
 
-        const lineTurn = (line: StdinLine): Stream.Stream<CliMessage, CliError> =>
-          Stream.unwrapScoped(
-            Effect.gen(function*() {
-              if (closedError) return Stream.fail(closedError)
-              if (listener) return Stream.dieMessage("a turn is already running on this CLI process")
-              const queue = yield* Queue.unbounded<Signal>()
-              listener = queue
-              yield* Effect.addFinalizer(() =>
-                Effect.sync(() => {
-                  if (listener === queue) listener = undefined
+        /** Write `line`; the pull gives what the CLI prints a batch at a time, and fails with None after the result. */
+        const listen = (line: StdinLine): Effect.Effect<Effect.Effect<Chunk.Chunk<CliMessage>, Option.Option<CliError>>, never, Scope.Scope> =>
+          Effect.gen(function*() {
+            if (closedError) return Effect.fail(Option.some(closedError))
+            if (listener) return yield* Effect.dieMessage("a turn is already running on this CLI process")
+            const queue = yield* Queue.unbounded<Signal>()
+            listener = queue
+            yield* Effect.addFinalizer(() =>
+              Effect.sync(() => {
+                if (listener === queue) listener = undefined
+              })
+            )
+            inFlight = true
+            write(encodeStdinLine(line))
+            // The end, once a batch has brought it (after the messages before it).
+            let end: Option.Option<CliError> | undefined
+            const pull: Effect.Effect<Chunk.Chunk<CliMessage>, Option.Option<CliError>> = Effect.suspend(() =>
+              end !== undefined
+                ? Effect.fail(end)
+                : Effect.flatMap(Queue.takeBetween(queue, 1, Number.POSITIVE_INFINITY), (signals) => {
+                  const messages: Array<CliMessage> = []
+                  for (const signal of signals) {
+                    if (signal instanceof TurnEnd) {
+                      end = Option.fromNullable(signal.error)
+                      break
+                    }
+                    messages.push(signal)
+                  }
+                  return messages.length > 0 ? Effect.succeed(Chunk.unsafeFromArray(messages)) : pull
                 })
-              )
-              inFlight = true
-              write(encodeStdinLine(line))
-              return Stream.flattenExitOption(Stream.fromQueue(queue))
-            })
-          )
+            )
+            return pull
+          })
+
+        const lineTurn = (line: StdinLine): Stream.Stream<CliMessage, CliError> =>
+          Stream.unwrapScoped(Effect.map(listen(line), Stream.repeatEffectChunkOption))
 
         const turn = (input: ReadonlyArray<InputBlock>) => lineTurn(userInput(input, crypto.randomUUID()))
+        const read = (input: ReadonlyArray<InputBlock>) => listen(userInput(input, crypto.randomUUID()))
 
         /** Write a control request now; the returned effect awaits its answer. */
         const send = (subtype: string, fields: Record<string, unknown>) => {
@@ -446,7 +471,10 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           return Deferred.await(waiter)
         })
         const exited = Effect.flip(Deferred.await(closed))
-        return { pid: child.pid!, turn, control, ready, reset, isRunning, isIdle, whenIdle, exited, tools } satisfies CliHandle
+        const cutTurn = (error: CliError) => {
+          if (listener) Queue.unsafeOffer(listener, new TurnEnd(error))
+        }
+        return { pid: child.pid!, turn, read, control, ready, reset, isRunning, isIdle, whenIdle, exited, cutTurn, tools } satisfies CliHandle
       })
 
     return { spawn, hasSession } as const

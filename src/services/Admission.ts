@@ -36,6 +36,13 @@ export class Admission extends Effect.Service<Admission>()("Admission", {
       if (running >= limit && queued >= max_waiting) {
         return Effect.fail(new Overloaded({ reason: "queue_full", retryAfterSeconds: 1 }))
       }
+      const hold = Effect.zipRight(
+        Effect.sync(() => (running += count)),
+        Effect.addFinalizer(() => Effect.sync(() => (running -= count)).pipe(Effect.zipRight(semaphore.release(count))))
+      )
+      // A free slot and nobody waiting: the permit is there, so no timeout (it would fork a race with a
+      // sleep on every turn).
+      if (queued === 0 && running + count <= limit) return Effect.uninterruptible(Effect.zipRight(semaphore.take(count), hold))
       queued++
       // The wait is interruptible (timeout, client gone); from the permit to its finalizer is not.
       return Effect.uninterruptibleMask((restore) =>
@@ -45,11 +52,10 @@ export class Admission extends Effect.Service<Admission>()("Admission", {
             onTimeout: () => new Overloaded({ reason: "queue_timeout", retryAfterSeconds: 1 })
           }),
           Effect.ensuring(Effect.sync(() => queued--)),
-          Effect.zipRight(Effect.sync(() => (running += count))),
-          Effect.zipRight(Effect.addFinalizer(() => Effect.sync(() => (running -= count)).pipe(Effect.zipRight(semaphore.release(count)))))
+          Effect.zipRight(hold)
         )
-      ).pipe(Effect.withSpan("gateway.admission", { attributes: { "gateway.sessions.requested": count } }))
-    })
+      )
+    }).pipe(Effect.withSpan("gateway.admission", { attributes: { "gateway.sessions.requested": count }, captureStackTrace: false }))
 
     /** Hold a session slot for the rest of the caller's scope. */
     const admit = admitMany(1)

@@ -3,7 +3,8 @@ import { CliTimeout } from "../cli/CliErrors.js"
 import type { CliError } from "../cli/CliErrors.js"
 import type { CliHandle } from "../cli/CliProcess.js"
 import { CliProcess, launchSignature } from "../cli/CliProcess.js"
-import { toTurnEvents, type TurnError } from "../cli/TurnEvents.js"
+import { type TurnError, turnEventPull } from "../cli/TurnEvents.js"
+import * as TurnStream from "../domain/TurnStream.js"
 import { Admission, type Overloaded } from "./Admission.js"
 import { Cache } from "./Cache.js"
 import type { Conversation } from "../store/ConversationStore.js"
@@ -84,17 +85,19 @@ const settle = (handle: CliHandle): Effect.Effect<boolean> =>
   })
 
 interface Deadline {
+  readonly seconds: number
   readonly remaining: () => Duration.Duration
   /** Fails the turn with CliTimeout (and marks its process as timed out). */
   readonly timedOut: Effect.Effect<never, CliTimeout>
 }
 
-const makeDeadline = (seconds: number, onTimeout: () => void): Deadline => {
+const makeDeadline = (seconds: number, owner: Owner): Deadline => {
   const at = Date.now() + seconds * 1000
   return {
+    seconds,
     remaining: () => Duration.millis(Math.max(0, at - Date.now())),
     timedOut: Effect.suspend(() => {
-      onTimeout()
+      owner.on({ _tag: "TimedOut" })
       return Effect.fail(new CliTimeout({ seconds }))
     })
   }
@@ -103,9 +106,27 @@ const makeDeadline = (seconds: number, onTimeout: () => void): Deadline => {
 /** The request's process state (see ProcessOwnership): events in, the fate read by the request's finalizer. */
 class Owner {
   state: ProcessState = { _tag: "None" }
+  /** The turn's deadline while its answer is read (cleared when the process's fate is carried out). */
+  timer: ReturnType<typeof setTimeout> | undefined
   on(event: ProcessEvent) {
     this.state = step(this.state, event)
   }
+}
+
+/**
+ * When the deadline passes while the request's part of the turn is still read, the read fails with
+ * CliTimeout and the process is marked timed out. A plain timer, not `Stream.interruptWhen`: that
+ * forks a fiber and adds a channel layer to every turn (~1 100 of a later turn's ~4 400 run-loop
+ * steps, measured with bench/turncpu.mjs; bench/README.md "Per-request CPU").
+ */
+const armDeadline = (owner: Owner, turn: LiveTurn, deadline: Deadline, ended: { readonly done: boolean }) => {
+  const ms = Duration.toMillis(deadline.remaining())
+  owner.timer = setTimeout(() => {
+    owner.timer = undefined
+    if (ended.done) return
+    owner.on({ _tag: "TimedOut" })
+    turn.process.handle.cutTurn(new CliTimeout({ seconds: deadline.seconds }))
+  }, ms)
 }
 
 export class ChatService extends Effect.Service<ChatService>()("ChatService", {
@@ -119,13 +140,14 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
     const cache = yield* Cache
     const timeoutSeconds = config.claude.timeout_seconds
     const metricsEnabled = config.telemetry.metrics_enabled
+    const cacheEnabled = config.cache.enabled
 
     /** Write the input and read the turn's events from a scope of the turn's own. */
     const startTurn = (process: OwnedProcess, request: TurnRequest, input: TurnRequest["input"], conversationId: string | undefined) =>
       Effect.gen(function*() {
         const turnScope = yield* Scope.fork(process.scope, ExecutionStrategy.sequential)
         const names = new Map((request.launch.tools ?? []).map((tool) => [TOOL_PREFIX + tool.name, tool.clientName]))
-        const pull = yield* Scope.extend(Stream.toPull(toTurnEvents(process.handle.turn(input), names)), turnScope)
+        const pull = turnEventPull(yield* Scope.extend(process.handle.read(input), turnScope), names)
         return { process, turnScope, pull, buffer: Chunk.empty(), conversationId } satisfies LiveTurn
       })
 
@@ -134,14 +156,13 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
      * is recorded (as soon as it finishes: the client may send its next request at once) and
      * keeps its CLI for the conversation's next turn; anything else ends the CLI.
      */
-    const readPart = (turn: LiveTurn, request: TurnRequest, recording: Recording | undefined, owner: Owner) =>
+    const readPart = (turn: LiveTurn, request: TurnRequest, recording: Recording | undefined, owner: Owner, deadline: Deadline) =>
       Effect.gen(function*() {
         owner.on({ _tag: "Reading", turn, keepFor: recording?.resolved.conversation.id })
         const probe = yield* cliTurnProbe(request.launch.model, metricsEnabled)
         const ended = { done: false }
+        armDeadline(owner, turn, deadline, ended)
         let text = ""
-        const events = Stream.repeatEffectChunkOption(nextPart(turn, ended))
-        const answer = request.launch.jsonSchema === undefined ? applyStop(events, request.stop) : structuredOnly(events)
         const onFinished = (event: Extract<TurnEvent, { _tag: "Finished" }>) =>
           Effect.gen(function*() {
             const toolCalls: ReadonlyArray<ToolCall> = event.toolCalls ?? []
@@ -161,8 +182,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             }
           })
         // A chunk at a time (a Finished event ends its chunk: see nextPart).
-        return answer.pipe(
-          Stream.mapChunksEffect((chunk) => {
+        const see = (chunk: Chunk.Chunk<TurnEvent>) => {
             let finished: Extract<TurnEvent, { _tag: "Finished" }> | undefined
             for (const event of chunk) {
               probe.see(event)
@@ -185,11 +205,21 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
                 : Effect.void
             )
             return Effect.as(Effect.zipRight(probe.finished(finished, onFinished(finished)), handOver), chunk)
-          }),
-          Stream.tapError((error) =>
-            Effect.sync(() => recording !== undefined && (recording.progress.failed = true)).pipe(Effect.zipRight(probe.failed(error)))
-          )
-        )
+        }
+        const failed = (error: TurnError) =>
+          Effect.sync(() => recording !== undefined && (recording.progress.failed = true)).pipe(Effect.zipRight(probe.failed(error)))
+        const part = nextPart(turn, ended)
+        const { stop, launch: { jsonSchema } } = request
+        if (jsonSchema === undefined && (stop ?? []).every((s) => s === "")) {
+          // The common case as one pull: each Stream layer would cost every turn its channel machinery.
+          return TurnStream.fromPull(part.pipe(
+            Effect.flatMap(see),
+            Effect.tapError((error) => Option.isSome(error) ? failed(error.value) : Effect.void)
+          ))
+        }
+        const events = Stream.repeatEffectChunkOption(part)
+        const answer = jsonSchema === undefined ? applyStop(events, stop) : structuredOnly(events)
+        return answer.pipe(Stream.mapChunksEffect(see), Stream.tapError(failed))
       })
 
     /**
@@ -206,11 +236,14 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             (yield* conversations.owns(parkedFor, ref.owner))
           ? parkedFor
           : undefined
-        const found = ref === undefined
-          ? undefined
-          : yield* conversations.resolve(ref.id === undefined && parkedIn !== undefined ? { ...ref, id: parkedIn } : ref, launchSignature(config, request.launch))
-        if (found !== undefined) yield* conversations.lock(found.conversation.id)
-        const resolved = found === undefined || ref === undefined ? undefined : yield* conversations.refresh(found, ref)
+        const named = ref !== undefined && ref.id === undefined && parkedIn !== undefined ? { ...ref, id: parkedIn } : ref
+        // A conversation named by id is locked before it is read: one read, and never a stale one. One
+        // found by its history is locked once found, then read again (another request may have moved
+        // it on meanwhile); a new one is nobody else's yet.
+        if (named?.id !== undefined) yield* conversations.lock(named.id)
+        const found = named === undefined ? undefined : yield* conversations.resolve(named, launchSignature(config, request.launch))
+        if (found !== undefined && named?.id === undefined) yield* conversations.lock(found.conversation.id)
+        const resolved = found === undefined || named === undefined ? undefined : found.byHistory ? yield* conversations.refresh(found, named) : found
         const launch = resolved === undefined ? request.launch : withConversation(request.launch, resolved.conversation)
         const signature = launchSignature(config, launch)
         const recording: Recording | undefined = resolved === undefined
@@ -249,6 +282,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
      */
     const carryOut = (owner: Owner) =>
       Effect.uninterruptible(Effect.suspend(() => {
+        clearTimeout(owner.timer)
         const decided = fate(owner.state, { keepsLive: conversations.keepsLive, reuses: pool.reuses })
         owner.on({ _tag: "Handed" })
         if (decided._tag === "Leave") return Effect.void
@@ -352,13 +386,9 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
         const owner = yield* ownership
         // One deadline for the whole turn, from the moment it has a session slot: getting the
         // process and the answer share it.
-        const deadline = makeDeadline(timeoutSeconds, () => owner.on({ _tag: "TimedOut" }))
+        const deadline = makeDeadline(timeoutSeconds, owner)
         const live = yield* acquire(request, resolution, owner, deadline)
-        const events = yield* readPart(live, request, resolution.recording, owner)
-        return {
-          events: events.pipe(Stream.interruptWhen(Effect.suspend(() => Effect.sleep(deadline.remaining())).pipe(Effect.zipRight(deadline.timedOut)))),
-          conversationId: resolution.conversationId
-        }
+        return { events: yield* readPart(live, request, resolution.recording, owner, deadline), conversationId: resolution.conversationId }
       })
 
     /**
@@ -370,7 +400,9 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
       request: TurnRequest,
       options: { readonly admitted?: boolean; readonly cacheable?: boolean } = {}
     ): Effect.Effect<TurnResult, TurnError | Overloaded | ConversationNotFound, Scope.Scope> =>
-      cache.through(request, { cacheable: options.admitted !== true && options.cacheable !== false }, uncachedTurn(request, options))
+      cacheEnabled
+        ? cache.through(request, { cacheable: options.admitted !== true && options.cacheable !== false }, uncachedTurn(request, options))
+        : uncachedTurn(request, options)
 
     return { turn } as const
   }),

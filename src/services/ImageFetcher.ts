@@ -178,6 +178,8 @@ export class ImageFetcher extends Effect.Service<ImageFetcher>()("ImageFetcher",
     const resolveAll = (blocks: ReadonlyArray<InputBlock | ImageReference>): Effect.Effect<Array<InputBlock>, InvalidRequest> =>
       Effect.suspend(() => {
         const references = blocks.filter((block): block is ImageReference => block.type === "image_ref")
+        // Most requests bring none: no fibers, no timer.
+        if (references.length === 0) return Effect.succeed(blocks.filter((block): block is InputBlock => block.type !== "image_ref"))
         if (references.length > max_per_request) {
           const param = references[max_per_request]!.param
           return Effect.fail(refuse(param, `at most ${max_per_request} images by URL or path per request (images.max_per_request)`, "too_many_images"))

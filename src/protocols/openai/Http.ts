@@ -90,15 +90,18 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
           }
           // `n` independent runs, each on its own CLI (n is checked against the session limit).
           if (choices > 1) yield* admission.admitMany(choices)
-          const started = yield* Effect.forEach(Array.from({ length: choices }), () => chat.turn(turn, { admitted: choices > 1 }), {
-            concurrency: "unbounded"
-          })
+          // One run (the common case) without the fibers of a concurrent forEach.
+          const started = choices === 1
+            ? [yield* chat.turn(turn)]
+            : yield* Effect.forEach(Array.from({ length: choices }), () => chat.turn(turn, { admitted: true }), { concurrency: "unbounded" })
           const runs = started.map((run) => run.events)
           const conversationId = started[0]?.conversationId
           const conversationHeader = conversationId === undefined ? {} : { "x-conversation-id": conversationId }
 
           if (chatRequest.stream !== true) {
-            const results = yield* Effect.forEach(runs, (events) => aggregate(events, meta), { concurrency: "unbounded" })
+            const results = runs.length === 1 && runs[0] !== undefined
+              ? [yield* aggregate(runs[0], meta)]
+              : yield* Effect.forEach(runs, (events) => aggregate(events, meta), { concurrency: "unbounded" })
             const { completion, costUsd } = mergeChoices(results)
             return HttpServerResponse.unsafeJson(
               conversationId === undefined ? completion : { ...completion, conversation_id: conversationId },

@@ -1,5 +1,6 @@
 import * as Sse from "@effect/experimental/Sse"
 import { Effect, Stream } from "effect"
+import * as TurnStream from "../../domain/TurnStream.js"
 import type { FinishReason, ToolCall, TurnEvent, TurnUsage } from "../../domain/Turn.js"
 import type { ChatCompletion, ChatCompletionChunk, CompletionUsage, ErrorBody } from "./Schema.js"
 
@@ -47,9 +48,8 @@ export const aggregate = <E, R>(
   events: Stream.Stream<TurnEvent, E, R>,
   meta: CompletionMeta
 ): Effect.Effect<AggregatedCompletion, E, R> =>
-  Stream.runFold(
-    events,
-    {
+  Effect.suspend(() => {
+    const acc: Aggregate = {
       model: meta.model,
       text: "",
       reasoning: "",
@@ -58,8 +58,8 @@ export const aggregate = <E, R>(
       usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheCreationTokens: 0 },
       costUsd: undefined,
       sessionId: undefined
-    } as Aggregate,
-    (acc, event) => {
+    }
+    return Effect.as(TurnStream.runForEach(events, (event) => {
       switch (event._tag) {
         case "Started":
           acc.model = event.model
@@ -78,9 +78,8 @@ export const aggregate = <E, R>(
           acc.sessionId = event.sessionId
           break
       }
-      return acc
-    }
-  ).pipe(Effect.map((acc) => ({
+    }), acc)
+  }).pipe(Effect.map((acc) => ({
     completion: {
       id: meta.id,
       object: "chat.completion",
