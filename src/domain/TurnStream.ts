@@ -1,4 +1,4 @@
-import { Chunk, Effect, Option, Stream } from "effect"
+import { Chunk, Effect, Option, type Scope, Stream } from "effect"
 
 /**
  * A turn's events are a Stream for everyone, and for the gateway's own aggregators also the pull
@@ -8,10 +8,10 @@ import { Chunk, Effect, Option, Stream } from "effect"
  * a Stream.
  */
 
-const pulls = new WeakMap<object, Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>>>()
+const pulls = new WeakMap<object, Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>, unknown>>()
 
 /** The Stream of a pull (it fails with None at the end), remembered with it. Read it once. */
-export const fromPull = <A, E>(pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<E>>): Stream.Stream<A, E> => {
+export const fromPull = <A, E, R = never>(pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R>): Stream.Stream<A, E, R> => {
   const stream = Stream.repeatEffectChunkOption(pull)
   pulls.set(stream, pull)
   return stream
@@ -20,10 +20,10 @@ export const fromPull = <A, E>(pull: Effect.Effect<Chunk.Chunk<A>, Option.Option
 /** Apply `f` to each element, in order: over the pull when the Stream was made by `fromPull`. */
 export const runForEach = <A, E, R>(stream: Stream.Stream<A, E, R>, f: (a: A) => void): Effect.Effect<void, E, R> => {
   // Made by fromPull, with the same A and E.
-  const pull = pulls.get(stream) as Effect.Effect<Chunk.Chunk<A>, Option.Option<E>> | undefined
+  const pull = pulls.get(stream) as Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R> | undefined
   if (pull === undefined) return Stream.runForEach(stream, (a) => Effect.sync(() => f(a)))
   pulls.delete(stream)
-  const loop: Effect.Effect<void, E> = Effect.matchEffect(pull, {
+  const loop: Effect.Effect<void, E, R> = Effect.matchEffect(pull, {
     onFailure: Option.match({ onNone: () => Effect.void, onSome: Effect.fail }),
     onSuccess: (chunk) => {
       for (const a of chunk) f(a)
@@ -32,3 +32,47 @@ export const runForEach = <A, E, R>(stream: Stream.Stream<A, E, R>, f: (a: A) =>
   })
   return loop
 }
+
+/** Like `runForEach`, a chunk at a time. */
+export const runForEachChunk = <A, E, R>(stream: Stream.Stream<A, E, R>, f: (chunk: Chunk.Chunk<A>) => void): Effect.Effect<void, E, R> => {
+  const pull = pulls.get(stream) as Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R> | undefined
+  if (pull === undefined) return Stream.runForEachChunk(stream, (chunk) => Effect.sync(() => f(chunk)))
+  pulls.delete(stream)
+  const loop: Effect.Effect<void, E, R> = Effect.matchEffect(pull, {
+    onFailure: Option.match({ onNone: () => Effect.void, onSome: Effect.fail }),
+    onSuccess: (chunk) => {
+      f(chunk)
+      return loop
+    }
+  })
+  return loop
+}
+
+/**
+ * Pull until an element satisfies `until` (or the end), then the whole stream: those elements and
+ * the rest. Failures before that point fail the effect; later ones fail the stream. (Stream.peel
+ * turns failures of the rest into ChannelException defects in effect 3.22.)
+ */
+export const peelUntil = <A, E, R>(
+  stream: Stream.Stream<A, E, R>,
+  until: (a: A) => boolean
+): Effect.Effect<Stream.Stream<A, E, R>, E, Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const known = pulls.get(stream) as Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R> | undefined
+    if (known !== undefined) pulls.delete(stream)
+    const pull = known ?? (yield* Stream.toPull(stream))
+    let head = Chunk.empty<A>()
+    for (;;) {
+      const next = yield* Effect.catchAll(pull, (error) => Option.match(error, { onNone: () => Effect.succeed(undefined), onSome: Effect.fail }))
+      if (next === undefined) return Stream.fromChunk(head)
+      head = Chunk.appendAll(head, next)
+      if (Chunk.some(next, until)) break
+    }
+    let first: Chunk.Chunk<A> | undefined = head
+    return fromPull(Effect.suspend(() => {
+      if (first === undefined) return pull
+      const chunk = first
+      first = undefined
+      return Effect.succeed(chunk)
+    }))
+  })

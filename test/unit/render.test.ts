@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Data, Effect, Schema, Stream } from "effect"
-import { aggregate, type CompletionMeta, completionUsage, DONE, sseFrames } from "../../src/protocols/openai/render.js"
+import { Chunk, Data, Effect, Option, Schema, Stream } from "effect"
+import { aggregate, type CompletionMeta, completionUsage, DONE, sseFrames, sseResponseBody } from "../../src/protocols/openai/render.js"
 import { ChatCompletionChunk, type ErrorBody } from "../../src/protocols/openai/Schema.js"
 import { TurnEvent, type TurnUsage } from "../../src/domain/Turn.js"
+import * as TurnStream from "../../src/domain/TurnStream.js"
 
 class Boom extends Data.TaggedError("Boom")<{ readonly reason: string }> {}
 
@@ -27,8 +28,20 @@ const onError = (error: Boom): ErrorBody => ({
   error: { message: `failed: ${error.reason}`, type: "server_error", param: null, code: "boom" }
 })
 
+/** The response body of one choice (the bytes a client reads), cut into its frames. */
 const collectFrames = <E>(events: Stream.Stream<TurnEvent, E>, includeUsage: boolean, handle: (error: E) => ErrorBody) =>
-  sseFrames([events], meta, { includeUsage, onError: handle }).pipe(Stream.runCollect, Effect.map(Chunk.toReadonlyArray))
+  sseResponseBody(events, meta, { includeUsage, onError: handle }, { seconds: 0, comment: "" }).pipe(
+    Stream.decodeText(),
+    Stream.mkString,
+    Effect.map((text) => text.split(/(?<=\n\n)/).filter((frame) => frame !== ""))
+  )
+
+/** Several choices' frames, as they come. */
+const collectChoiceFrames = <E>(runs: ReadonlyArray<Stream.Stream<TurnEvent, E>>, handle: (error: E) => ErrorBody) =>
+  sseFrames(runs, meta, { includeUsage: true, onError: handle }).pipe(
+    Stream.mkString,
+    Effect.map((text) => text.split(/(?<=\n\n)/).filter((frame) => frame !== ""))
+  )
 
 const noError = (): ErrorBody => {
   throw new Error("no error expected")
@@ -219,5 +232,28 @@ describe("sseFrames", () => {
         noError
       )
       expect(chunkOf(frames[1]!).choices[0]?.delta.content).toBe("line 1\n\nline 2")
+    }))
+
+  it.effect("reads a turn's pull (TurnStream) into the same bytes as its Stream", () =>
+    Effect.gen(function*() {
+      const chunks = [turn.slice(0, 2), turn.slice(2, 5), turn.slice(5)].map(Chunk.fromIterable)
+      let next = 0
+      const pulled = TurnStream.fromPull(Effect.suspend(() => {
+        const chunk = chunks[next++]
+        return chunk === undefined ? Effect.fail(Option.none()) : Effect.succeed(chunk)
+      }))
+      expect(yield* collectFrames(pulled, true, noError)).toEqual(yield* collectFrames(Stream.fromIterable(turn), true, noError))
+    }))
+
+  it.effect("merges several choices: each its own index, one usage chunk and [DONE] after all of them", () =>
+    Effect.gen(function*() {
+      const two = (text: string) => Stream.make(started, TurnEvent.TextDelta({ text }), finished())
+      const frames = yield* collectChoiceFrames([two("a"), two("b")], noError)
+      expect(frames.at(-1)).toBe(DONE)
+      const chunks = frames.slice(0, -1).map(chunkOf)
+      const byIndex = (index: number) => chunks.flatMap((chunk) => chunk.choices.filter((choice) => choice.index === index).map((choice) => choice.delta.content))
+      expect(byIndex(0)).toEqual(["", "a", undefined])
+      expect(byIndex(1)).toEqual(["", "b", undefined])
+      expect(chunks.filter((chunk) => chunk.choices.length === 0)).toHaveLength(1)
     }))
 })

@@ -6,7 +6,7 @@ import { GatewayApi } from "../../http/Api.js"
 import { commits, SSE_HEADERS } from "../../http/sse.js"
 import { recoverAnthropic, toAnthropicError } from "../../http/errors.js"
 import { withKeepAlive } from "../../http/keepAlive.js"
-import { peelUntil } from "../../http/peel.js"
+import { peelUntil } from "../../domain/TurnStream.js"
 import { readJson } from "../../http/request.js"
 import { Caller } from "../../http/auth.js"
 import { ChatService } from "../../services/ChatService.js"
@@ -54,8 +54,7 @@ export const AnthropicHttp = HttpApiBuilder.group(GatewayApi, "anthropic", (hand
           }
 
           // A failure before the first content still gets a status of its own.
-          const [head, rest] = yield* peelUntil(run.events, commits)
-          const events = sseEvents(Stream.concat(Stream.fromChunk(head), rest), meta, (error) => toAnthropicError(error).body)
+          const events = sseEvents(yield* peelUntil(run.events, commits), meta, (error) => toAnthropicError(error).body)
           const keepAlive = config.server.sse_keepalive_seconds
           const sse = keepAlive === 0 ? events : withKeepAlive(events, keepAlive, PING)
           return HttpServerResponse.stream(Stream.encodeText(sse), {

@@ -10,11 +10,11 @@ import { anthropicErrorResponse, errorResponse, recover, toHttpError } from "../
 import { readJson } from "../../http/request.js"
 import { Caller } from "../../http/auth.js"
 import { withKeepAlive } from "../../http/keepAlive.js"
-import { peelUntil } from "../../http/peel.js"
+import { peelUntil } from "../../domain/TurnStream.js"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { ImageFetcher } from "../../services/ImageFetcher.js"
 import { ModelCatalog } from "../../services/ModelCatalog.js"
-import { aggregate, mergeChoices, sseFrames } from "./render.js"
+import { aggregate, mergeChoices, sseFrames, sseResponseBody } from "./render.js"
 import { modelInfo } from "../anthropic/render.js"
 import type { Model } from "./Schema.js"
 import { decodeChatRequest, toTurnRequest } from "./translate.js"
@@ -109,16 +109,21 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
             )
           }
 
-          const peeled = yield* Effect.forEach(runs, (events) =>
-            Effect.map(peelUntil(events, commits), ([head, rest]) => Stream.concat(Stream.fromChunk(head), rest)))
-          const frames = sseFrames(peeled, meta, {
+          const peeled = yield* Effect.forEach(runs, (events) => peelUntil(events, commits))
+          const frameOptions = {
             conversationId,
             includeUsage: chatRequest.stream_options?.include_usage === true,
-            onError: (error) => toHttpError(error).body
-          })
+            onError: (error: Parameters<typeof toHttpError>[0]) => toHttpError(error).body
+          }
           const keepAlive = config.server.sse_keepalive_seconds
-          const sse = keepAlive === 0 ? frames : withKeepAlive(frames, keepAlive, KEEP_ALIVE)
-          return HttpServerResponse.stream(Stream.encodeText(sse), {
+          const sse = peeled.length === 1 && peeled[0] !== undefined
+            ? sseResponseBody(peeled[0], meta, frameOptions, { seconds: keepAlive, comment: KEEP_ALIVE })
+            : Stream.encodeText(
+              keepAlive === 0
+                ? sseFrames(peeled, meta, frameOptions)
+                : withKeepAlive(sseFrames(peeled, meta, frameOptions), keepAlive, KEEP_ALIVE)
+            )
+          return HttpServerResponse.stream(sse, {
             contentType: "text/event-stream",
             headers: { ...SSE_HEADERS, ...conversationHeader }
           })

@@ -1,5 +1,6 @@
 import * as Sse from "@effect/experimental/Sse"
 import { Effect, Stream } from "effect"
+import { type KeepAlive, sseBody } from "../../http/sse.js"
 import * as TurnStream from "../../domain/TurnStream.js"
 import type { FinishReason, ToolCall, TurnEvent, TurnUsage } from "../../domain/Turn.js"
 import type { ChatCompletion, ChatCompletionChunk, CompletionUsage, ErrorBody } from "./Schema.js"
@@ -144,80 +145,86 @@ export const mergeChoices = (runs: ReadonlyArray<AggregatedCompletion>): Aggrega
   }
 }
 
+interface FrameOptions<E> {
+  readonly includeUsage: boolean
+  readonly onError: (error: E) => ErrorBody
+  /** Extension: every chunk names the conversation. */
+  readonly conversationId?: string | undefined
+}
+
 /**
- * Render runs (one per choice) as `chat.completion.chunk` SSE frames: per choice the role first, a
- * delta per CLI delta (as soon as it arrives), the finish reason; then the usage chunk when asked,
- * and `[DONE]` once every choice has finished. A failure after the first byte becomes an SSE error
- * payload (openai-node raises it as an APIError) and ends the stream.
+ * `chat.completion.chunk` frames of a response: per choice the role first, a delta per CLI delta,
+ * the finish reason; at the end the usage chunk when asked, and `[DONE]`; a failure after the first
+ * byte as an SSE error payload (openai-node raises it as an APIError) instead of the end.
  */
+const frameRenderer = <E>(meta: CompletionMeta, options: FrameOptions<E>) => {
+  let model = meta.model
+  let usage: TurnUsage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheCreationTokens: 0 }
+  const extra = options.conversationId === undefined ? {} : { conversation_id: options.conversationId }
+  const head = () => ({ id: meta.id, object: "chat.completion.chunk" as const, created: meta.created, model, system_fingerprint: null, ...extra })
+  /** The frames of one choice's events, each as it comes. */
+  const choice = (index: number) => {
+    const chunk = (delta: ChatCompletionChunk["choices"][number]["delta"], finish: FinishReason | null = null): string => {
+      const body: ChatCompletionChunk = {
+        ...head(),
+        choices: [{ index, delta, finish_reason: finish, logprobs: null }],
+        ...(options.includeUsage ? { usage: null } : {})
+      }
+      return frame(JSON.stringify(body))
+    }
+    let roleSent = false
+    const role = (): string => {
+      if (roleSent) return ""
+      roleSent = true
+      return chunk({ role: "assistant", content: "" })
+    }
+    return (event: TurnEvent): string => {
+      switch (event._tag) {
+        case "Started":
+          model = event.model
+          return ""
+        case "Usage":
+          return ""
+        case "TextDelta":
+          return role() + chunk({ content: event.text })
+        case "ThinkingDelta":
+          return role() + chunk({ reasoning_content: event.text })
+        case "ToolCallStarted":
+          return role() + chunk({ tool_calls: [{ index: event.index, id: event.id, type: "function", function: { name: event.name, arguments: "" } }] })
+        case "ToolCallDelta":
+          return chunk({ tool_calls: [{ index: event.index, function: { arguments: event.arguments } }] })
+        case "Finished":
+          usage = addUsage(usage, event.usage)
+          return role() + chunk({}, event.reason)
+      }
+    }
+  }
+  const end = (): string => {
+    const usageChunk: ChatCompletionChunk = { ...head(), choices: [], usage: completionUsage(usage) }
+    return options.includeUsage ? frame(JSON.stringify(usageChunk)) + DONE : DONE
+  }
+  const error = (error: E): string => frame(JSON.stringify(options.onError(error)))
+  return { choice, end, error }
+}
+
+/** One choice's response body (see frameRenderer and sseBody). */
+export const sseResponseBody = <E>(run: Stream.Stream<TurnEvent, E>, meta: CompletionMeta, options: FrameOptions<E>, keepAlive: KeepAlive) => {
+  const render = frameRenderer(meta, options)
+  return sseBody(run, { frames: render.choice(0), end: render.end, error: render.error }, keepAlive)
+}
+
+/** Several choices' frames as they come, merged (see frameRenderer). */
 export const sseFrames = <E, R>(
   runs: ReadonlyArray<Stream.Stream<TurnEvent, E, R>>,
   meta: CompletionMeta,
-  options: {
-    readonly includeUsage: boolean
-    readonly onError: (error: E) => ErrorBody
-    /** Extension: every chunk names the conversation. */
-    readonly conversationId?: string | undefined
-  }
+  options: FrameOptions<E>
 ): Stream.Stream<string, never, R> =>
   Stream.suspend(() => {
-    let model = meta.model
-    let usage: TurnUsage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheCreationTokens: 0 }
-    const extra = options.conversationId === undefined ? {} : { conversation_id: options.conversationId }
-    const head = () => ({ id: meta.id, object: "chat.completion.chunk" as const, created: meta.created, model, system_fingerprint: null, ...extra })
-    const choiceFrames = (events: Stream.Stream<TurnEvent, E, R>, index: number) => {
-      const chunk = (
-        delta: ChatCompletionChunk["choices"][number]["delta"],
-        finish: FinishReason | null = null
-      ): string => {
-        const body: ChatCompletionChunk = {
-          ...head(),
-          choices: [{ index, delta, finish_reason: finish, logprobs: null }],
-          ...(options.includeUsage ? { usage: null } : {})
-        }
-        return frame(JSON.stringify(body))
-      }
-      let roleSent = false
-      const role = (): Array<string> => {
-        if (roleSent) return []
-        roleSent = true
-        return [chunk({ role: "assistant", content: "" })]
-      }
-      return events.pipe(
-        Stream.mapConcat((event): Array<string> => {
-          switch (event._tag) {
-            case "Started":
-              model = event.model
-              return []
-            case "Usage":
-              return []
-            case "TextDelta":
-              return [...role(), chunk({ content: event.text })]
-            case "ThinkingDelta":
-              return [...role(), chunk({ reasoning_content: event.text })]
-            case "ToolCallStarted":
-              return [
-                ...role(),
-                chunk({ tool_calls: [{ index: event.index, id: event.id, type: "function", function: { name: event.name, arguments: "" } }] })
-              ]
-            case "ToolCallDelta":
-              return [chunk({ tool_calls: [{ index: event.index, function: { arguments: event.arguments } }] })]
-            case "Finished":
-              usage = addUsage(usage, event.usage)
-              return [...role(), chunk({}, event.reason)]
-          }
-        })
-      )
-    }
-    const choices = runs.length === 1
-      ? choiceFrames(runs[0]!, 0)
-      : Stream.mergeAll(runs.map(choiceFrames), { concurrency: "unbounded" })
-    const ending = Stream.sync(() => {
-      const usageChunk: ChatCompletionChunk = { ...head(), choices: [], usage: completionUsage(usage) }
-      return options.includeUsage ? [frame(JSON.stringify(usageChunk)), DONE] : [DONE]
-    }).pipe(Stream.flattenIterables)
+    const render = frameRenderer(meta, options)
+    const choices = Stream.mergeAll(runs.map((events, index) => Stream.map(events, render.choice(index))), { concurrency: "unbounded" })
     return choices.pipe(
-      Stream.concat(ending),
-      Stream.catchAll((error) => Stream.succeed(frame(JSON.stringify(options.onError(error)))))
+      Stream.filter((text) => text !== ""),
+      Stream.concat(Stream.sync(render.end)),
+      Stream.catchAll((error) => Stream.succeed(render.error(error)))
     )
   })

@@ -8,7 +8,7 @@ import { GatewayApi } from "../../http/Api.js"
 import { commits, KEEP_ALIVE, SSE_HEADERS } from "../../http/sse.js"
 import { recover, toHttpError } from "../../http/errors.js"
 import { withKeepAlive } from "../../http/keepAlive.js"
-import { peelUntil } from "../../http/peel.js"
+import { peelUntil } from "../../domain/TurnStream.js"
 import { readJson } from "../../http/request.js"
 import { Caller } from "../../http/auth.js"
 import { ChatService } from "../../services/ChatService.js"
@@ -159,8 +159,7 @@ export const ResponsesHttp = HttpApiBuilder.group(GatewayApi, "responses", (hand
             })
           }
 
-          const [head, rest] = yield* peelUntil(started.events, commits)
-          const frames = Stream.concat(Stream.fromChunk(head), rest).pipe(
+          const frames = (yield* peelUntil(started.events, commits)).pipe(
             Stream.mapEffect(apply),
             Stream.flattenIterables,
             (events) => Stream.concat(Stream.sync(() => builder.start()).pipe(Stream.flattenIterables), events),
