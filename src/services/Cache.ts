@@ -5,6 +5,7 @@ import {
   Effect,
   ExecutionStrategy,
   Exit,
+  Fiber,
   FiberRef,
   Layer,
   Metric,
@@ -344,12 +345,21 @@ interface FlightState {
 
 /** One running turn that identical requests share. */
 interface Flight {
+  readonly key: string
   readonly state: SubscriptionRef.SubscriptionRef<FlightState>
   /** The turn started (its conversation), or failed before its first event (429, spawn, …). */
   readonly started: Deferred.Deferred<string | undefined, unknown>
   /** Completed; whether its answer was stored. */
   readonly done: Deferred.Deferred<boolean>
+  /** Requests that still want the turn: the one that started it and those waiting for it. */
+  requesters: number
+  /** Its end is known (state.exit set): a requester leaving after that stops nothing. */
+  finished: boolean
+  fiber: Fiber.RuntimeFiber<boolean, unknown> | undefined
 }
+
+/** Registers a request as a requester of a flight (see `holding`). */
+type Hold = (flight: Flight) => void
 
 export interface CacheOptions {
   /** False: the dialect or the request rules caching out (the runs of `n`, Responses with `store`). */
@@ -392,13 +402,19 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
      * Start `run` in a scope of the cache's own and read it to the end there, whoever waits for it;
      * `share`: identical requests may join it; `keep`: store its answer if it is storable.
      */
-    const fly = <E>(key: string, run: Effect.Effect<Answer, E, Scope.Scope>, options: { share: boolean; keep: boolean }) =>
-      Effect.gen(function*() {
+    const fly = <E>(key: string, run: Effect.Effect<Answer, E, Scope.Scope>, options: { share: boolean; keep: boolean }, hold: Hold) =>
+      // Registered, held and started in one step: a flight in `inflight` always has a fiber.
+      Effect.uninterruptible(Effect.gen(function*() {
         const flight: Flight = {
+          key,
           state: yield* SubscriptionRef.make<FlightState>({ events: Chunk.empty(), exit: Option.none() }),
           started: yield* Deferred.make<string | undefined, unknown>(),
-          done: yield* Deferred.make<boolean>()
+          done: yield* Deferred.make<boolean>(),
+          requesters: 0,
+          finished: false,
+          fiber: undefined
         }
+        hold(flight)
         if (options.share) inflight.set(key, flight)
         const turnScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
         const body = Effect.gen(function*() {
@@ -416,18 +432,21 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
             yield* gauges
           }
           if (inflight.get(key) === flight) inflight.delete(key)
+          flight.finished = true
           yield* SubscriptionRef.update(flight.state, (state) => ({ ...state, exit: Option.some(exit) }))
           return stored
         })
-        yield* body.pipe(
+        flight.fiber = yield* Effect.interruptible(body).pipe(
           Effect.onExit((exit) =>
             Effect.gen(function*() {
               if (inflight.get(key) === flight) inflight.delete(key)
               yield* Scope.close(turnScope, Exit.asVoid(exit))
               if (Exit.isFailure(exit)) {
-                // Failed before the first event, or cut short (the gateway stopping): every waiter is told.
+                // Failed before the first event, or cut short (every requester gone, the gateway
+                // stopping): every waiter is told.
                 yield* Deferred.failCause(flight.started, exit.cause)
                 const state = yield* SubscriptionRef.get(flight.state)
+                flight.finished = true
                 if (Option.isNone(state.exit)) {
                   yield* SubscriptionRef.set(flight.state, { ...state, exit: Option.some(Exit.die("the cached turn was interrupted")) })
                 }
@@ -438,7 +457,33 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
           Effect.forkIn(scope)
         )
         return flight
+      }))
+
+    /**
+     * A requester leaves (its scope closes). The last one to leave a flight that has not finished
+     * stops it: its turn is interrupted as on a plain client disconnect (the CLI is told to stop,
+     * then kept or pooled; its session slot is freed), and nothing is stored.
+     */
+    const leave = (flight: Flight) =>
+      Effect.suspend(() => {
+        flight.requesters--
+        if (flight.requesters > 0 || flight.finished || flight.fiber === undefined) return Effect.void
+        if (inflight.get(flight.key) === flight) inflight.delete(flight.key)
+        return Effect.asVoid(Fiber.interrupt(flight.fiber))
       })
+
+    /**
+     * This request's hold on the flight it starts or joins, let go when its scope closes (for a
+     * streamed answer: when the body is written, or the client has gone away).
+     */
+    const holding = Effect.gen(function*() {
+      const held: Array<Flight> = []
+      yield* Effect.addFinalizer(() => Effect.forEach(held, leave, { discard: true }))
+      return (flight: Flight) => {
+        flight.requesters++
+        held.push(flight)
+      }
+    })
 
     /** A request's view of a flight: its start (or the error that prevented it), then its events live. */
     const answerOf = <E>(flight: Flight) =>
@@ -467,21 +512,24 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
         if (noCache) {
           // Not looked up, but the fresh answer replaces the stored one.
           yield* report("bypass")
-          return yield* answerOf<E>(yield* fly(key, run, { share: false, keep: true }))
+          return yield* answerOf<E>(yield* fly(key, run, { share: false, keep: true }, yield* holding))
         }
         const hit = yield* store.get(key)
         if (Option.isSome(hit)) {
           yield* report("hit")
           return replay(hit.value)
         }
-        // Finding a running turn and starting one is one step: two identical requests cannot both start one.
+        const hold = yield* holding
+        // Finding a running turn and starting one is one step: two identical requests cannot both
+        // start one, and a flight's last requester cannot leave it between a join's lookup and hold.
         const { led, running } = yield* registering.withPermits(1)(Effect.suspend((): Effect.Effect<{
           readonly running: Flight | undefined
           readonly led: Flight | undefined
         }> => {
           const running = inflight.get(key)
+          if (running !== undefined) hold(running)
           if (running !== undefined || noStore) return Effect.succeed({ running, led: undefined })
-          return Effect.map(fly(key, run, { share: true, keep: true }), (led) => ({ running: undefined, led }))
+          return Effect.map(fly(key, run, { share: true, keep: true }, hold), (led) => ({ running: undefined, led }))
         }))
         if (running !== undefined) {
           yield* count("joins")

@@ -1,10 +1,10 @@
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, Stream, TestClock } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
 import { loadConfig } from "../../src/config/GatewayConfig.js"
 import { TurnEvent, type TurnRequest, UpstreamError } from "../../src/domain/Turn.js"
-import { Cache, type CacheSettings, cacheKey, canonicalJson, sqliteStore } from "../../src/services/Cache.js"
+import { Cache, type CacheSettings, cacheKey, canonicalJson, sqliteStore, withCacheExchange } from "../../src/services/Cache.js"
 import { migrate } from "../../src/store/migrations.js"
 
 // The Cache service on its own: TTL and eviction under the TestClock, single flight, the key, the
@@ -111,6 +111,101 @@ describe("Cache (memory)", () => {
       // The next request runs again.
       const { run } = counter()
       expect(yield* ask("f", run("ok"))).toBe("ok")
+    }).pipe(Effect.provide(Cache.layerTest())))
+
+  /**
+   * A stand-in turn that sends one delta, then (after `seconds`) the rest; `ended` receives the
+   * exit its scope (the turn's process, its session slot) was closed with.
+   */
+  const slowTurn = (seconds: number) =>
+    Effect.gen(function*() {
+      const ended = yield* Deferred.make<Exit.Exit<unknown, unknown>>()
+      const firstSent = yield* Deferred.make<void>()
+      let runs = 0
+      const run = Effect.gen(function*() {
+        runs++
+        yield* Effect.addFinalizer((exit) => Deferred.succeed(ended, exit))
+        const [started, delta, finished] = answerEvents("slow")
+        return {
+          events: Stream.concat(
+            Stream.make(started!, delta!).pipe(Stream.ensuring(Deferred.succeed(firstSent, undefined))),
+            Stream.fromEffect(Effect.as(Effect.sleep(`${seconds} seconds`), finished!))
+          ),
+          conversationId: "conv"
+        }
+      })
+      return { run, ended, firstSent, runs: () => runs }
+    })
+
+  const follow = (cache: Cache, run: Effect.Effect<{ events: Stream.Stream<TurnEvent>; conversationId: string | undefined }, never, Scope.Scope>) =>
+    Effect.scoped(Effect.flatMap(cache.through(request("slow"), { cacheable: true }, run), (a) => textOf(a.events)))
+
+  /** Until `n` requests in all have joined a running flight. */
+  const joined = (cache: Cache, n: number) =>
+    Effect.gen(function*() {
+      while ((yield* cache.stats).joins < n) yield* Effect.yieldNow()
+    })
+
+  it.effect("single flight: when its only requester goes away, the turn is interrupted and nothing is stored", () =>
+    Effect.gen(function*() {
+      const cache = yield* Cache
+      const slow = yield* slowTurn(60)
+      const requester = yield* Effect.fork(follow(cache, slow.run))
+      yield* Deferred.await(slow.firstSent)
+      yield* Fiber.interrupt(requester)
+      // The turn's scope was closed by the interruption, before its answer was complete.
+      const exit = yield* Deferred.await(slow.ended)
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      expect(yield* cache.stats).toMatchObject({ stores: 0, entries: 0 })
+      // The next identical request starts a turn of its own (the stopped one is not joined).
+      const fresh = yield* slowTurn(1)
+      const next = yield* Effect.fork(follow(cache, fresh.run))
+      yield* Deferred.await(fresh.firstSent)
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(next)).toBe("slow")
+      expect([slow.runs(), fresh.runs()]).toEqual([1, 1])
+      expect(yield* cache.stats).toMatchObject({ joins: 0, stores: 1 })
+    }).pipe(Effect.provide(Cache.layerTest())))
+
+  it.effect("single flight: a Cache-Control no-cache request's turn stops when it goes away", () =>
+    Effect.gen(function*() {
+      const cache = yield* Cache
+      const slow = yield* slowTurn(60)
+      const exchange = withCacheExchange({ "cache-control": "no-cache" })
+      const requester = yield* Effect.fork(exchange.run(follow(cache, slow.run)))
+      yield* Deferred.await(slow.firstSent)
+      yield* Fiber.interrupt(requester)
+      expect(Exit.isInterrupted(yield* Deferred.await(slow.ended))).toBe(true)
+      expect(exchange.exchange.status).toBe("bypass")
+      expect(yield* cache.stats).toMatchObject({ stores: 0 })
+    }).pipe(Effect.provide(Cache.layerTest())))
+
+  it.effect("single flight: the first requester going away while another waits stops nothing; the last waiter going away does", () =>
+    Effect.gen(function*() {
+      const cache = yield* Cache
+      const slow = yield* slowTurn(2)
+      const first = yield* Effect.fork(follow(cache, slow.run))
+      yield* Deferred.await(slow.firstSent)
+      const waiter = yield* Effect.fork(follow(cache, Effect.die("a waiter runs no turn of its own")))
+      yield* joined(cache, 1)
+      yield* Fiber.interrupt(first)
+      yield* TestClock.adjust("2 seconds")
+      expect(yield* Fiber.join(waiter)).toBe("slow")
+      expect(Exit.isSuccess(yield* Deferred.await(slow.ended))).toBe(true)
+      expect(yield* cache.stats).toMatchObject({ joins: 1, stores: 1 })
+
+      // Two requesters of another flight both leave: the turn stops.
+      const other = yield* slowTurn(60)
+      const ask2 = Effect.scoped(Effect.flatMap(cache.through(request("other"), { cacheable: true }, other.run), (a) => textOf(a.events)))
+      const leader = yield* Effect.fork(ask2)
+      yield* Deferred.await(other.firstSent)
+      const joiner = yield* Effect.fork(ask2)
+      yield* joined(cache, 2)
+      yield* Fiber.interrupt(joiner)
+      expect(yield* Deferred.isDone(other.ended)).toBe(false)
+      yield* Fiber.interrupt(leader)
+      expect(Exit.isInterrupted(yield* Deferred.await(other.ended))).toBe(true)
+      expect(other.runs()).toBe(1)
     }).pipe(Effect.provide(Cache.layerTest())))
 
   it.effect("bypasses requests that are not cacheable and turns that are not storable", () =>
