@@ -19,7 +19,7 @@ import * as crypto from "node:crypto"
 import { launchSignature } from "../cli/CliProcess.js"
 import type { TurnError } from "../cli/TurnEvents.js"
 import { type Config, GatewayConfig } from "../config/GatewayConfig.js"
-import { TurnEvent, type TurnRequest } from "../domain/Turn.js"
+import { type HistoryMessage, TurnEvent, type TurnRequest } from "../domain/Turn.js"
 import { ConversationStore } from "../store/ConversationStore.js"
 
 /**
@@ -27,12 +27,13 @@ import { ConversationStore } from "../store/ConversationStore.js"
  * everything that can change the answer (the resolved TurnRequest, the launch settings from config,
  * the API key's tenant), replayed on a hit; every dialect's renderer turns them into its JSON answer
  * or SSE stream. Concurrent identical requests share one CLI turn (single flight), run in the
- * cache's own scope so that no requester going away cancels it for the others.
+ * cache's own scope so that no requester going away cancels it for the others; it stops when the
+ * last of them has gone.
  *
  * Never stored: a turn in which the CLI ran tools of its own (their side effects would not happen
  * again), a failed turn, a stop for client tool calls, a cut answer (`length`). Never looked up:
- * conversation continuations (a named conversation, tool results), the runs of `n` > 1, and
- * requests the dialect marks as not cacheable. Docs: docs/api/caching.md.
+ * conversation continuations (a named conversation, tool results, a stateless client's follow-up),
+ * the runs of `n` > 1, and requests the dialect marks as not cacheable. Docs: docs/api/caching.md.
  */
 
 export type CacheStatus = "hit" | "miss" | "bypass"
@@ -332,6 +333,16 @@ const storable = (events: ReadonlyArray<TurnEvent>) => {
   return last !== undefined && last._tag === "Finished" && last.reason === "stop" && last.usedCliTools !== true
 }
 
+/**
+ * A stateless client's follow-up: the messages before the request's new part hold more than its
+ * opening (system / developer / user messages), i.e. an earlier answer or tool result. Such a
+ * request continues the conversation its history matches (Conversations): a hit would record no
+ * turn, and the client's next request would continue another client's conversation or replay its
+ * transcript. Any role other than the opening ones counts, so a role added later is not cached.
+ */
+export const isFollowUp = (history: ReadonlyArray<HistoryMessage>) =>
+  history.some((message) => message.role !== "system" && message.role !== "developer" && message.role !== "user")
+
 /** A stored answer as its dialect renders it; it cost nothing this time. */
 const replay = (events: ReadonlyArray<TurnEvent>): Answer => ({
   events: Stream.fromIterable(events.map((event) => event._tag === "Finished" ? TurnEvent.Finished({ ...event, costUsd: 0 }) : event)),
@@ -501,9 +512,10 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
         const exchange = yield* FiberRef.get(CurrentCacheExchange)
         const { noCache, noStore } = cacheDirectives(exchange?.cacheControl)
         const ref = request.conversation
-        // A continuation's answer depends on state outside the request (a named conversation, a parked turn).
+        // A continuation's answer depends on state outside the request (a named conversation, a parked
+        // turn, the conversation a stateless client's history is matched to: see isFollowUp).
         const continuation = ref === undefined || ref.id !== undefined || request.toolResults !== undefined ||
-          request.launch.resume !== undefined
+          request.launch.resume !== undefined || isFollowUp(ref.history)
         if (!settings.enabled || !options.cacheable || continuation || (noCache && noStore)) {
           yield* report("bypass")
           return yield* run

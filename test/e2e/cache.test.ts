@@ -204,6 +204,40 @@ describe("hits and misses", () => {
     expect(refused.status).toBe(400)
     expect(refused.headers.get("x-cache")).toBe("bypass")
   })
+
+  it("does not serve a stateless client's follow-up (history with an earlier answer) from the cache: it continues its own conversation", async () => {
+    // Markers are tried in registration order; a new conversation's transcript holds both.
+    text("CACHE-FOLLOW", ["follow-up answer"])
+    text("CACHE-OPEN", ["opening answer"])
+    const opening = await ask(gateway, "CACHE-OPEN")
+    expect(opening.response.headers.get("x-cache")).toBe("miss")
+    const conversation = opening.response.headers.get("x-conversation-id")
+    const messages = [
+      { role: "user" as const, content: "CACHE-OPEN hello" },
+      { role: "assistant" as const, content: "opening answer" },
+      { role: "user" as const, content: "CACHE-FOLLOW next" }
+    ]
+    const followUp = () => clientFor(gateway).chat.completions.create({ model: "sonnet", messages }).withResponse()
+    const first = await followUp()
+    expect(first.response.headers.get("x-cache")).toBe("bypass")
+    expect(first.response.headers.get("x-conversation-id")).toBe(conversation)
+    // Another client with the same history: its own turn and conversation, not the first one's answer replayed.
+    const second = await followUp()
+    expect(second.response.headers.get("x-cache")).toBe("bypass")
+    expect(second.data.choices[0]!.message.content).toBe("follow-up answer")
+    expect(second.response.headers.get("x-conversation-id")).toMatch(/^conv_/)
+    expect(second.response.headers.get("x-conversation-id")).not.toBe(conversation)
+    expect(seen("CACHE-FOLLOW")).toBe(2)
+    // An opening of several user messages (and a system prompt) has no earlier answer: it is cached.
+    const several = [
+      { role: "system" as const, content: "be brief" },
+      { role: "user" as const, content: "first part" },
+      { role: "user" as const, content: "CACHE-OPEN two parts" }
+    ]
+    const parts = () => clientFor(gateway).chat.completions.create({ model: "sonnet", messages: several }).withResponse()
+    expect((await parts()).response.headers.get("x-cache")).toBe("miss")
+    expect((await parts()).response.headers.get("x-cache")).toBe("hit")
+  })
 })
 
 describe("what is never stored", () => {

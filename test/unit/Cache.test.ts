@@ -3,8 +3,8 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
 import { loadConfig } from "../../src/config/GatewayConfig.js"
-import { TurnEvent, type TurnRequest, UpstreamError } from "../../src/domain/Turn.js"
-import { Cache, type CacheSettings, cacheKey, canonicalJson, sqliteStore, withCacheExchange } from "../../src/services/Cache.js"
+import { historyMessage, type HistoryMessage, TurnEvent, type TurnRequest, UpstreamError } from "../../src/domain/Turn.js"
+import { Cache, type CacheSettings, cacheKey, canonicalJson, isFollowUp, sqliteStore, withCacheExchange } from "../../src/services/Cache.js"
 import { migrate } from "../../src/store/migrations.js"
 
 // The Cache service on its own: TTL and eviction under the TestClock, single flight, the key, the
@@ -238,6 +238,36 @@ describe("Cache (memory)", () => {
       expect(runs).toBe(4)
       const stats = yield* cache.stats
       expect(stats).toMatchObject({ stores: 0, bypasses: 4, misses: 4 })
+    }).pipe(Effect.provide(Cache.layerTest())))
+})
+
+describe("stateless follow-ups", () => {
+  it("a request whose history holds more than system and user messages is never looked up nor stored", () =>
+    expect([
+      isFollowUp([]),
+      isFollowUp([historyMessage("system", "be terse"), historyMessage("developer", "d"), historyMessage("user", "a"), historyMessage("user", "b")]),
+      isFollowUp([historyMessage("user", "q1"), historyMessage("assistant", "a1")]),
+      isFollowUp([historyMessage("user", "q1"), historyMessage("assistant", "", [{ id: "t", name: "f", arguments: "{}" }]), historyMessage("tool", "r", [], "t")])
+    ]).toEqual([false, false, true, true]))
+
+  it.effect("bypasses a follow-up (x-cache: bypass) and caches an opening with several user messages", () =>
+    Effect.gen(function*() {
+      const cache = yield* Cache
+      const { run, runs } = counter()
+      const withHistory = (history: ReadonlyArray<HistoryMessage>): TurnRequest => ({
+        ...request("next"),
+        conversation: { id: undefined, owner: "tenant", history, added: [historyMessage("user", "next")] }
+      })
+      const followUp = withHistory([historyMessage("user", "first"), historyMessage("assistant", "answer")])
+      const opening = withHistory([historyMessage("system", "s"), historyMessage("user", "first")])
+      const statuses: Array<string | undefined> = []
+      for (const turn of [followUp, followUp, opening, opening]) {
+        const { exchange, run: within } = withCacheExchange({})
+        yield* within(Effect.scoped(Effect.flatMap(cache.through(turn, { cacheable: true }, run("x")), (a) => Stream.runDrain(a.events))))
+        statuses.push(exchange.status)
+      }
+      expect(statuses).toEqual(["bypass", "bypass", "miss", "hit"])
+      expect(runs()).toBe(3)
     }).pipe(Effect.provide(Cache.layerTest())))
 })
 
