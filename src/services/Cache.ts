@@ -234,73 +234,115 @@ export const memoryStore = (settings: CacheSettings): CacheStore => {
   }
 }
 
-const CountRow = Schema.Tuple(Schema.Struct({ n: Schema.Number, bytes: Schema.NullOr(Schema.Number), recency: Schema.NullOr(Schema.Number) }))
-const EntryRows = Schema.Array(Schema.Struct({ events: Schema.String, expires_at: Schema.Number }))
-const KeyRows = Schema.Array(Schema.Struct({ key: Schema.String, bytes: Schema.Number, expires_at: Schema.Number }))
+const TotalsRow = Schema.Tuple(Schema.Struct({ n: Schema.Number, bytes: Schema.NullOr(Schema.Number), recency: Schema.NullOr(Schema.Number) }))
+const EntryRows = Schema.Array(Schema.Struct({ events: Schema.String, expires_at: Schema.Number, recency: Schema.Number }))
+const GoneRows = Schema.Array(Schema.Struct({ bytes: Schema.Number, expires_at: Schema.Number }))
+const OldestRows = Schema.Array(Schema.Struct({ key: Schema.String, bytes: Schema.Number }))
 
-/** The conversation database's `cache_entries` table: entries survive a restart. */
+/**
+ * The conversation database's `cache_entries` table: entries survive a restart. Its totals
+ * (entries, bytes) are read once at start and then kept in memory: every statement that removes
+ * rows returns what it removed (`RETURNING`), so the totals follow what the table really did, even
+ * when a lookup that drops an expired entry runs alongside an insert.
+ */
 export const sqliteStore = (settings: CacheSettings, sql: SqlClient.SqlClient): Effect.Effect<CacheStore> =>
   Effect.gen(function*() {
-    const totals = sql`SELECT COUNT(*) AS n, SUM(bytes) AS bytes, MAX(recency) AS recency FROM cache_entries`.pipe(
-      Effect.flatMap(Schema.decodeUnknown(CountRow)),
-      Effect.map(([row]) => row),
+    // Expired entries of earlier runs go at start-up.
+    yield* sql`DELETE FROM cache_entries WHERE expires_at <= ${yield* now}`.pipe(Effect.orDie)
+    const [loaded] = yield* sql`SELECT COUNT(*) AS n, SUM(bytes) AS bytes, MAX(recency) AS recency FROM cache_entries`.pipe(
+      Effect.flatMap(Schema.decodeUnknown(TotalsRow)),
       Effect.orDie
     )
+    const totals = { entries: loaded.n, bytes: loaded.bytes ?? 0 }
     // Recency is a counter rather than a time: two uses within one millisecond still have an order.
-    let recency = (yield* totals).recency ?? 0
-    const remove = (key: string) => sql`DELETE FROM cache_entries WHERE key = ${key}`.pipe(Effect.asVoid, Effect.orDie)
+    let recency = loaded.recency ?? 0
+    /** Account for removed rows; how many of them had not expired at `at`. */
+    const removed = (rows: typeof GoneRows.Type, at: number) => {
+      let unexpired = 0
+      for (const row of rows) {
+        totals.entries--
+        totals.bytes -= row.bytes
+        if (row.expires_at > at) unexpired++
+      }
+      return unexpired
+    }
+    const gone = Effect.flatMap(Schema.decodeUnknown(GoneRows))
+    /** Remove a key's row; `read`: only the row a lookup read (not one an insert has put there since). */
+    const remove = (key: string, at: number, read?: number) =>
+      (read === undefined
+        ? sql`DELETE FROM cache_entries WHERE key = ${key} RETURNING bytes, expires_at`
+        : sql`DELETE FROM cache_entries WHERE key = ${key} AND recency = ${read} RETURNING bytes, expires_at`).pipe(
+        gone,
+        Effect.map((rows) => removed(rows, at)),
+        Effect.orDie
+      )
+    // Inserts one at a time: an insert removes the key's old row first to know its size.
+    const inserting = yield* Effect.makeSemaphore(1)
+    /** Least recently used first, until the totals are within the limits again; `keep` (the new entry) stays. */
+    const evict = (keep: string, at: number) =>
+      Effect.gen(function*() {
+        let evicted = 0
+        while (totals.entries > settings.max_entries || totals.bytes > settings.max_bytes) {
+          const batch = Math.max(totals.entries - settings.max_entries, 16)
+          const oldest = yield* sql`SELECT key, bytes FROM cache_entries WHERE key != ${keep} ORDER BY recency ASC LIMIT ${batch}`.pipe(
+            Effect.flatMap(Schema.decodeUnknown(OldestRows)),
+            Effect.orDie
+          )
+          if (oldest.length === 0) break
+          const victims: Array<string> = []
+          let entries = totals.entries
+          let bytes = totals.bytes
+          for (const row of oldest) {
+            if (entries <= settings.max_entries && bytes <= settings.max_bytes) break
+            victims.push(row.key)
+            entries--
+            bytes -= row.bytes
+          }
+          evicted += yield* sql`DELETE FROM cache_entries WHERE ${sql.in("key", victims)} RETURNING bytes, expires_at`.pipe(
+            gone,
+            Effect.map((rows) => removed(rows, at)),
+            Effect.orDie
+          )
+        }
+        return evicted
+      })
     const store: CacheStore = {
       get: (key) =>
         Effect.gen(function*() {
-          const rows = yield* sql`SELECT events, expires_at FROM cache_entries WHERE key = ${key}`.pipe(
+          const rows = yield* sql`SELECT events, expires_at, recency FROM cache_entries WHERE key = ${key}`.pipe(
             Effect.flatMap(Schema.decodeUnknown(EntryRows)),
             Effect.orDie
           )
           const row = rows[0]
           if (row === undefined) return Option.none()
-          if (row.expires_at <= (yield* now)) {
-            yield* remove(key)
+          const at = yield* now
+          if (row.expires_at <= at) {
+            yield* remove(key, at, row.recency)
             return Option.none()
           }
           const events = yield* decodeStored(row.events).pipe(Effect.option)
           // A row this version cannot read is dropped, not served.
-          if (Option.isNone(events)) yield* remove(key)
+          if (Option.isNone(events)) yield* remove(key, at, row.recency)
           else yield* sql`UPDATE cache_entries SET recency = ${++recency} WHERE key = ${key}`.pipe(Effect.orDie)
           return Option.map(events, (stored) => stored.map(toTurnEvent))
         }),
       put: (key, events) =>
-        Effect.gen(function*() {
+        inserting.withPermits(1)(Effect.gen(function*() {
           const text = encodeEvents(events)
           const size = Buffer.byteLength(text)
           if (size > settings.max_bytes) return 0
           const at = yield* now
-          yield* sql`INSERT OR REPLACE INTO cache_entries ${
+          // The entry it replaces is neither counted twice nor counted as evicted.
+          yield* remove(key, at)
+          yield* sql`INSERT INTO cache_entries ${
             sql.insert({ key, events: text, bytes: size, stored_at: at, expires_at: at + settings.ttl_seconds * 1000, recency: ++recency })
           }`.pipe(Effect.orDie)
-          const { bytes, n } = yield* totals
-          if (n <= settings.max_entries && (bytes ?? 0) <= settings.max_bytes) return 0
-          const rows = yield* sql`SELECT key, bytes, expires_at FROM cache_entries ORDER BY recency ASC`.pipe(
-            Effect.flatMap(Schema.decodeUnknown(KeyRows)),
-            Effect.orDie
-          )
-          let count = n
-          let total = bytes ?? 0
-          const gone: Array<string> = []
-          let evicted = 0
-          for (const row of rows) {
-            if (count <= settings.max_entries && total <= settings.max_bytes) break
-            gone.push(row.key)
-            count--
-            total -= row.bytes
-            if (row.expires_at > at) evicted++
-          }
-          if (gone.length > 0) yield* sql`DELETE FROM cache_entries WHERE ${sql.in("key", gone)}`.pipe(Effect.orDie)
-          return evicted
-        }),
-      size: Effect.map(totals, ({ bytes, n }) => ({ entries: n, bytes: bytes ?? 0 }))
+          totals.entries++
+          totals.bytes += size
+          return yield* evict(key, at)
+        })),
+      size: Effect.sync(() => ({ entries: totals.entries, bytes: totals.bytes }))
     }
-    // Expired entries of earlier runs go at start-up.
-    yield* sql`DELETE FROM cache_entries WHERE expires_at <= ${yield* now}`.pipe(Effect.orDie)
     return store
   })
 

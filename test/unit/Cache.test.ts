@@ -1,5 +1,5 @@
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { SqlClient } from "@effect/sql"
+import { SqlClient, Statement } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
 import { loadConfig } from "../../src/config/GatewayConfig.js"
@@ -322,5 +322,50 @@ describe("SQLite store", () => {
       yield* TestClock.adjust("61 seconds")
       expect(Option.isNone(yield* store.get("a"))).toBe(true)
       expect((yield* store.size).entries).toBe(1)
+    }).pipe(Effect.provide(SqliteClient.layer({ filename: ":memory:" }))))
+
+  it.effect("keeps its totals in memory (no COUNT or SUM per insert), equal to the table's after inserts, replacements, expiry and eviction", () =>
+    Effect.gen(function*() {
+      yield* migrate
+      const sql = yield* SqlClient.SqlClient
+      const table = sql`SELECT COUNT(*) AS entries, COALESCE(SUM(bytes), 0) AS bytes FROM cache_entries`.pipe(
+        Effect.map((rows) => rows[0] as { entries: number; bytes: number })
+      )
+      const limits: CacheSettings = { ...settings, max_entries: 3, max_bytes: 1200 }
+      const store = yield* sqliteStore(limits, sql)
+      const statements: Array<string> = []
+      const recorded = Statement.withTransformer((statement) =>
+        Effect.sync(() => {
+          statements.push(statement.compile(true)[0])
+          return statement
+        })
+      )
+      const check = Effect.gen(function*() {
+        expect(yield* store.size).toEqual(yield* table)
+      })
+      const evicted: Array<number> = []
+      for (const [key, text] of [["a", "A"], ["b", "B"], ["a", "A2"], ["c", "C".repeat(100)], ["d", "D"]] as const) {
+        evicted.push(yield* recorded(store.put(key, answerEvents(text))))
+        yield* check
+      }
+      // "a" was replaced in place (not evicted); "d" made four: the least recently used ("b") went.
+      expect(evicted).toEqual([0, 0, 0, 0, 1])
+      expect(Option.isNone(yield* store.get("b"))).toBe(true)
+      expect(Option.isSome(yield* recorded(store.get("a")))).toBe(true)
+      // Past max_bytes: the oldest go ("c" then "d"; "a" was just used) until the new one fits.
+      expect(yield* recorded(store.put("e", answerEvents("E".repeat(500))))).toBe(2)
+      yield* check
+      expect((yield* store.size).entries).toBe(2)
+      // An expired entry found by a lookup leaves the totals too.
+      yield* TestClock.adjust("61 seconds")
+      expect(Option.isNone(yield* recorded(store.get("e")))).toBe(true)
+      yield* check
+      // Expired entries of an earlier run go at start; the totals are read once.
+      yield* recorded(store.put("f", answerEvents("F")))
+      const reopened = yield* sqliteStore(limits, sql)
+      expect(yield* reopened.size).toEqual({ entries: 1, bytes: (yield* table).bytes })
+      expect(yield* table).toMatchObject({ entries: 1 })
+      expect(statements.length).toBeGreaterThan(0)
+      expect(statements.filter((text) => /COUNT\(|SUM\(/i.test(text))).toEqual([])
     }).pipe(Effect.provide(SqliteClient.layer({ filename: ":memory:" }))))
 })
