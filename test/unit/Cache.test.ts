@@ -4,7 +4,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
 import { loadConfig } from "../../src/config/GatewayConfig.js"
 import { historyMessage, type HistoryMessage, TurnEvent, type TurnRequest, UpstreamError } from "../../src/domain/Turn.js"
-import { Cache, type CacheSettings, cacheKey, canonicalJson, isFollowUp, sqliteStore, withCacheExchange } from "../../src/services/Cache.js"
+import { Cache, type CacheSettings, cacheKey, canonicalJson, isFollowUp, replayedEvents, sqliteStore, withCacheExchange } from "../../src/services/Cache.js"
+import { aggregate as anthropicAggregate } from "../../src/protocols/anthropic/render.js"
+import { aggregate as openaiAggregate } from "../../src/protocols/openai/render.js"
 import { migrate } from "../../src/store/migrations.js"
 
 // The Cache service on its own: TTL and eviction under the TestClock, single flight, the key, the
@@ -238,6 +240,29 @@ describe("Cache (memory)", () => {
       expect(runs).toBe(4)
       const stats = yield* cache.stats
       expect(stats).toMatchObject({ stores: 0, bypasses: 4, misses: 4 })
+    }).pipe(Effect.provide(Cache.layerTest())))
+})
+
+describe("replayed answers", () => {
+  it.effect("a hit's events are known without running its stream; a JSON answer rendered from them equals one rendered from the stream", () =>
+    Effect.gen(function*() {
+      const cache = yield* Cache
+      const { run } = counter()
+      const miss = yield* Effect.scoped(Effect.flatMap(cache.through(request("r"), { cacheable: true }, run("replayed")), (a) =>
+        Effect.as(Stream.runDrain(a.events), a.events)))
+      expect(replayedEvents(miss)).toBeUndefined()
+      const hit = yield* Effect.scoped(cache.through(request("r"), { cacheable: true }, run("replayed")))
+      const known = replayedEvents(hit.events)
+      expect(known?.map((event) => event._tag)).toEqual(["Started", "TextDelta", "Finished"])
+      expect(known?.at(-1)).toMatchObject({ _tag: "Finished", costUsd: 0 })
+      const meta = { id: "chatcmpl-1", created: 1, model: "sonnet" }
+      // The same events as a stream the renderer has to run.
+      const streamed = Stream.fromIterable([...known!])
+      expect(replayedEvents(streamed)).toBeUndefined()
+      expect(yield* openaiAggregate(hit.events, meta)).toEqual(yield* openaiAggregate(streamed, meta))
+      const anthropicMeta = { id: "msg_1", model: "sonnet", showThinking: true }
+      expect(yield* anthropicAggregate(hit.events, anthropicMeta)).toEqual(yield* anthropicAggregate(streamed, anthropicMeta))
+      expect((yield* openaiAggregate(hit.events, meta)).completion.choices[0]?.message.content).toBe("replayed")
     }).pipe(Effect.provide(Cache.layerTest())))
 })
 

@@ -2,6 +2,7 @@ import * as Sse from "@effect/experimental/Sse"
 import { Effect, Stream } from "effect"
 import type { FinishReason, TurnEvent, TurnUsage } from "../../domain/Turn.js"
 import type { AnthropicErrorBody } from "../../http/errors.js"
+import { replayedEvents } from "../../services/Cache.js"
 import type { ContentBlock, MessageResponse, ModelInfo, StopReason, Usage } from "./Schema.js"
 
 /** TurnEvents → Anthropic Message objects and Anthropic's named SSE events. */
@@ -63,50 +64,54 @@ export const aggregate = <E, R>(events: Stream.Stream<TurnEvent, E, R>, meta: Me
     let usage = ZERO
     let costUsd: number | undefined
     const last = () => content[content.length - 1]
-    return Stream.runForEach(events, (event) =>
-      Effect.sync(() => {
-        switch (event._tag) {
-          case "Started":
-            model = event.model
-            break
-          case "Usage":
-            usage = event.usage
-            break
-          case "TextDelta": {
-            const block = last()
-            if (block?.type === "text") content[content.length - 1] = { ...block, text: block.text + event.text }
-            else content.push({ type: "text", text: event.text })
-            break
-          }
-          case "ThinkingDelta": {
-            if (!meta.showThinking) break
-            const block = last()
-            if (block?.type === "thinking") content[content.length - 1] = { ...block, thinking: block.thinking + event.text }
-            else content.push({ type: "thinking", thinking: event.text, signature: "" })
-            break
-          }
-          case "ToolCallStarted":
-            inputs.set(content.length, "")
-            content.push({ type: "tool_use", id: event.id, name: event.name, input: {} })
-            break
-          case "ToolCallDelta": {
-            const at = content.length - 1
-            inputs.set(at, (inputs.get(at) ?? "") + event.arguments)
-            break
-          }
-          case "Finished":
-            stopReason = stopReasonOf(event.reason, event.stopSequence)
-            stopSequence = event.stopSequence ?? null
-            usage = event.usage
-            costUsd = event.costUsd
-            // The calls as the turn reports them are authoritative (complete arguments).
-            for (const call of event.toolCalls ?? []) {
-              const at = content.findIndex((block) => block.type === "tool_use" && block.id === call.id)
-              if (at >= 0) inputs.set(at, call.arguments)
-            }
-            break
+    const see = (event: TurnEvent) => {
+      switch (event._tag) {
+        case "Started":
+          model = event.model
+          break
+        case "Usage":
+          usage = event.usage
+          break
+        case "TextDelta": {
+          const block = last()
+          if (block?.type === "text") content[content.length - 1] = { ...block, text: block.text + event.text }
+          else content.push({ type: "text", text: event.text })
+          break
         }
-      })).pipe(Effect.map(() => {
+        case "ThinkingDelta": {
+          if (!meta.showThinking) break
+          const block = last()
+          if (block?.type === "thinking") content[content.length - 1] = { ...block, thinking: block.thinking + event.text }
+          else content.push({ type: "thinking", thinking: event.text, signature: "" })
+          break
+        }
+        case "ToolCallStarted":
+          inputs.set(content.length, "")
+          content.push({ type: "tool_use", id: event.id, name: event.name, input: {} })
+          break
+        case "ToolCallDelta": {
+          const at = content.length - 1
+          inputs.set(at, (inputs.get(at) ?? "") + event.arguments)
+          break
+        }
+        case "Finished":
+          stopReason = stopReasonOf(event.reason, event.stopSequence)
+          stopSequence = event.stopSequence ?? null
+          usage = event.usage
+          costUsd = event.costUsd
+          // The calls as the turn reports them are authoritative (complete arguments).
+          for (const call of event.toolCalls ?? []) {
+            const at = content.findIndex((block) => block.type === "tool_use" && block.id === call.id)
+            if (at >= 0) inputs.set(at, call.arguments)
+          }
+          break
+      }
+    }
+    // A replayed cached answer is folded without running its stream (see replayedEvents).
+    const replayed = replayedEvents(events)
+    return (replayed === undefined
+      ? Stream.runForEach(events, (event) => Effect.sync(() => see(event)))
+      : Effect.sync(() => replayed.forEach(see))).pipe(Effect.map(() => {
         for (const [at, json] of inputs) {
           const block = content[at]
           if (block?.type === "tool_use") content[at] = { ...block, input: parseInput(json) }

@@ -1,6 +1,7 @@
 import * as Sse from "@effect/experimental/Sse"
 import { Effect, Stream } from "effect"
 import type { FinishReason, ToolCall, TurnEvent, TurnUsage } from "../../domain/Turn.js"
+import { replayedEvents } from "../../services/Cache.js"
 import type { ChatCompletion, ChatCompletionChunk, CompletionUsage, ErrorBody } from "./Schema.js"
 
 /** TurnEvents → OpenAI chat completion objects and SSE frames. */
@@ -42,78 +43,83 @@ export interface AggregatedCompletion {
   readonly sessionId: string | undefined
 }
 
-/** Collect a whole turn into one `chat.completion`. */
+/** Collect a whole turn into one `chat.completion`; a replayed cached answer without running its stream. */
 export const aggregate = <E, R>(
   events: Stream.Stream<TurnEvent, E, R>,
   meta: CompletionMeta
-): Effect.Effect<AggregatedCompletion, E, R> =>
-  Stream.runFold(
-    events,
-    {
-      model: meta.model,
-      text: "",
-      reasoning: "",
-      finish: "stop",
-      toolCalls: [],
-      usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheCreationTokens: 0 },
-      costUsd: undefined,
-      sessionId: undefined
-    } as Aggregate,
-    (acc, event) => {
-      switch (event._tag) {
-        case "Started":
-          acc.model = event.model
-          break
-        case "TextDelta":
-          acc.text += event.text
-          break
-        case "ThinkingDelta":
-          acc.reasoning += event.text
-          break
-        case "Finished":
-          acc.finish = event.reason
-          acc.toolCalls = event.toolCalls ?? []
-          acc.usage = event.usage
-          acc.costUsd = event.costUsd
-          acc.sessionId = event.sessionId
-          break
-      }
-      return acc
-    }
-  ).pipe(Effect.map((acc) => ({
-    completion: {
-      id: meta.id,
-      object: "chat.completion",
-      created: meta.created,
-      model: acc.model,
-      choices: [{
-        index: 0,
-        message: {
-          role: "assistant",
-          // OpenAI's shape: no text next to tool calls is null, not "".
-          content: acc.text === "" && acc.toolCalls.length > 0 ? null : acc.text,
-          refusal: null,
-          ...(acc.reasoning !== "" ? { reasoning_content: acc.reasoning } : {}),
-          ...(acc.toolCalls.length > 0
-            ? {
-              tool_calls: acc.toolCalls.map((call) => ({
-                id: call.id,
-                type: "function" as const,
-                function: { name: call.name, arguments: call.arguments }
-              }))
-            }
-            : {})
-        },
-        finish_reason: acc.finish,
-        logprobs: null
-      }],
-      usage: completionUsage(acc.usage),
-      system_fingerprint: null
-    },
-    usage: acc.usage,
-    costUsd: acc.costUsd,
-    sessionId: acc.sessionId
-  })))
+): Effect.Effect<AggregatedCompletion, E, R> => {
+  const initial: Aggregate = {
+    model: meta.model,
+    text: "",
+    reasoning: "",
+    finish: "stop",
+    toolCalls: [],
+    usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheCreationTokens: 0 },
+    costUsd: undefined,
+    sessionId: undefined
+  }
+  const replayed = replayedEvents(events)
+  return (replayed === undefined ? Stream.runFold(events, initial, step) : Effect.succeed(replayed.reduce(step, initial))).pipe(
+    Effect.map((acc) => completionOf(acc, meta))
+  )
+}
+
+const step = (acc: Aggregate, event: TurnEvent): Aggregate => {
+  switch (event._tag) {
+    case "Started":
+      acc.model = event.model
+      break
+    case "TextDelta":
+      acc.text += event.text
+      break
+    case "ThinkingDelta":
+      acc.reasoning += event.text
+      break
+    case "Finished":
+      acc.finish = event.reason
+      acc.toolCalls = event.toolCalls ?? []
+      acc.usage = event.usage
+      acc.costUsd = event.costUsd
+      acc.sessionId = event.sessionId
+      break
+  }
+  return acc
+}
+
+const completionOf = (acc: Aggregate, meta: CompletionMeta): AggregatedCompletion => ({
+  completion: {
+    id: meta.id,
+    object: "chat.completion",
+    created: meta.created,
+    model: acc.model,
+    choices: [{
+      index: 0,
+      message: {
+        role: "assistant",
+        // OpenAI's shape: no text next to tool calls is null, not "".
+        content: acc.text === "" && acc.toolCalls.length > 0 ? null : acc.text,
+        refusal: null,
+        ...(acc.reasoning !== "" ? { reasoning_content: acc.reasoning } : {}),
+        ...(acc.toolCalls.length > 0
+          ? {
+            tool_calls: acc.toolCalls.map((call) => ({
+              id: call.id,
+              type: "function" as const,
+              function: { name: call.name, arguments: call.arguments }
+            }))
+          }
+          : {})
+      },
+      finish_reason: acc.finish,
+      logprobs: null
+    }],
+    usage: completionUsage(acc.usage),
+    system_fingerprint: null
+  },
+  usage: acc.usage,
+  costUsd: acc.costUsd,
+  sessionId: acc.sessionId
+})
 
 const frame = (data: string) => Sse.encoder.write({ _tag: "Event", event: "message", id: undefined, data })
 
