@@ -510,9 +510,9 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
               if (Exit.isFailure(exit)) {
                 // Failed before the first event, or cut short (every requester gone, the gateway
                 // stopping): every waiter is told.
+                flight.finished = true
                 yield* Deferred.failCause(flight.started, exit.cause)
                 const state = yield* SubscriptionRef.get(flight.state)
-                flight.finished = true
                 if (Option.isNone(state.exit)) {
                   yield* SubscriptionRef.set(flight.state, { ...state, exit: Option.some(Exit.die("the cached turn was interrupted")) })
                 }
