@@ -3,55 +3,12 @@
  *  - a hit's latency, non-stream, on the stub setup (bench/stub-cli.sh: the gateway alone is measured);
  *  - hit vs miss on the real CLI against the scripted upstream (ratio of p50s, one run);
  *  - 64 concurrent identical requests on the real CLI: how many CLI turns they cost (upstream requests).
- * The gateway runs as a child process (`node build/src/bin.js`), as in bench/run.ts.
+ * The gateway runs as a child process (`node build/src/bin.js`, bench/support.ts startGateway), as in bench/run.ts.
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
-import * as os from "node:os"
-import * as path from "node:path"
 import { startUpstream } from "../test/support/upstream.js"
-import { BIN, CLAUDE, freePort, round, SH_STUB, sleep, stopChild, summary } from "./support.js"
-
-const startGateway = async (command: string, upstream: string, set: ReadonlyArray<string>) => {
-  const port = await freePort()
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-bench-cache-"))
-  const args = [BIN, "--port", String(port), "--claude-command", command, "--log-level", "error"]
-  // A stub CLI keeps no transcripts, so it cannot be reset for reuse.
-  const stub = command === CLAUDE ? [] : ["pool.reuse=false"]
-  const settings = [`claude.workspace=${path.join(home, "workspace")}`, `conversation.data_dir=${path.join(home, "data")}`, "conversation.max_live=0", "cache.enabled=true", ...stub, ...set]
-  for (const s of settings) args.push("--set", s)
-  const child = spawn(process.execPath, args, {
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: home,
-      ANTHROPIC_BASE_URL: upstream,
-      ANTHROPIC_API_KEY: "sk-bench",
-      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1"
-    },
-    stdio: ["ignore", "inherit", "inherit"]
-  })
-  const url = `http://127.0.0.1:${port}`
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/health`)).status < 600) break
-    } catch {
-      if (i > 1200) {
-        await stopChild(child)
-        throw new Error(`${url} never came up`)
-      }
-    }
-    await sleep(50)
-  }
-  return {
-    url,
-    pid: child.pid!,
-    stop: async () => {
-      await stopChild(child)
-      fs.rmSync(home, { recursive: true, force: true })
-    }
-  }
-}
+import { CLAUDE, round, SH_STUB, sleep, startGateway, summary } from "./support.js"
 
 /** User + system CPU time of a process so far, in ms (Linux /proc). */
 const cpuMs = (pid: number) => {
@@ -105,7 +62,7 @@ const expectCache = (result: { readonly status: number; readonly cache: string }
 
 /** Hit latency on the stub setup: the gateway's own cost of a cached answer. */
 const stubHits = async (requests: number) => {
-  const gateway = await startGateway(SH_STUB, "http://127.0.0.1:9", [])
+  const gateway = await startGateway({ command: SH_STUB, set: ["cache.enabled=true"] })
   try {
     expectCache(await ask(gateway.url, "bench cached"), "miss")
     for (let i = 0; i < 50; i++) expectCache(await ask(gateway.url, "bench cached"), "hit") // warm-up (JIT)
@@ -132,7 +89,7 @@ const stubHits = async (requests: number) => {
 /** Hit vs miss on the real CLI; then 64 identical requests at once. */
 const realCli = async (prompts: number) => {
   const upstream = await startUpstream()
-  const gateway = await startGateway(CLAUDE, upstream.url, ["claude.max_retries=0"])
+  const gateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["cache.enabled=true", "claude.max_retries=0"] })
   try {
     await standbyReady(gateway.url)
     expectCache(await ask(gateway.url, "warm-up"), "miss")

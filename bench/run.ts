@@ -18,7 +18,7 @@ import { cliArgs } from "../src/cli/CliProcess.js"
 import { decodeConfig } from "../src/config/GatewayConfig.js"
 import { startUpstream, type Upstream } from "../test/support/upstream.js"
 import {
-  BIN,
+  type Child,
   CLAUDE,
   cliEnv,
   freePort,
@@ -26,55 +26,15 @@ import {
   round,
   SH_STUB,
   sleep,
+  startGateway,
   stopChild,
   summary,
-  TIMED_STUB,
-  waitForUrl
+  TIMED_STUB
 } from "./support.js"
 import { cacheBench } from "./cache.js"
 import { telemetryOverhead } from "./telemetry.js"
 
 // ---------------------------------------------------------------------------- helpers
-
-interface Child {
-  readonly url: string
-  readonly pid: number
-  readonly stop: () => Promise<void>
-}
-
-/** The real gateway as a child process, configured through flags. */
-const startGateway = async (options: {
-  readonly command: string
-  readonly upstream?: string
-  readonly set: ReadonlyArray<string>
-}): Promise<Child> => {
-  const port = await freePort()
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-bench-"))
-  const args = [BIN, "--port", String(port), "--claude-command", options.command, "--log-level", "error"]
-  // Each request is its own conversation here: no CLI kept after it unless a run asks for it.
-  // A stub CLI keeps no transcripts, so it cannot be reset for reuse: its processes are not reused.
-  const stub = options.command === CLAUDE ? [] : ["pool.reuse=false"]
-  for (const s of [`claude.workspace=${path.join(home, "workspace")}`, "conversation.max_live=0", ...stub, ...options.set]) args.push("--set", s)
-  const child = spawn(process.execPath, args, {
-    env: cliEnv(home, options.upstream ?? "http://127.0.0.1:9"),
-    stdio: ["ignore", "inherit", "inherit"]
-  })
-  const url = `http://127.0.0.1:${port}`
-  try {
-    await waitForUrl(`${url}/health`)
-  } catch (error) {
-    await stopChild(child) // no gateway (and its CLIs) left behind
-    throw error
-  }
-  return {
-    url,
-    pid: child.pid!,
-    stop: async () => {
-      await stopChild(child)
-      fs.rmSync(home, { recursive: true, force: true })
-    }
-  }
-}
 
 interface Health {
   readonly pool: { readonly leased: number; readonly signatures: ReadonlyArray<{ readonly standby: number; readonly spawning: number }> }

@@ -1,6 +1,8 @@
-/** What the benchmarks share: paths, statistics, ports, child processes. */
-import type { ChildProcess } from "node:child_process"
+/** What the benchmarks share: paths, statistics, ports, child processes, the gateway as a child process. */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
 import * as net from "node:net"
+import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -60,3 +62,43 @@ export const stopChild = (child: ChildProcess) =>
     child.kill("SIGTERM")
     setTimeout(() => child.kill("SIGKILL"), 10_000).unref()
   })
+
+export interface Child {
+  readonly url: string
+  readonly pid: number
+  readonly stop: () => Promise<void>
+}
+
+/** The real gateway as a child process (`node build/src/bin.js`) in a temporary HOME, configured through flags. */
+export const startGateway = async (options: {
+  readonly command: string
+  readonly upstream?: string
+  readonly set: ReadonlyArray<string>
+}): Promise<Child> => {
+  const port = await freePort()
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-bench-"))
+  const args = [BIN, "--port", String(port), "--claude-command", options.command, "--log-level", "error"]
+  // Each request is its own conversation here: no CLI kept after it unless a run asks for it.
+  // A stub CLI keeps no transcripts, so it cannot be reset for reuse: its processes are not reused.
+  const stub = options.command === CLAUDE ? [] : ["pool.reuse=false"]
+  for (const s of [`claude.workspace=${path.join(home, "workspace")}`, "conversation.max_live=0", ...stub, ...options.set]) args.push("--set", s)
+  const child = spawn(process.execPath, args, {
+    env: cliEnv(home, options.upstream ?? "http://127.0.0.1:9"),
+    stdio: ["ignore", "inherit", "inherit"]
+  })
+  const url = `http://127.0.0.1:${port}`
+  try {
+    await waitForUrl(`${url}/health`)
+  } catch (error) {
+    await stopChild(child) // no gateway (and its CLIs) left behind
+    throw error
+  }
+  return {
+    url,
+    pid: child.pid!,
+    stop: async () => {
+      await stopChild(child)
+      fs.rmSync(home, { recursive: true, force: true })
+    }
+  }
+}

@@ -17,6 +17,18 @@ export const fromPull = <A, E, R = never>(pull: Effect.Effect<Chunk.Chunk<A>, Op
   return stream
 }
 
+/** A Stream of one chunk (it can be run again), and its pull for the first fold. */
+export const fromChunk = <A>(chunk: Chunk.Chunk<A>): Stream.Stream<A> => {
+  const stream = Stream.fromChunk(chunk)
+  let sent = false
+  pulls.set(stream, Effect.suspend(() => {
+    if (sent) return Effect.fail(Option.none())
+    sent = true
+    return Effect.succeed(chunk)
+  }))
+  return stream
+}
+
 /** Apply `f` to each element, in order: over the pull when the Stream was made by `fromPull`. */
 export const runForEach = <A, E, R>(stream: Stream.Stream<A, E, R>, f: (a: A) => void): Effect.Effect<void, E, R> => {
   // Made by fromPull, with the same A and E.

@@ -1,3 +1,4 @@
+import * as TurnStream from "../domain/TurnStream.js"
 import { SqlClient } from "@effect/sql"
 import {
   Chunk,
@@ -5,6 +6,7 @@ import {
   Effect,
   ExecutionStrategy,
   Exit,
+  Fiber,
   FiberRef,
   Layer,
   Metric,
@@ -18,7 +20,7 @@ import * as crypto from "node:crypto"
 import { launchSignature } from "../cli/CliProcess.js"
 import type { TurnError } from "../cli/TurnEvents.js"
 import { type Config, GatewayConfig } from "../config/GatewayConfig.js"
-import { TurnEvent, type TurnRequest } from "../domain/Turn.js"
+import { type HistoryMessage, TurnEvent, type TurnRequest } from "../domain/Turn.js"
 import { ConversationStore } from "../store/ConversationStore.js"
 
 /**
@@ -26,12 +28,13 @@ import { ConversationStore } from "../store/ConversationStore.js"
  * everything that can change the answer (the resolved TurnRequest, the launch settings from config,
  * the API key's tenant), replayed on a hit; every dialect's renderer turns them into its JSON answer
  * or SSE stream. Concurrent identical requests share one CLI turn (single flight), run in the
- * cache's own scope so that no requester going away cancels it for the others.
+ * cache's own scope so that no requester going away cancels it for the others; it stops when the
+ * last of them has gone.
  *
  * Never stored: a turn in which the CLI ran tools of its own (their side effects would not happen
  * again), a failed turn, a stop for client tool calls, a cut answer (`length`). Never looked up:
- * conversation continuations (a named conversation, tool results), the runs of `n` > 1, and
- * requests the dialect marks as not cacheable. Docs: docs/api/caching.md.
+ * conversation continuations (a named conversation, tool results, a stateless client's follow-up),
+ * the runs of `n` > 1, and requests the dialect marks as not cacheable. Docs: docs/api/caching.md.
  */
 
 export type CacheStatus = "hit" | "miss" | "bypass"
@@ -232,73 +235,115 @@ export const memoryStore = (settings: CacheSettings): CacheStore => {
   }
 }
 
-const CountRow = Schema.Tuple(Schema.Struct({ n: Schema.Number, bytes: Schema.NullOr(Schema.Number), recency: Schema.NullOr(Schema.Number) }))
-const EntryRows = Schema.Array(Schema.Struct({ events: Schema.String, expires_at: Schema.Number }))
-const KeyRows = Schema.Array(Schema.Struct({ key: Schema.String, bytes: Schema.Number, expires_at: Schema.Number }))
+const TotalsRow = Schema.Tuple(Schema.Struct({ n: Schema.Number, bytes: Schema.NullOr(Schema.Number), recency: Schema.NullOr(Schema.Number) }))
+const EntryRows = Schema.Array(Schema.Struct({ events: Schema.String, expires_at: Schema.Number, recency: Schema.Number }))
+const GoneRows = Schema.Array(Schema.Struct({ bytes: Schema.Number, expires_at: Schema.Number }))
+const OldestRows = Schema.Array(Schema.Struct({ key: Schema.String, bytes: Schema.Number }))
 
-/** The conversation database's `cache_entries` table: entries survive a restart. */
+/**
+ * The conversation database's `cache_entries` table: entries survive a restart. Its totals
+ * (entries, bytes) are read once at start and then kept in memory: every statement that removes
+ * rows returns what it removed (`RETURNING`), so the totals follow what the table really did, even
+ * when a lookup that drops an expired entry runs alongside an insert.
+ */
 export const sqliteStore = (settings: CacheSettings, sql: SqlClient.SqlClient): Effect.Effect<CacheStore> =>
   Effect.gen(function*() {
-    const totals = sql`SELECT COUNT(*) AS n, SUM(bytes) AS bytes, MAX(recency) AS recency FROM cache_entries`.pipe(
-      Effect.flatMap(Schema.decodeUnknown(CountRow)),
-      Effect.map(([row]) => row),
+    // Expired entries of earlier runs go at start-up.
+    yield* sql`DELETE FROM cache_entries WHERE expires_at <= ${yield* now}`.pipe(Effect.orDie)
+    const [loaded] = yield* sql`SELECT COUNT(*) AS n, SUM(bytes) AS bytes, MAX(recency) AS recency FROM cache_entries`.pipe(
+      Effect.flatMap(Schema.decodeUnknown(TotalsRow)),
       Effect.orDie
     )
+    const totals = { entries: loaded.n, bytes: loaded.bytes ?? 0 }
     // Recency is a counter rather than a time: two uses within one millisecond still have an order.
-    let recency = (yield* totals).recency ?? 0
-    const remove = (key: string) => sql`DELETE FROM cache_entries WHERE key = ${key}`.pipe(Effect.asVoid, Effect.orDie)
+    let recency = loaded.recency ?? 0
+    /** Account for removed rows; how many of them had not expired at `at`. */
+    const removed = (rows: typeof GoneRows.Type, at: number) => {
+      let unexpired = 0
+      for (const row of rows) {
+        totals.entries--
+        totals.bytes -= row.bytes
+        if (row.expires_at > at) unexpired++
+      }
+      return unexpired
+    }
+    const gone = Effect.flatMap(Schema.decodeUnknown(GoneRows))
+    /** Remove a key's row; `read`: only the row a lookup read (not one an insert has put there since). */
+    const remove = (key: string, at: number, read?: number) =>
+      (read === undefined
+        ? sql`DELETE FROM cache_entries WHERE key = ${key} RETURNING bytes, expires_at`
+        : sql`DELETE FROM cache_entries WHERE key = ${key} AND recency = ${read} RETURNING bytes, expires_at`).pipe(
+        gone,
+        Effect.map((rows) => removed(rows, at)),
+        Effect.orDie
+      )
+    // Inserts one at a time: an insert removes the key's old row first to know its size.
+    const inserting = yield* Effect.makeSemaphore(1)
+    /** Least recently used first, until the totals are within the limits again; `keep` (the new entry) stays. */
+    const evict = (keep: string, at: number) =>
+      Effect.gen(function*() {
+        let evicted = 0
+        while (totals.entries > settings.max_entries || totals.bytes > settings.max_bytes) {
+          const batch = Math.max(totals.entries - settings.max_entries, 16)
+          const oldest = yield* sql`SELECT key, bytes FROM cache_entries WHERE key != ${keep} ORDER BY recency ASC LIMIT ${batch}`.pipe(
+            Effect.flatMap(Schema.decodeUnknown(OldestRows)),
+            Effect.orDie
+          )
+          if (oldest.length === 0) break
+          const victims: Array<string> = []
+          let entries = totals.entries
+          let bytes = totals.bytes
+          for (const row of oldest) {
+            if (entries <= settings.max_entries && bytes <= settings.max_bytes) break
+            victims.push(row.key)
+            entries--
+            bytes -= row.bytes
+          }
+          evicted += yield* sql`DELETE FROM cache_entries WHERE ${sql.in("key", victims)} RETURNING bytes, expires_at`.pipe(
+            gone,
+            Effect.map((rows) => removed(rows, at)),
+            Effect.orDie
+          )
+        }
+        return evicted
+      })
     const store: CacheStore = {
       get: (key) =>
         Effect.gen(function*() {
-          const rows = yield* sql`SELECT events, expires_at FROM cache_entries WHERE key = ${key}`.pipe(
+          const rows = yield* sql`SELECT events, expires_at, recency FROM cache_entries WHERE key = ${key}`.pipe(
             Effect.flatMap(Schema.decodeUnknown(EntryRows)),
             Effect.orDie
           )
           const row = rows[0]
           if (row === undefined) return Option.none()
-          if (row.expires_at <= (yield* now)) {
-            yield* remove(key)
+          const at = yield* now
+          if (row.expires_at <= at) {
+            yield* remove(key, at, row.recency)
             return Option.none()
           }
           const events = yield* decodeStored(row.events).pipe(Effect.option)
           // A row this version cannot read is dropped, not served.
-          if (Option.isNone(events)) yield* remove(key)
+          if (Option.isNone(events)) yield* remove(key, at, row.recency)
           else yield* sql`UPDATE cache_entries SET recency = ${++recency} WHERE key = ${key}`.pipe(Effect.orDie)
           return Option.map(events, (stored) => stored.map(toTurnEvent))
         }),
       put: (key, events) =>
-        Effect.gen(function*() {
+        inserting.withPermits(1)(Effect.gen(function*() {
           const text = encodeEvents(events)
           const size = Buffer.byteLength(text)
           if (size > settings.max_bytes) return 0
           const at = yield* now
-          yield* sql`INSERT OR REPLACE INTO cache_entries ${
+          // The entry it replaces is neither counted twice nor counted as evicted.
+          yield* remove(key, at)
+          yield* sql`INSERT INTO cache_entries ${
             sql.insert({ key, events: text, bytes: size, stored_at: at, expires_at: at + settings.ttl_seconds * 1000, recency: ++recency })
           }`.pipe(Effect.orDie)
-          const { bytes, n } = yield* totals
-          if (n <= settings.max_entries && (bytes ?? 0) <= settings.max_bytes) return 0
-          const rows = yield* sql`SELECT key, bytes, expires_at FROM cache_entries ORDER BY recency ASC`.pipe(
-            Effect.flatMap(Schema.decodeUnknown(KeyRows)),
-            Effect.orDie
-          )
-          let count = n
-          let total = bytes ?? 0
-          const gone: Array<string> = []
-          let evicted = 0
-          for (const row of rows) {
-            if (count <= settings.max_entries && total <= settings.max_bytes) break
-            gone.push(row.key)
-            count--
-            total -= row.bytes
-            if (row.expires_at > at) evicted++
-          }
-          if (gone.length > 0) yield* sql`DELETE FROM cache_entries WHERE ${sql.in("key", gone)}`.pipe(Effect.orDie)
-          return evicted
-        }),
-      size: Effect.map(totals, ({ bytes, n }) => ({ entries: n, bytes: bytes ?? 0 }))
+          totals.entries++
+          totals.bytes += size
+          return yield* evict(key, at)
+        })),
+      size: Effect.sync(() => ({ entries: totals.entries, bytes: totals.bytes }))
     }
-    // Expired entries of earlier runs go at start-up.
-    yield* sql`DELETE FROM cache_entries WHERE expires_at <= ${yield* now}`.pipe(Effect.orDie)
     return store
   })
 
@@ -331,9 +376,23 @@ const storable = (events: ReadonlyArray<TurnEvent>) => {
   return last !== undefined && last._tag === "Finished" && last.reason === "stop" && last.usedCliTools !== true
 }
 
-/** A stored answer as its dialect renders it; it cost nothing this time. */
-const replay = (events: ReadonlyArray<TurnEvent>): Answer => ({
-  events: Stream.fromIterable(events.map((event) => event._tag === "Finished" ? TurnEvent.Finished({ ...event, costUsd: 0 }) : event)),
+/**
+ * A stateless client's follow-up: the messages before the request's new part hold more than its
+ * opening (system / developer / user messages), i.e. an earlier answer or tool result. Such a
+ * request continues the conversation its history matches (Conversations): a hit would record no
+ * turn, and the client's next request would continue another client's conversation or replay its
+ * transcript. Any role other than the opening ones counts, so a role added later is not cached.
+ */
+export const isFollowUp = (history: ReadonlyArray<HistoryMessage>) =>
+  history.some((message) => message.role !== "system" && message.role !== "developer" && message.role !== "user")
+
+/**
+ * A stored answer as its dialect renders it; it cost nothing this time. A TurnStream: a renderer
+ * folds its events without running a Stream (a few events through Stream.runFold were most of a
+ * hit's own time, measured).
+ */
+const replay = (stored: ReadonlyArray<TurnEvent>): Answer => ({
+  events: TurnStream.fromChunk(Chunk.fromIterable(stored.map((event) => event._tag === "Finished" ? TurnEvent.Finished({ ...event, costUsd: 0 }) : event))),
   conversationId: undefined
 })
 
@@ -344,12 +403,21 @@ interface FlightState {
 
 /** One running turn that identical requests share. */
 interface Flight {
+  readonly key: string
   readonly state: SubscriptionRef.SubscriptionRef<FlightState>
   /** The turn started (its conversation), or failed before its first event (429, spawn, …). */
   readonly started: Deferred.Deferred<string | undefined, unknown>
   /** Completed; whether its answer was stored. */
   readonly done: Deferred.Deferred<boolean>
+  /** Requests that still want the turn: the one that started it and those waiting for it. */
+  requesters: number
+  /** Its end is known (state.exit set): a requester leaving after that stops nothing. */
+  finished: boolean
+  fiber: Fiber.RuntimeFiber<boolean, unknown> | undefined
 }
+
+/** Registers a request as a requester of a flight (see `holding`). */
+type Hold = (flight: Flight) => void
 
 export interface CacheOptions {
   /** False: the dialect or the request rules caching out (the runs of `n`, Responses with `store`). */
@@ -392,13 +460,19 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
      * Start `run` in a scope of the cache's own and read it to the end there, whoever waits for it;
      * `share`: identical requests may join it; `keep`: store its answer if it is storable.
      */
-    const fly = <E>(key: string, run: Effect.Effect<Answer, E, Scope.Scope>, options: { share: boolean; keep: boolean }) =>
-      Effect.gen(function*() {
+    const fly = <E>(key: string, run: Effect.Effect<Answer, E, Scope.Scope>, options: { share: boolean; keep: boolean }, hold: Hold) =>
+      // Registered, held and started in one step: a flight in `inflight` always has a fiber.
+      Effect.uninterruptible(Effect.gen(function*() {
         const flight: Flight = {
+          key,
           state: yield* SubscriptionRef.make<FlightState>({ events: Chunk.empty(), exit: Option.none() }),
           started: yield* Deferred.make<string | undefined, unknown>(),
-          done: yield* Deferred.make<boolean>()
+          done: yield* Deferred.make<boolean>(),
+          requesters: 0,
+          finished: false,
+          fiber: undefined
         }
+        hold(flight)
         if (options.share) inflight.set(key, flight)
         const turnScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
         const body = Effect.gen(function*() {
@@ -416,16 +490,19 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
             yield* gauges
           }
           if (inflight.get(key) === flight) inflight.delete(key)
+          flight.finished = true
           yield* SubscriptionRef.update(flight.state, (state) => ({ ...state, exit: Option.some(exit) }))
           return stored
         })
-        yield* body.pipe(
+        flight.fiber = yield* Effect.interruptible(body).pipe(
           Effect.onExit((exit) =>
             Effect.gen(function*() {
               if (inflight.get(key) === flight) inflight.delete(key)
               yield* Scope.close(turnScope, Exit.asVoid(exit))
               if (Exit.isFailure(exit)) {
-                // Failed before the first event, or cut short (the gateway stopping): every waiter is told.
+                // Failed before the first event, or cut short (every requester gone, the gateway
+                // stopping): every waiter is told.
+                flight.finished = true
                 yield* Deferred.failCause(flight.started, exit.cause)
                 const state = yield* SubscriptionRef.get(flight.state)
                 if (Option.isNone(state.exit)) {
@@ -438,7 +515,33 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
           Effect.forkIn(scope)
         )
         return flight
+      }))
+
+    /**
+     * A requester leaves (its scope closes). The last one to leave a flight that has not finished
+     * stops it: its turn is interrupted as on a plain client disconnect (the CLI is told to stop,
+     * then kept or pooled; its session slot is freed), and nothing is stored.
+     */
+    const leave = (flight: Flight) =>
+      Effect.suspend(() => {
+        flight.requesters--
+        if (flight.requesters > 0 || flight.finished || flight.fiber === undefined) return Effect.void
+        if (inflight.get(flight.key) === flight) inflight.delete(flight.key)
+        return Effect.asVoid(Fiber.interrupt(flight.fiber))
       })
+
+    /**
+     * This request's hold on the flight it starts or joins, let go when its scope closes (for a
+     * streamed answer: when the body is written, or the client has gone away).
+     */
+    const holding = Effect.gen(function*() {
+      const held: Array<Flight> = []
+      yield* Effect.addFinalizer(() => Effect.forEach(held, leave, { discard: true }))
+      return (flight: Flight) => {
+        flight.requesters++
+        held.push(flight)
+      }
+    })
 
     /** A request's view of a flight: its start (or the error that prevented it), then its events live. */
     const answerOf = <E>(flight: Flight) =>
@@ -456,9 +559,10 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
         const exchange = yield* FiberRef.get(CurrentCacheExchange)
         const { noCache, noStore } = cacheDirectives(exchange?.cacheControl)
         const ref = request.conversation
-        // A continuation's answer depends on state outside the request (a named conversation, a parked turn).
+        // A continuation's answer depends on state outside the request (a named conversation, a parked
+        // turn, the conversation a stateless client's history is matched to: see isFollowUp).
         const continuation = ref === undefined || ref.id !== undefined || request.toolResults !== undefined ||
-          request.launch.resume !== undefined
+          request.launch.resume !== undefined || isFollowUp(ref.history)
         if (!settings.enabled || !options.cacheable || continuation || (noCache && noStore)) {
           yield* report("bypass")
           return yield* run
@@ -467,21 +571,24 @@ const makeCache = (settings: CacheSettings, store: CacheStore, signatureOf: (req
         if (noCache) {
           // Not looked up, but the fresh answer replaces the stored one.
           yield* report("bypass")
-          return yield* answerOf<E>(yield* fly(key, run, { share: false, keep: true }))
+          return yield* answerOf<E>(yield* fly(key, run, { share: false, keep: true }, yield* holding))
         }
         const hit = yield* store.get(key)
         if (Option.isSome(hit)) {
           yield* report("hit")
           return replay(hit.value)
         }
-        // Finding a running turn and starting one is one step: two identical requests cannot both start one.
+        const hold = yield* holding
+        // Finding a running turn and starting one is one step: two identical requests cannot both
+        // start one, and a flight's last requester cannot leave it between a join's lookup and hold.
         const { led, running } = yield* registering.withPermits(1)(Effect.suspend((): Effect.Effect<{
           readonly running: Flight | undefined
           readonly led: Flight | undefined
         }> => {
           const running = inflight.get(key)
+          if (running !== undefined) hold(running)
           if (running !== undefined || noStore) return Effect.succeed({ running, led: undefined })
-          return Effect.map(fly(key, run, { share: true, keep: true }), (led) => ({ running: undefined, led }))
+          return Effect.map(fly(key, run, { share: true, keep: true }, hold), (led) => ({ running: undefined, led }))
         }))
         if (running !== undefined) {
           yield* count("joins")

@@ -3,7 +3,7 @@ import OpenAI from "openai"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
+import { cliChildren, type Gateway, health, startGateway, waitForHealth, waitForNoCliChildren } from "../support/gateway.js"
 import { startUpstream, type Upstream } from "../support/upstream.js"
 
 // The answer cache (src/services/Cache.ts) end to end: misses run the real CLI against the
@@ -55,16 +55,19 @@ const askStream = async (g: Gateway, marker: string, headers: Record<string, str
   return { chunks, cache: response.headers.get("x-cache") }
 }
 
+/** The cache's part of /stats. */
+const cacheStats = async (g: Gateway) =>
+  ((await (await fetch(`${g.url}/stats`, { headers: { authorization: `Bearer ${KEY_A}` } })).json()) as {
+    cache: { enabled: boolean; hits: number; misses: number; joins: number; entries: number }
+  }).cache
+
 const contents = (chunks: ReadonlyArray<Chunk>) =>
   chunks.flatMap((c) => c.choices.flatMap((choice) => (choice.delta.content ? [choice.delta.content] : [])))
 
 describe("hits and misses", () => {
   it("a repeated request is served from the cache: upstream saw one request, same answer, x-cache miss then hit", async () => {
     text("CACHE-1", ["Cached ", "answer ", "one."])
-    const stats = async () =>
-      ((await (await fetch(`${gateway.url}/stats`, { headers: { authorization: `Bearer ${KEY_A}` } })).json()) as {
-        cache: { enabled: boolean; hits: number; misses: number; entries: number }
-      }).cache
+    const stats = () => cacheStats(gateway)
     const before = await stats()
     const first = await ask(gateway, "CACHE-1")
     expect(first.response.headers.get("x-cache")).toBe("miss")
@@ -201,6 +204,40 @@ describe("hits and misses", () => {
     expect(refused.status).toBe(400)
     expect(refused.headers.get("x-cache")).toBe("bypass")
   })
+
+  it("does not serve a stateless client's follow-up (history with an earlier answer) from the cache: it continues its own conversation", async () => {
+    // Markers are tried in registration order; a new conversation's transcript holds both.
+    text("CACHE-FOLLOW", ["follow-up answer"])
+    text("CACHE-OPEN", ["opening answer"])
+    const opening = await ask(gateway, "CACHE-OPEN")
+    expect(opening.response.headers.get("x-cache")).toBe("miss")
+    const conversation = opening.response.headers.get("x-conversation-id")
+    const messages = [
+      { role: "user" as const, content: "CACHE-OPEN hello" },
+      { role: "assistant" as const, content: "opening answer" },
+      { role: "user" as const, content: "CACHE-FOLLOW next" }
+    ]
+    const followUp = () => clientFor(gateway).chat.completions.create({ model: "sonnet", messages }).withResponse()
+    const first = await followUp()
+    expect(first.response.headers.get("x-cache")).toBe("bypass")
+    expect(first.response.headers.get("x-conversation-id")).toBe(conversation)
+    // Another client with the same history: its own turn and conversation, not the first one's answer replayed.
+    const second = await followUp()
+    expect(second.response.headers.get("x-cache")).toBe("bypass")
+    expect(second.data.choices[0]!.message.content).toBe("follow-up answer")
+    expect(second.response.headers.get("x-conversation-id")).toMatch(/^conv_/)
+    expect(second.response.headers.get("x-conversation-id")).not.toBe(conversation)
+    expect(seen("CACHE-FOLLOW")).toBe(2)
+    // An opening of several user messages (and a system prompt) has no earlier answer: it is cached.
+    const several = [
+      { role: "system" as const, content: "be brief" },
+      { role: "user" as const, content: "first part" },
+      { role: "user" as const, content: "CACHE-OPEN two parts" }
+    ]
+    const parts = () => clientFor(gateway).chat.completions.create({ model: "sonnet", messages: several }).withResponse()
+    expect((await parts()).response.headers.get("x-cache")).toBe("miss")
+    expect((await parts()).response.headers.get("x-cache")).toBe("hit")
+  })
 })
 
 describe("what is never stored", () => {
@@ -270,6 +307,7 @@ describe("single flight", () => {
       blocks: [{ type: "text", text: Array.from({ length: 20 }, (_, i) => `w${i} `) }],
       interDeltaMs: 100
     })
+    const joinsBefore = (await cacheStats(gateway)).joins
     const leader = new AbortController()
     const leaderStream = await clientFor(gateway).chat.completions.create(
       { model: "sonnet", messages: [{ role: "user", content: "CACHE-FLIGHT hello" }], stream: true },
@@ -284,7 +322,9 @@ describe("single flight", () => {
         { model: "sonnet", messages: [{ role: "user", content: "CACHE-FLIGHT hello" }] },
         i === 0 ? { signal: quitter.signal } : {}
       ).withResponse())
-    // The first requester reads one delta and goes away; so does one of the waiters.
+    // Every other request has joined the running turn (so that its first requester is not the last
+    // one holding it); then the first requester reads one delta and goes away, and so does one waiter.
+    while ((await cacheStats(gateway)).joins - joinsBefore < 15) await new Promise((resolve) => setTimeout(resolve, 20))
     for await (const chunk of leaderStream.data) {
       if (chunk.choices[0]?.delta.content) {
         leader.abort()
@@ -303,6 +343,56 @@ describe("single flight", () => {
     expect(answers.every((a) => a.response.headers.get("x-cache") === "hit")).toBe(true)
     expect(seen("CACHE-FLIGHT")).toBe(1)
     expect((await ask(gateway, "CACHE-FLIGHT")).response.headers.get("x-cache")).toBe("hit")
+  })
+
+  it("the only requester going away stops the shared turn: its CLI is interrupted (not left answering), its slot freed, nothing stored", async () => {
+    // A gateway of its own: nothing else runs, so that its one CLI can be watched.
+    const alone = await startGateway({ upstreamUrl: upstream.url, config: { server: { api_keys: [KEY_A] }, cache: { enabled: true } } })
+    try {
+      // 200 deltas 100 ms apart: the whole answer would take 20 s.
+      upstream.on(
+        "CACHE-ALONE",
+        { kind: "message", blocks: [{ type: "text", text: Array.from({ length: 200 }, (_, i) => `a${i} `) }], interDeltaMs: 100 },
+        { kind: "message", blocks: [{ type: "text", text: "second run" }] }
+      )
+      await waitForHealth(alone, (h) => h.pool.signatures.some((s) => s.standby >= 1))
+      const controller = new AbortController()
+      const { data: stream, response } = await clientFor(alone).chat.completions.create(
+        { model: "sonnet", messages: [{ role: "user", content: "CACHE-ALONE hello" }], stream: true },
+        { signal: controller.signal }
+      ).withResponse()
+      expect(response.headers.get("x-cache")).toBe("miss")
+      let received = 0
+      let during: Awaited<ReturnType<typeof health>> | undefined
+      let working: Array<number> = []
+      try {
+        for await (const chunk of stream) {
+          if (chunk.choices[0]?.delta.content) received++
+          if (received === 2) {
+            during = await health(alone)
+            working = cliChildren()
+            controller.abort()
+          }
+        }
+      } catch {
+        // the abort surfaces as an error in the iterator
+      }
+      expect(received).toBe(2)
+      expect(during).toMatchObject({ sessions: { running: 1 }, pool: { leased: 1 }, conversations: { live: 0 } })
+      // Within 5 s (a fraction of the 20 s answer) the turn is stopped: its session slot is free and
+      // its CLI, told to stop as on a plain disconnect, is kept for its conversation (not killed).
+      const started = Date.now()
+      await waitForHealth(alone, (h) => h.sessions.running === 0 && h.conversations.live === 1 && h.pool.leased === 1, 5_000)
+      expect(Date.now() - started).toBeLessThan(5_000)
+      expect(cliChildren()).toEqual(expect.arrayContaining(working))
+      // Nothing was stored, and no stopped turn is joined: the next identical request runs its own.
+      const next = await ask(alone, "CACHE-ALONE")
+      expect(next.response.headers.get("x-cache")).toBe("miss")
+      expect(next.data.choices[0]!.message.content).toBe("second run")
+      expect(seen("CACHE-ALONE")).toBe(2)
+    } finally {
+      await alone.close()
+    }
   })
 })
 
