@@ -17,6 +17,7 @@ import {
   PermissionResolved,
   Pong,
   type ServerMessage,
+  type SessionEventMessage,
   type SessionObject,
   type SessionState,
   StateChanged,
@@ -59,19 +60,7 @@ export class SessionLimitReached extends Schema.TaggedError<SessionLimitReached>
 }
 
 /** Server events with a sequence number. */
-export type SessionEvent =
-  | StateChanged
-  | TurnStarted
-  | TextDelta
-  | ThinkingDelta
-  | ToolUse
-  | ToolResult
-  | PermissionRequest
-  | PermissionResolved
-  | TurnResult
-  | ModelChanged
-  | PermissionModeChanged
-  | ErrorEvent
+export type SessionEvent = SessionEventMessage
 
 /** What a subscriber's queue carries: an event, or `null` when the gateway shuts down. */
 export type Delivery = SessionEvent | null

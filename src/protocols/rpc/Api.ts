@@ -3,24 +3,7 @@ import { Context, Schema } from "effect"
 import { Health } from "../../http/Api.js"
 import { InputBlock } from "../../domain/Turn.js"
 import { Stats } from "../../http/TelemetryApi.js"
-import {
-  CreateSession as CreateSessionPayload,
-  ErrorEvent,
-  Hello,
-  ModelChanged,
-  PermissionMode,
-  PermissionModeChanged,
-  PermissionRequest,
-  PermissionResolved,
-  SessionObject,
-  StateChanged,
-  TextDelta,
-  ThinkingDelta,
-  ToolResult as SessionToolResult,
-  ToolUse,
-  TurnResult,
-  TurnStarted
-} from "../sessions/Messages.js"
+import { CreateSession as CreateSessionPayload, Hello, PermissionMode, SessionEventMessage, SessionObject } from "../sessions/Messages.js"
 
 /**
  * The gateway's typed RPC surface (served at /rpc, HTTP NDJSON and WebSocket). One module for the
@@ -257,21 +240,7 @@ const IdPayload = { id: Schema.String }
  * events, then every new one, each with its `seq`, until the session ends. The shapes are the
  * sessions WebSocket's (src/protocols/sessions/Messages.ts, docs/api/sessions.md).
  */
-export const SessionEvent = Schema.Union(
-  Hello,
-  StateChanged,
-  TurnStarted,
-  TextDelta,
-  ThinkingDelta,
-  ToolUse,
-  SessionToolResult,
-  PermissionRequest,
-  PermissionResolved,
-  TurnResult,
-  ModelChanged,
-  PermissionModeChanged,
-  ErrorEvent
-)
+export const SessionEvent = Schema.Union(Hello, ...SessionEventMessage.members)
 export type SessionEvent = typeof SessionEvent.Type
 
 const SessionCallError = Schema.Union(SessionNotFound, SessionRefused, InvalidRequest)
