@@ -86,7 +86,8 @@ export class SessionLimitReached extends Schema.TaggedError<SessionLimitReached>
 
 /**
  * The session cannot take the message now: `session_ended`, `not_running` (an interrupt with no
- * turn running), `cli_error` (the CLI refused a switch).
+ * turn running), `cli_error` (the CLI refused a switch), `inbox_full` (sessions.max_queued_messages
+ * messages already wait); or a `SessionEvents` stream that fell behind: `too_slow`.
  */
 export class SessionRefused extends Schema.TaggedError<SessionRefused>()("SessionRefused", {
   code: Schema.String,
@@ -292,7 +293,8 @@ export class GatewayRpcs extends RpcGroup.make(
       after: Schema.optional(Schema.Number)
     },
     success: SessionEvent,
-    error: Schema.Union(SessionNotFound, InvalidRequest),
+    /** SessionRefused `too_slow`: the caller fell `sessions.replay_buffer` events behind (call again with `after`). */
+    error: Schema.Union(SessionNotFound, InvalidRequest, SessionRefused),
     stream: true
   }),
   /** Queue a user message (taken one turn at a time); its turn shows in `SessionEvents`. */
