@@ -509,7 +509,9 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
         yield* setState(live, "running")
         emit(live, (seq) => new TurnStarted({ type: "turn_started", seq, turn: number, client_id: message.client_id ?? null, content }))
         const outcome = yield* ensureProcess(live).pipe(
-          Effect.flatMap((handle) => Stream.runForEach(handle.turn(content), (m) => onCliMessage(live, m))),
+          // Watchers get to run between the CLI's messages: a burst of stdout lines read at once is
+          // not a client falling behind (each message's events are in its queue, at most a few).
+          Effect.flatMap((handle) => Stream.runForEach(handle.turn(content), (m) => Effect.zipRight(onCliMessage(live, m), Effect.yieldNow()))),
           Effect.either,
           limits.turn_timeout_seconds === 0
             ? identity

@@ -1,5 +1,7 @@
+import { Deferred, Effect, Either, Fiber, ManagedRuntime, Stream } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import WebSocket from "ws"
+import { GatewayClient, type SessionEvent } from "../../src/client.js"
 import { type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
 import { startUpstream, type Upstream } from "../support/upstream.js"
 
@@ -165,6 +167,46 @@ describe("sessions with bounded queues and a turn timeout", () => {
 
     watcher.send({ type: "interrupt" })
     await watcher.next((f) => f.type === "state" && f.state === "idle" && f.seq > lastDelta.seq)
+    expect((await api(gateway, "DELETE", `/v1/sessions/${created.body.id}`)).status).toBe(200)
+  })
+
+  it("fails an RPC SessionEvents stream whose caller stops reading with SessionRefused too_slow", async () => {
+    const DELTAS = 300
+    upstream.on("SESS-RPC-FLOOD", {
+      kind: "message",
+      blocks: [{ type: "text", text: Array.from({ length: DELTAS + 1 }, (_, i) => `d${i} `) }],
+      stallAfterDeltas: DELTAS
+    })
+    const created = await api(gateway, "POST", "/v1/sessions", {})
+    const watcher = await connect(created.body.websocket_url)
+    await watcher.next((f) => f.type === "hello")
+    const runtime = ManagedRuntime.make(GatewayClient.layer({ url: gateway.url, transport: "websocket", apiKey: KEY }))
+    try {
+      const gate = await runtime.runPromise(Deferred.make<void>())
+      const seen: Array<SessionEvent> = []
+      // The caller takes the first event (hello), then stops reading until the gate opens.
+      const fiber = runtime.runFork(Effect.flatMap(GatewayClient, (client) =>
+        client.SessionEvents({ id: created.body.id }).pipe(
+          Stream.runForEach((event) => Effect.zipRight(Effect.sync(() => seen.push(event)), Deferred.await(gate))),
+          Effect.either
+        )))
+      await watcher.until(() => seen.length > 0, 10_000)
+      watcher.send({ type: "user_message", content: "SESS-RPC-FLOOD" })
+      await watcher.until(() => watcher.frames.filter((f) => f.type === "text_delta").length === DELTAS)
+      await runtime.runPromise(Deferred.succeed(gate, undefined))
+      const outcome = await runtime.runPromise(Fiber.join(fiber))
+      if (Either.isRight(outcome)) throw new Error(`the stream did not fail; it had ${seen.length} events`)
+      expect(outcome.left).toMatchObject({ _tag: "SessionRefused", code: "too_slow" })
+      expect((outcome.left as { message: string }).message).toContain("sessions.replay_buffer")
+      // What it got before is in order, none missing.
+      const seqs = seen.flatMap((event) => event.type === "hello" || event.seq === undefined ? [] : [event.seq])
+      expect(seqs).toEqual(seqs.map((_, i) => seqs[0]! + i))
+      expect(seqs.length).toBeLessThan(DELTAS)
+    } finally {
+      await runtime.dispose()
+    }
+    watcher.send({ type: "interrupt" })
+    await watcher.next((f) => f.type === "result")
     expect((await api(gateway, "DELETE", `/v1/sessions/${created.body.id}`)).status).toBe(200)
   })
 
