@@ -16,6 +16,7 @@ type Json = Record<string, any>
 const KEY = "sk-sessions-limits"
 const auth = { authorization: `Bearer ${KEY}` }
 const REPLAY = 20
+const MAX_FRAME = 256 * 1024
 
 const api = async (gateway: Gateway, method: string, route: string, body?: unknown) => {
   const response = await fetch(`${gateway.url}${route}`, {
@@ -103,7 +104,7 @@ describe("sessions with bounded queues and a turn timeout", () => {
     gateway = await startGateway({
       upstreamUrl: upstream.url,
       config: {
-        server: { api_keys: [KEY] },
+        server: { api_keys: [KEY], max_body_bytes: MAX_FRAME },
         pool: { prewarm: 0 },
         sessions: { replay_buffer: REPLAY, max_queued_messages: 2, turn_timeout_seconds: 4 }
       }
@@ -207,6 +208,22 @@ describe("sessions with bounded queues and a turn timeout", () => {
     }
     watcher.send({ type: "interrupt" })
     await watcher.next((f) => f.type === "result")
+    expect((await api(gateway, "DELETE", `/v1/sessions/${created.body.id}`)).status).toBe(200)
+  })
+
+  it("answers a frame over server.max_body_bytes (in bytes) with invalid_message and keeps the socket", async () => {
+    const created = await api(gateway, "POST", "/v1/sessions", {})
+    const client = await connect(created.body.websocket_url)
+    await client.next((f) => f.type === "hello")
+    // Under the limit in characters, over it in UTF-8 bytes (3 bytes each).
+    client.send({ type: "user_message", content: "€".repeat(MAX_FRAME / 2) })
+    const refused = await client.next((f) => f.type === "error")
+    expect(refused).toMatchObject({ code: "invalid_message" })
+    expect(refused.message).toContain(`server.max_body_bytes (${MAX_FRAME} bytes)`)
+    const from = client.frames.length
+    client.send({ type: "ping" })
+    await client.next((f) => f.type === "pong", from)
+    expect(client.frames.some((f) => f.type === "turn_started")).toBe(false)
     expect((await api(gateway, "DELETE", `/v1/sessions/${created.body.id}`)).status).toBe(200)
   })
 

@@ -135,7 +135,8 @@ export const SessionSocketLive = HttpApiBuilder.Router.use((router) =>
         yield* Queue.take(inbound).pipe(
           Effect.zipLeft(drained(wire)),
           Effect.flatMap((frame) => {
-            if (frame.length > config.server.max_body_bytes) {
+            // Checked on receipt: the platform's WebSocket server takes no maxPayload (its ws default, 100 MiB, applies first).
+            if (Buffer.byteLength(frame, "utf8") > config.server.max_body_bytes) {
               return send(new ErrorEvent({ type: "error", code: "invalid_message", message: `The message is larger than server.max_body_bytes (${config.server.max_body_bytes} bytes).` }))
             }
             const decoded = decodeClient(frame)
