@@ -44,7 +44,8 @@ describe("a session turn whose CLI ignores the interrupt (stub CLI)", () => {
     expect(created.status).toBe(201)
     const session = (await created.json()) as Json
     const frames: Array<Json> = []
-    const ws = new WebSocket(`${gateway.url.replace("http", "ws")}${session.websocket_url}`)
+    // after=0: the session's boot (state idle) is replayed if it came before the connection.
+    const ws = new WebSocket(`${gateway.url.replace("http", "ws")}${session.websocket_url}?after=0`)
     ws.on("message", (data) => frames.push(JSON.parse(String(data)) as Json))
     await new Promise((resolve, reject) => {
       ws.once("open", resolve)
