@@ -201,7 +201,14 @@ export const ConfigSchema = Schema.Struct({
     /** Permission modes a session may ask for (the first is its default); `bypassPermissions` only if listed here. */
     permission_modes: withDefault(PermissionModeList, () => ["default", "acceptEdits", "plan", "dontAsk"] as const),
     /** Lifetime of a WebSocket ticket (`POST /v1/sessions/{id}/ticket`). */
-    ticket_ttl_seconds: withDefault(PositiveInt, () => 60)
+    ticket_ttl_seconds: withDefault(PositiveInt, () => 60),
+    /** User messages a session holds while a turn runs; one more is refused (error `inbox_full`). */
+    max_queued_messages: withDefault(PositiveInt, () => 16),
+    /**
+     * A session turn still running after this long is interrupted (clients get an error event
+     * `turn_timeout`); a CLI that ignores the interrupt is killed. 0: no limit.
+     */
+    turn_timeout_seconds: withDefault(NonNegativeInt, () => 3600)
   })),
   models: Section(Schema.Struct({
     /** Extra model names mapped to a CLI model, e.g. { "gpt-4o" = "sonnet" }; listed by /v1/models. */

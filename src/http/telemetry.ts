@@ -1,6 +1,6 @@
 import { HttpApi, HttpApiBuilder, HttpBody, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
-import { Effect, Metric, MetricLabel, Redacted, Stream } from "effect"
+import { Effect, Exit, Metric, MetricLabel, Redacted, Stream } from "effect"
 import { currentRequestProbe, metrics, type RequestProbe, Telemetry } from "../services/Telemetry.js"
 import { GatewayApi } from "./Api.js"
 import { callerOf } from "./auth.js"
@@ -74,7 +74,8 @@ export const telemetryMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) =
           first = false
           return firstByte
         }),
-        Stream.ensuring(done(response.status))
+        // A client that goes away mid-stream interrupts it: that request ended as 499, not as its headers said.
+        Stream.ensuringWith((exit) => done(Exit.isInterrupted(exit) ? 499 : response.status))
       )
       return HttpServerResponse.setBody(response, HttpBody.stream(stream, body.contentType, body.contentLength))
     })

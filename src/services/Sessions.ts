@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Option, Queue, Schedule, Schema, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, ExecutionStrategy, Exit, identity, Option, Queue, Schedule, Schema, Scope, Stream } from "effect"
 import * as crypto from "node:crypto"
 import { type CliHandle, CliProcess, type ControlHandler } from "../cli/CliProcess.js"
 import type { CliError, ControlRequestFailed } from "../cli/CliErrors.js"
@@ -17,6 +17,7 @@ import {
   PermissionResolved,
   Pong,
   type ServerMessage,
+  type SessionEventMessage,
   type SessionObject,
   type SessionState,
   StateChanged,
@@ -59,22 +60,20 @@ export class SessionLimitReached extends Schema.TaggedError<SessionLimitReached>
 }
 
 /** Server events with a sequence number. */
-export type SessionEvent =
-  | StateChanged
-  | TurnStarted
-  | TextDelta
-  | ThinkingDelta
-  | ToolUse
-  | ToolResult
-  | PermissionRequest
-  | PermissionResolved
-  | TurnResult
-  | ModelChanged
-  | PermissionModeChanged
-  | ErrorEvent
+export type SessionEvent = SessionEventMessage
 
 /** What a subscriber's queue carries: an event, or `null` when the gateway shuts down. */
 export type Delivery = SessionEvent | null
+
+/**
+ * One attached client: its events (at most `sessions.replay_buffer` waiting), and a signal that
+ * fires when it fell that far behind. It is then detached: a reconnect with `?after=N` replays
+ * what it missed, which the replay buffer still holds at that moment.
+ */
+interface Subscriber {
+  readonly queue: Queue.Queue<Delivery>
+  readonly behind: Deferred.Deferred<void>
+}
 
 interface Decision {
   readonly decision: "allow" | "deny"
@@ -94,7 +93,7 @@ interface Live {
   record: SessionRecord
   readonly scope: Scope.CloseableScope
   readonly inbox: Queue.Queue<UserMessage>
-  readonly subscribers: Set<Queue.Queue<Delivery>>
+  readonly subscribers: Set<Subscriber>
   readonly buffer: Array<SessionEvent>
   seq: number
   process: Process | undefined
@@ -113,6 +112,11 @@ export interface Attachment {
   readonly replay: ReadonlyArray<SessionEvent>
   /** Live events after the replay; undefined when the session has ended. */
   readonly events: Queue.Dequeue<Delivery> | undefined
+  /**
+   * Completes when this client fell `sessions.replay_buffer` events behind (it reads too slowly):
+   * it gets no more events and should be told to reconnect with `?after=` its last seq.
+   */
+  readonly behind: Effect.Effect<void>
   /** Apply a client message; `reply` reaches only this client (pong, a refusal). */
   readonly send: (message: ClientMessage, reply: (message: ServerMessage) => Effect.Effect<void>) => Effect.Effect<void>
 }
@@ -151,6 +155,9 @@ const resultText = (content: unknown): string => {
 
 const nowSeconds = () => Math.floor(Date.now() / 1000)
 
+/** How long a CLI has to end a timed-out turn after the interrupt before it is killed. */
+const TURN_KILL_GRACE_SECONDS = 10
+
 const errorText = (error: CliError | ControlRequestFailed) => error.message
 
 export class Sessions extends Effect.Service<Sessions>()("Sessions", {
@@ -169,7 +176,14 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
       const event = make(++live.seq)
       live.buffer.push(event)
       if (live.buffer.length > limits.replay_buffer) live.buffer.shift()
-      for (const queue of live.subscribers) Queue.unsafeOffer(queue, event)
+      for (const subscriber of live.subscribers) {
+        Queue.unsafeOffer(subscriber.queue, event)
+        // One more would push its oldest undelivered event out of the replay buffer.
+        if (Option.getOrElse(subscriber.queue.unsafeSize(), () => 0) >= limits.replay_buffer) {
+          live.subscribers.delete(subscriber)
+          Deferred.unsafeDone(subscriber.behind, Exit.void)
+        }
+      }
     }
     const emitEffect = (live: Live, make: (seq: number) => SessionEvent) => Effect.sync(() => emit(live, make))
 
@@ -453,6 +467,37 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
         }
       })
 
+    /**
+     * `sessions.turn_timeout_seconds` after a turn starts: the clients are told, the turn is
+     * interrupted as a client's interrupt would, and a CLI that still has not ended it after a
+     * grace period is killed (the turn then ends with a cli_error; the next message resumes).
+     */
+    const watchdog = (live: Live) =>
+      Effect.gen(function*() {
+        const seconds = limits.turn_timeout_seconds
+        yield* Effect.sleep(Duration.seconds(seconds))
+        const turn = live.turn
+        if (turn === undefined) return
+        emit(live, (seq) =>
+          new ErrorEvent({
+            type: "error",
+            seq,
+            code: "turn_timeout",
+            message: `Turn ${turn.number} ran longer than sessions.turn_timeout_seconds (${seconds} s): interrupted.`
+          }))
+        const process = live.process
+        if (process === undefined) return
+        turn.interrupted = true
+        yield* live.control.withPermits(1)(
+          denyAll(live, "timeout", "The turn timed out.").pipe(Effect.zipRight(process.handle.control("interrupt")))
+        ).pipe(Effect.timeout(Duration.seconds(TURN_KILL_GRACE_SECONDS)), Effect.ignore)
+        yield* Effect.sleep(Duration.seconds(TURN_KILL_GRACE_SECONDS))
+        if (live.turn === turn && live.process === process) {
+          live.process = undefined
+          yield* Scope.close(process.scope, Exit.void)
+        }
+      })
+
     const runTurn = (live: Live, message: UserMessage) =>
       Effect.gen(function*() {
         const number = live.record.turns + 1
@@ -464,8 +509,13 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
         yield* setState(live, "running")
         emit(live, (seq) => new TurnStarted({ type: "turn_started", seq, turn: number, client_id: message.client_id ?? null, content }))
         const outcome = yield* ensureProcess(live).pipe(
-          Effect.flatMap((handle) => Stream.runForEach(handle.turn(content), (m) => onCliMessage(live, m))),
-          Effect.either
+          // Watchers get to run between the CLI's messages: a burst of stdout lines read at once is
+          // not a client falling behind (each message's events are in its queue, at most a few).
+          Effect.flatMap((handle) => Stream.runForEach(handle.turn(content), (m) => Effect.zipRight(onCliMessage(live, m), Effect.yieldNow()))),
+          Effect.either,
+          limits.turn_timeout_seconds === 0
+            ? identity
+            : (run) => Effect.scoped(Effect.zipRight(Effect.forkScoped(watchdog(live)), run))
         )
         if (outcome._tag === "Left") {
           emit(live, (seq) => new ErrorEvent({ type: "error", seq, code: "cli_error", message: errorText(outcome.left) }))
@@ -499,7 +549,10 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
           case "ping":
             return reply(new Pong({ type: "pong" }))
           case "user_message":
-            return Queue.offer(live.inbox, message).pipe(Effect.asVoid)
+            // A full inbox refuses rather than grows: the sender learns it and can send later.
+            return Queue.unsafeOffer(live.inbox, message)
+              ? Effect.void
+              : refuse("inbox_full", `${limits.max_queued_messages} messages are already waiting for their turn (sessions.max_queued_messages): send this one after a turn ends.`)
           case "permission_decision":
             return Effect.flatMap(
               resolvePermission(live, message.request_id, {
@@ -559,7 +612,7 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
         const live: Live = {
           record,
           scope: yield* Scope.make(),
-          inbox: yield* Queue.unbounded<UserMessage>(),
+          inbox: yield* Queue.bounded<UserMessage>(limits.max_queued_messages),
           subscribers: new Set(),
           buffer: [],
           seq: record.lastSeq,
@@ -598,7 +651,7 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
     yield* Effect.addFinalizer(() =>
       Effect.forEach([...sessions.values()], (live) =>
         Effect.gen(function*() {
-          for (const queue of live.subscribers) Queue.unsafeOffer(queue, null)
+          for (const subscriber of live.subscribers) Queue.unsafeOffer(subscriber.queue, null)
           if (live.record.state !== "idle") update(live, { state: "idle" })
           yield* save(live)
           yield* Scope.close(live.scope, Exit.void)
@@ -727,14 +780,16 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
             hello: new Hello({ type: "hello", session: ended, replay_from: ended.last_seq, truncated: after !== undefined && after < ended.last_seq }),
             replay: [],
             events: undefined,
+            behind: Effect.never,
             send: (_message, reply) => reply(new ErrorEvent({ type: "error", code: "session_ended", message: "The session has ended." }))
           } satisfies Attachment
         }
-        const queue = yield* Queue.unbounded<Delivery>()
-        yield* Effect.addFinalizer(() => Effect.sync(() => live.subscribers.delete(queue)))
+        // One slot more than a subscriber may fall behind: the shutdown's null always fits.
+        const subscriber: Subscriber = { queue: yield* Queue.bounded<Delivery>(limits.replay_buffer + 1), behind: yield* Deferred.make<void>() }
+        yield* Effect.addFinalizer(() => Effect.sync(() => live.subscribers.delete(subscriber)))
         // Subscribed and snapshotted in one step: every event is either replayed or queued, once.
         const snapshot = yield* Effect.sync(() => {
-          live.subscribers.add(queue)
+          live.subscribers.add(subscriber)
           const from = after ?? live.seq
           const replay = live.buffer.filter((event) => (event.seq ?? 0) > from)
           const oldest = live.buffer[0]?.seq ?? live.seq + 1
@@ -747,7 +802,8 @@ export class Sessions extends Effect.Service<Sessions>()("Sessions", {
         yield* wake(live)
         return {
           ...snapshot,
-          events: queue,
+          events: subscriber.queue,
+          behind: Deferred.await(subscriber.behind),
           send: (message, reply) => dispatch(live, message, reply)
         } satisfies Attachment
       })

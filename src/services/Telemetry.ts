@@ -1,6 +1,14 @@
 import * as Metrics from "@effect/opentelemetry/Metrics"
 import * as OtelResource from "@effect/opentelemetry/Resource"
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
+import {
+  type DataPoint,
+  DataPointType,
+  type ExponentialHistogramMetricData,
+  type Histogram,
+  type MetricData,
+  type ResourceMetrics
+} from "@opentelemetry/sdk-metrics"
 import { Clock, Context, Effect, Exit, FiberRef, Metric, MetricBoundaries, MetricLabel, MetricState, Option } from "effect"
 import { GatewayConfig } from "../config/GatewayConfig.js"
 import type { TurnEvent } from "../domain/Turn.js"
@@ -267,6 +275,46 @@ export interface Tokens {
 const noTokens = (): Tokens => ({ input: 0, output: 0, cache_read: 0, cache_write: 0 })
 const round6 = (n: number) => Math.round(n * 1e6) / 1e6
 
+/**
+ * The metrics with one label removed: series that differed only by it are added up (counters and
+ * histograms; a gauge keeps its last point).
+ */
+const withoutLabel = (metrics: ResourceMetrics, label: string): ResourceMetrics => {
+  const keyOf = (attributes: DataPoint<unknown>["attributes"]) => {
+    const { [label]: _dropped, ...rest } = attributes
+    return { rest, key: JSON.stringify(Object.entries(rest).sort(([a], [b]) => a.localeCompare(b))) }
+  }
+  const merge = <T>(points: ReadonlyArray<DataPoint<T>>, add: (a: T, b: T) => T): Array<DataPoint<T>> => {
+    const merged = new Map<string, DataPoint<T>>()
+    for (const point of points) {
+      const { key, rest } = keyOf(point.attributes)
+      const seen = merged.get(key)
+      merged.set(key, seen === undefined ? { ...point, attributes: rest } : { ...seen, value: add(seen.value, point.value) })
+    }
+    return [...merged.values()]
+  }
+  const addHistograms = (a: Histogram, b: Histogram): Histogram => ({
+    buckets: { boundaries: a.buckets.boundaries, counts: a.buckets.counts.map((n, i) => n + (b.buckets.counts[i] ?? 0)) },
+    count: a.count + b.count,
+    ...(a.sum === undefined || b.sum === undefined ? {} : { sum: a.sum + b.sum }),
+    ...(a.min === undefined || b.min === undefined ? {} : { min: Math.min(a.min, b.min) }),
+    ...(a.max === undefined || b.max === undefined ? {} : { max: Math.max(a.max, b.max) })
+  })
+  const strip = (metric: MetricData): MetricData => {
+    switch (metric.dataPointType) {
+      case DataPointType.SUM:
+        return { ...metric, dataPoints: merge(metric.dataPoints, (a, b) => a + b) }
+      case DataPointType.GAUGE:
+        return { ...metric, dataPoints: merge(metric.dataPoints, (_, b) => b) }
+      case DataPointType.HISTOGRAM:
+        return { ...metric, dataPoints: merge(metric.dataPoints, addHistograms) }
+      default:
+        return { ...metric, dataPoints: merge<ExponentialHistogramMetricData["dataPoints"][number]["value"]>(metric.dataPoints, (_, b) => b) }
+    }
+  }
+  return { ...metrics, scopeMetrics: metrics.scopeMetrics.map((scope) => ({ ...scope, metrics: scope.metrics.map(strip) })) }
+}
+
 export class Telemetry extends Effect.Service<Telemetry>()("Telemetry", {
   scoped: Effect.gen(function*() {
     const { config } = yield* GatewayConfig
@@ -327,8 +375,10 @@ export class Telemetry extends Effect.Service<Telemetry>()("Telemetry", {
     const prometheus = Effect.zipRight(
       refresh,
       Effect.promise(() => exporter.collect()).pipe(Effect.map(({ resourceMetrics }) => {
+        // Served to anyone (telemetry.metrics_public): which keys exist and what each spends stays private.
+        const shown = config.telemetry.metrics_public ? withoutLabel(resourceMetrics, "api_key") : resourceMetrics
         // The text format ends every line, the last one included (parsers drop an unended line).
-        const text = serializer.serialize(resourceMetrics)
+        const text = serializer.serialize(shown)
         return text.endsWith("\n") ? text : `${text}\n`
       }))
     )

@@ -2,7 +2,7 @@ import type { Rpc, RpcGroup } from "@effect/rpc"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import type { Effect, Layer, Stream } from "effect"
 import { describe, expectTypeOf, it } from "vitest"
-import type { ChatError, ChatEvent, ChatRequest, GatewayClientService, InvalidRequest, SessionEvent, SessionNotFound, Unauthorized } from "../../src/client.js"
+import type { ChatError, ChatEvent, ChatRequest, GatewayClientService, InvalidRequest, SessionEvent, SessionNotFound, SessionRefused, Unauthorized } from "../../src/client.js"
 import type { GatewayRpcs } from "../../src/protocols/rpc/Api.js"
 import type { GatewayRpcsLive } from "../../src/protocols/rpc/Http.js"
 
@@ -33,7 +33,7 @@ describe("the RPC client's types are the server group's", () => {
 
   it("SessionEvents streams the sessions protocol's events with typed errors", () => {
     const events = (client: GatewayClientService) => client.SessionEvents({ id: "sess_1", after: 3 })
-    expectTypeOf<ReturnType<typeof events>>().toEqualTypeOf<Stream.Stream<SessionEvent, SessionNotFound | InvalidRequest | Unauthorized | RpcClientError>>()
+    expectTypeOf<ReturnType<typeof events>>().toEqualTypeOf<Stream.Stream<SessionEvent, SessionNotFound | InvalidRequest | SessionRefused | Unauthorized | RpcClientError>>()
     expectTypeOf<SessionEvent["type"]>().toEqualTypeOf<
       "hello" | "state" | "turn_started" | "text_delta" | "thinking_delta" | "tool_use" | "tool_result" | "permission_request" | "permission_resolved" | "result" | "model_changed" | "permission_mode_changed" | "error"
     >()

@@ -13,8 +13,18 @@ describe("[sessions] config", () => {
       max_total: 16,
       replay_buffer: 1000,
       permission_modes: ["default", "acceptEdits", "plan", "dontAsk"],
-      ticket_ttl_seconds: 60
+      ticket_ttl_seconds: 60,
+      max_queued_messages: 16,
+      turn_timeout_seconds: 3600
     })
+  })
+
+  it("takes turn_timeout_seconds = 0 (no limit) and refuses max_queued_messages = 0, naming the key", () => {
+    const env = Either.getOrThrow(fromEnv({ CLAUDE_CODE__SESSIONS__TURN_TIMEOUT_SECONDS: "0" }))
+    expect(Either.getOrThrow(decodeConfig(env)).sessions.turn_timeout_seconds).toBe(0)
+    const error = decodeConfig(Either.getOrThrow(fromEnv({ CLAUDE_CODE__SESSIONS__MAX_QUEUED_MESSAGES: "0" })))
+    expect(Either.isLeft(error)).toBe(true)
+    if (Either.isLeft(error)) expect(error.left.message).toContain("max_queued_messages")
   })
 
   it("reads the permission modes from the environment as a comma list or a JSON array", () => {

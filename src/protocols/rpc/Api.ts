@@ -3,24 +3,7 @@ import { Context, Schema } from "effect"
 import { Health } from "../../http/Api.js"
 import { InputBlock } from "../../domain/Turn.js"
 import { Stats } from "../../http/TelemetryApi.js"
-import {
-  CreateSession as CreateSessionPayload,
-  ErrorEvent,
-  Hello,
-  ModelChanged,
-  PermissionMode,
-  PermissionModeChanged,
-  PermissionRequest,
-  PermissionResolved,
-  SessionObject,
-  StateChanged,
-  TextDelta,
-  ThinkingDelta,
-  ToolResult as SessionToolResult,
-  ToolUse,
-  TurnResult,
-  TurnStarted
-} from "../sessions/Messages.js"
+import { CreateSession as CreateSessionPayload, Hello, PermissionMode, SessionEventMessage, SessionObject } from "../sessions/Messages.js"
 
 /**
  * The gateway's typed RPC surface (served at /rpc, HTTP NDJSON and WebSocket). One module for the
@@ -103,7 +86,8 @@ export class SessionLimitReached extends Schema.TaggedError<SessionLimitReached>
 
 /**
  * The session cannot take the message now: `session_ended`, `not_running` (an interrupt with no
- * turn running), `cli_error` (the CLI refused a switch).
+ * turn running), `cli_error` (the CLI refused a switch), `inbox_full` (sessions.max_queued_messages
+ * messages already wait); or a `SessionEvents` stream that fell behind: `too_slow`.
  */
 export class SessionRefused extends Schema.TaggedError<SessionRefused>()("SessionRefused", {
   code: Schema.String,
@@ -257,21 +241,7 @@ const IdPayload = { id: Schema.String }
  * events, then every new one, each with its `seq`, until the session ends. The shapes are the
  * sessions WebSocket's (src/protocols/sessions/Messages.ts, docs/api/sessions.md).
  */
-export const SessionEvent = Schema.Union(
-  Hello,
-  StateChanged,
-  TurnStarted,
-  TextDelta,
-  ThinkingDelta,
-  ToolUse,
-  SessionToolResult,
-  PermissionRequest,
-  PermissionResolved,
-  TurnResult,
-  ModelChanged,
-  PermissionModeChanged,
-  ErrorEvent
-)
+export const SessionEvent = Schema.Union(Hello, ...SessionEventMessage.members)
 export type SessionEvent = typeof SessionEvent.Type
 
 const SessionCallError = Schema.Union(SessionNotFound, SessionRefused, InvalidRequest)
@@ -323,7 +293,8 @@ export class GatewayRpcs extends RpcGroup.make(
       after: Schema.optional(Schema.Number)
     },
     success: SessionEvent,
-    error: Schema.Union(SessionNotFound, InvalidRequest),
+    /** SessionRefused `too_slow`: the caller fell `sessions.replay_buffer` events behind (call again with `after`). */
+    error: Schema.Union(SessionNotFound, InvalidRequest, SessionRefused),
     stream: true
   }),
   /** Queue a user message (taken one turn at a time); its turn shows in `SessionEvents`. */

@@ -102,9 +102,20 @@ export const sessionHandlers = Effect.gen(function*() {
         const head = Stream.fromIterable<SessionEvent>([attachment.hello, ...attachment.replay])
         if (attachment.events === undefined) return head
         // Until the session ends (its `ended` state is the last event) or the gateway shuts down (null).
+        // A caller that reads too slowly is detached (as a socket client is closed with 1008).
+        const tooSlow = Effect.zipRight(
+          attachment.behind,
+          Effect.suspend(() =>
+            new SessionRefused({
+              code: "too_slow",
+              message: `This stream fell ${config.sessions.replay_buffer} events behind (sessions.replay_buffer): call SessionEvents again with after = the last seq received.`
+            })
+          )
+        )
         const live = Stream.fromQueue(attachment.events).pipe(
           Stream.takeWhile((delivery): delivery is DomainSessionEvent => delivery !== null),
-          Stream.takeUntil(isEnd)
+          Stream.takeUntil(isEnd),
+          Stream.interruptWhen(tooSlow)
         )
         const endedInReplay = attachment.replay.some(isEnd)
         return endedInReplay ? head : Stream.concat(head, live)

@@ -274,9 +274,11 @@ export class ErrorEvent extends Schema.Class<ErrorEvent>("ErrorEvent")({
   message: Schema.String
 }) {}
 
-export const ServerMessage = Schema.Union(
-  Hello,
-  Pong,
+/**
+ * The sequenced events: what every watcher of a session gets (and a reconnect replays). The one
+ * definition of them: the WebSocket's ServerMessage and the RPC's `SessionEvents` add to it.
+ */
+export const SessionEventMessage = Schema.Union(
   StateChanged,
   TurnStarted,
   TextDelta,
@@ -290,4 +292,7 @@ export const ServerMessage = Schema.Union(
   PermissionModeChanged,
   ErrorEvent
 )
+export type SessionEventMessage = typeof SessionEventMessage.Type
+
+export const ServerMessage = Schema.Union(Hello, Pong, ...SessionEventMessage.members)
 export type ServerMessage = typeof ServerMessage.Type

@@ -1,4 +1,6 @@
 import { HttpApiBuilder, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
+import type { Duplex } from "node:stream"
 import { Effect, Either, Queue, Redacted, Schema } from "effect"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { InvalidRequest, RouteNotFound, Unauthorized } from "../../domain/errors.js"
@@ -23,6 +25,36 @@ export const bringsTicket = (path: string, url: string): boolean =>
   SOCKET_PATH.test(path) && new URLSearchParams(url.split("?")[1] ?? "").has("ticket")
 
 const encodeServer = Schema.encodeSync(ServerMessage)
+
+/** Client frames waiting to be handled; one more closes the socket (1008). */
+const INBOUND_FRAMES = 64
+
+/** The Node socket under a WebSocket request (undefined on another platform: then no pacing). */
+const outgoingOf = (request: HttpServerRequest.HttpServerRequest): Duplex | undefined => {
+  try {
+    return NodeHttpServerRequest.toIncomingMessage(request).socket
+  } catch {
+    return undefined
+  }
+}
+
+/** Waits until the socket has taken what was written before (its buffer drained), or closed. */
+const drained = (wire: Duplex | undefined): Effect.Effect<void> =>
+  wire === undefined || !wire.writableNeedDrain || wire.destroyed
+    ? Effect.void
+    : Effect.async<void>((resume) => {
+      const done = () => {
+        wire.off("drain", done)
+        wire.off("close", done)
+        resume(Effect.void)
+      }
+      wire.on("drain", done)
+      wire.on("close", done)
+      return Effect.sync(() => {
+        wire.off("drain", done)
+        wire.off("close", done)
+      })
+    })
 const decodeClient = Schema.decodeUnknownEither(ClientMessageJson)
 const text = new TextDecoder()
 
@@ -63,31 +95,48 @@ export const SessionSocketLive = HttpApiBuilder.Router.use((router) =>
         const send = (message: ServerMessage) => Effect.ignore(write(JSON.stringify(encodeServer(message))))
         const closeWith = (code: number, reason: string) => Effect.ignore(write(new Socket.CloseEvent(code, reason)))
         const ended = (delivery: SessionEvent) => delivery.type === "state" && delivery.state === "ended"
+        // The connection under the WebSocket: what it holds unsent is what the client has not read.
+        const wire = outgoingOf(request)
 
         // Live events until the session ends (then the socket closes) or the gateway shuts down.
+        let lastSeq = attachment.hello.replay_from
+        const deliver = (event: SessionEvent) =>
+          Effect.zipRight(drained(wire), Effect.suspend(() => {
+            lastSeq = event.seq ?? lastSeq
+            return send(event)
+          }))
         const forward = (delivery: Delivery): Effect.Effect<boolean> =>
           delivery === null
             ? Effect.as(closeWith(1001, "gateway shutting down"), false)
-            : Effect.as(Effect.zipRight(send(delivery), ended(delivery) ? closeWith(1000, "session ended") : Effect.void), !ended(delivery))
+            : Effect.as(Effect.zipRight(deliver(delivery), ended(delivery) ? closeWith(1000, "session ended") : Effect.void), !ended(delivery))
+
+        // A client that stops reading: events wait (the session holds them, up to its replay buffer),
+        // not the socket; past that it is closed (1008) and may come back for what it missed.
+        const tooSlow = Effect.suspend(() =>
+          closeWith(1008, `${config.sessions.replay_buffer} events behind (sessions.replay_buffer): reconnect with ?after=${lastSeq}`)
+        )
 
         // Writes wait for the socket to open, which running it does: hello, replay and live events start then.
         const onOpen = Effect.gen(function*() {
           yield* send(attachment.hello)
-          for (const event of attachment.replay) yield* send(event)
           const events = attachment.events
           if (events === undefined) return yield* closeWith(1000, "session ended")
-          yield* Queue.take(events).pipe(
-            Effect.flatMap(forward),
-            Effect.repeat({ while: (more) => more }),
+          yield* Effect.forEach(attachment.replay, deliver, { discard: true }).pipe(
+            Effect.zipRight(Queue.take(events).pipe(Effect.flatMap(forward), Effect.repeat({ while: (more) => more }))),
+            Effect.raceFirst(Effect.zipRight(attachment.behind, tooSlow)),
             Effect.forkIn(scope)
           )
         })
 
-        // Frames are handled one at a time, in order (the socket would run a fiber per frame).
-        const inbound = yield* Queue.unbounded<string>()
+        // Frames are handled one at a time, in order (the socket would run a fiber per frame), each
+        // once the replies to the earlier ones are out; a client that sends without reading fills
+        // the few places and is closed.
+        const inbound = yield* Queue.bounded<string>(INBOUND_FRAMES)
         yield* Queue.take(inbound).pipe(
+          Effect.zipLeft(drained(wire)),
           Effect.flatMap((frame) => {
-            if (frame.length > config.server.max_body_bytes) {
+            // Checked on receipt: the platform's WebSocket server takes no maxPayload (its ws default, 100 MiB, applies first).
+            if (Buffer.byteLength(frame, "utf8") > config.server.max_body_bytes) {
               return send(new ErrorEvent({ type: "error", code: "invalid_message", message: `The message is larger than server.max_body_bytes (${config.server.max_body_bytes} bytes).` }))
             }
             const decoded = decodeClient(frame)
@@ -107,7 +156,9 @@ export const SessionSocketLive = HttpApiBuilder.Router.use((router) =>
           Effect.forkScoped
         )
         yield* socket.runRaw((data) => {
-          Queue.unsafeOffer(inbound, typeof data === "string" ? data : text.decode(data))
+          if (!Queue.unsafeOffer(inbound, typeof data === "string" ? data : text.decode(data))) {
+            return closeWith(1008, `more than ${INBOUND_FRAMES} messages waiting: read the replies`)
+          }
         }, { onOpen }).pipe(Effect.ignore)
         return HttpServerResponse.empty()
       }))
