@@ -29,6 +29,14 @@ export const fromChunk = <A>(chunk: Chunk.Chunk<A>): Stream.Stream<A> => {
   return stream
 }
 
+/** The stream's pull: the one it was made of, else Stream.toPull's (in the caller's scope). Read it once. */
+export const toPull = <A, E, R>(stream: Stream.Stream<A, E, R>): Effect.Effect<Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R>, never, Scope.Scope | R> => {
+  const known = pulls.get(stream) as Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R> | undefined
+  if (known === undefined) return Stream.toPull(stream)
+  pulls.delete(stream)
+  return Effect.succeed(known)
+}
+
 /** Apply `f` to each element, in order: over the pull when the Stream was made by `fromPull`. */
 export const runForEach = <A, E, R>(stream: Stream.Stream<A, E, R>, f: (a: A) => void): Effect.Effect<void, E, R> => {
   // Made by fromPull, with the same A and E.
@@ -70,9 +78,7 @@ export const peelUntil = <A, E, R>(
   until: (a: A) => boolean
 ): Effect.Effect<Stream.Stream<A, E, R>, E, Scope.Scope | R> =>
   Effect.gen(function*() {
-    const known = pulls.get(stream) as Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R> | undefined
-    if (known !== undefined) pulls.delete(stream)
-    const pull = known ?? (yield* Stream.toPull(stream))
+    const pull = yield* toPull(stream)
     let head = Chunk.empty<A>()
     for (;;) {
       const next = yield* Effect.catchAll(pull, (error) => Option.match(error, { onNone: () => Effect.succeed(undefined), onSome: Effect.fail }))

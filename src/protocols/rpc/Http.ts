@@ -1,7 +1,8 @@
 import { HttpApiBuilder, HttpIncomingMessage, HttpServerRequest } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { RpcSerialization, RpcServer } from "@effect/rpc"
-import { Effect, Layer, Option, Redacted, Scope, Stream } from "effect"
+import { Chunk, Effect, Layer, Option, Redacted, Scope, Stream } from "effect"
+import * as TurnStream from "../../domain/TurnStream.js"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { ConversationNotFound as DomainConversationNotFound, InvalidRequest as DomainInvalidRequest } from "../../domain/errors.js"
 import { errorResponse } from "../../http/errors.js"
@@ -16,7 +17,7 @@ import { healthReport } from "../../services/Health.js"
 import { ToolBridge } from "../../services/ToolBridge.js"
 import { workingDirectory } from "../../services/Workspace.js"
 import type { Conversation as StoredConversation } from "../../store/ConversationStore.js"
-import { Authentication, Caller, GatewayRpcs, Unauthorized } from "./Api.js"
+import { Authentication, Caller, type ChatEvent, GatewayRpcs, Unauthorized } from "./Api.js"
 import { checkSystemPrompt } from "../openai/translate.js"
 import { toChatEvent, toTurnRequest, toWireError } from "./translate.js"
 import { sessionHandlers } from "./sessions.js"
@@ -85,11 +86,17 @@ export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
         const turn = yield* toTurnRequest(request, model, owner)
         const turnScope = yield* Effect.acquireRelease(Scope.make(), (scope, exit) => Effect.forkIn(Scope.close(scope, exit), background))
         const result = yield* Scope.extend(chat.turn(turn), turnScope)
-        const accepted = result.conversationId === undefined
-          ? Stream.empty
-          : Stream.make({ _tag: "Accepted" as const, conversationId: result.conversationId })
-        return Stream.concat(accepted, Stream.map(result.events, toChatEvent))
-      })).pipe(Stream.mapError(toWireError)),
+        const events = yield* TurnStream.toPull(result.events)
+        // One Stream layer over the turn's pull, not concat + map + mapError (each a channel per call).
+        let accepted = result.conversationId === undefined
+        return Stream.repeatEffectChunkOption(Effect.suspend(() => {
+          if (accepted || result.conversationId === undefined) {
+            return Effect.mapBoth(events, { onSuccess: Chunk.map(toChatEvent), onFailure: Option.map(toWireError) })
+          }
+          accepted = true
+          return Effect.succeed(Chunk.of<ChatEvent>({ _tag: "Accepted", conversationId: result.conversationId }))
+        }))
+      }).pipe(Effect.mapError(toWireError))),
 
     CreateConversation: (payload) =>
       Effect.gen(function*() {
