@@ -1,7 +1,7 @@
 /**
  * Benchmarks (not tests): each compares within one run and prints JSON.
  *   npm run bench                 all of them
- *   npm run bench -- latency      one of: latency, overhead, delta, rss, newconv, rpc, cache, telemetry, concurrent, clirss
+ *   npm run bench -- latency      one of: latency, laterturns, overhead, delta, rss, newconv, rpc, cache, telemetry, concurrent, clirss
  * The gateway runs as a child process (`node build/src/bin.js`), as a user would run it.
  */
 import { spawn } from "node:child_process"
@@ -71,6 +71,15 @@ const post = (url: string, body: string) =>
 
 /** The same CLI, kept alive, driven directly over stream-json: the floor for a warm turn. */
 const directTurns = async (upstream: Upstream, turns: number, bare: boolean) => {
+  const cli = await directCli(upstream, bare)
+  const times: Array<number> = []
+  for (let i = 0; i < turns; i++) times.push(await cli.turn(`direct ${i}`))
+  await cli.stop()
+  return times
+}
+
+/** One CLI as the gateway launches it, driven directly: `turn` writes a user message and resolves with the ms to its result. */
+const directCli = async (upstream: Upstream, bare: boolean) => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-bench-direct-"))
   const workspace = path.join(home, "workspace")
   fs.mkdirSync(workspace)
@@ -99,17 +108,68 @@ const directTurns = async (upstream: Upstream, turns: number, bare: boolean) => 
   const ready = until((line) => line.includes("control_response"))
   child.stdin!.write(`{"type":"control_request","request_id":"r","request":{"subtype":"get_binary_version"}}\n`)
   await ready
-  const times: Array<number> = []
-  for (let i = 0; i < turns; i++) {
-    const done = until((line) => line.includes(`"type":"result"`))
-    const started = now()
-    child.stdin!.write(JSON.stringify({ type: "user", session_id: "", message: { role: "user", content: [{ type: "text", text: `direct ${i}` }] }, parent_tool_use_id: null }) + "\n")
-    await done
-    times.push(now() - started)
+  return {
+    turn: async (text: string) => {
+      const done = until((line) => line.includes(`"type":"result"`))
+      const started = now()
+      child.stdin!.write(JSON.stringify({ type: "user", session_id: "", message: { role: "user", content: [{ type: "text", text }] }, parent_tool_use_id: null }) + "\n")
+      await done
+      return now() - started
+    },
+    stop: async () => {
+      await stopChild(child)
+      fs.rmSync(home, { recursive: true, force: true })
+    }
   }
-  await stopChild(child)
-  fs.rmSync(home, { recursive: true, force: true })
-  return times
+}
+
+/**
+ * Later turns of a conversation through the gateway (non-stream, on its live CLI) against the same
+ * CLI driven directly, alternating turn by turn so that both share the machine's noise.
+ */
+const laterTurns = async (turns = 60) => {
+  const upstream = await startUpstream()
+  const direct = await directCli(upstream, false)
+  const gateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["conversation.max_live=8"] })
+  try {
+    const opening = await post(`${gateway.url}/v1/chat/completions`, chatBody("open", false))
+    const conversationId = (JSON.parse(opening.text) as { conversation_id: string }).conversation_id
+    await standbyReady(gateway.url, 1, 1)
+    const viaGateway = async (i: number) => {
+      const r = await post(`${gateway.url}/v1/chat/completions`, JSON.stringify({ model: "sonnet", conversation_id: conversationId, messages: [{ role: "user", content: `next ${i}` }] }))
+      if (r.status !== 200) throw new Error(`later turn failed: ${r.status} ${r.text}`)
+      return r.ms
+    }
+    for (let i = 0; i < 5; i++) {
+      await direct.turn(`warm ${i}`)
+      await viaGateway(i)
+    }
+    const d: Array<number> = []
+    const g: Array<number> = []
+    for (let i = 0; i < turns; i++) {
+      // Alternate who goes first.
+      if (i % 2 === 0) {
+        d.push(await direct.turn(`direct ${i}`))
+        g.push(await viaGateway(i))
+      } else {
+        g.push(await viaGateway(i))
+        d.push(await direct.turn(`direct ${i}`))
+      }
+    }
+    const ds = summary(d)
+    const gs = summary(g)
+    return {
+      what: "later turns, non-stream, real CLI + scripted upstream, ms, interleaved",
+      direct_kept_alive_cli: ds,
+      gateway_live_conversation: gs,
+      gateway_over_direct_p50: round(gs.p50 / ds.p50),
+      target: "<= 1.3"
+    }
+  } finally {
+    await gateway.stop()
+    await direct.stop()
+    await upstream.close()
+  }
 }
 
 /** One mode (the CLI's default or `claude.bare`): the direct floor, then the gateway warm, live and cold. */
@@ -697,6 +757,7 @@ const telemetry = () => telemetryOverhead({ startGateway, post, stubCli: SH_STUB
 
 const all = {
   latency,
+  laterturns: laterTurns,
   overhead,
   delta: deltaLatency,
   rss,

@@ -2,7 +2,8 @@
  * Gateway CPU per later turn of a conversation (stub CLI), and per cache hit. Not a test.
  *   node bench/turncpu.mjs [sequential turns=400] [c64 turns=1500]
  * Needs a build (`npx tsc -p tsconfig.json --noEmit false --outDir build`). With CPU_PROF=dir the
- * gateway runs under `node --cpu-prof --cpu-prof-dir=dir`. Prints JSON; CPU is read from /proc, so
+ * gateway runs under `node --cpu-prof --cpu-prof-dir=dir`; NODE_FLAGS adds node flags (e.g. the step
+ * counter bench/opcount.mjs, whose OPCOUNT_* variables are passed on). Prints JSON; CPU is read from /proc, so
  * it is less sensitive than wall time to other load on the machine.
  */
 import { spawn } from "node:child_process"
@@ -54,7 +55,7 @@ const start = async (set) => {
   const prof = [...(process.env.CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.CPU_PROF}`] : []), ...(process.env.NODE_FLAGS ?? "").split(" ").filter(Boolean)]
   const args = [...prof, BIN, "--port", String(port), "--claude-command", STUB, "--log-level", "error"]
   for (const s of [`claude.workspace=${path.join(home, "ws")}`, `conversation.data_dir=${path.join(home, "data")}`, "pool.reuse=false", ...set]) args.push("--set", s)
-  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH, HOME: home }, stdio: ["ignore", "inherit", "inherit"] })
+  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH, HOME: home, ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("OPCOUNT_"))) }, stdio: ["ignore", "inherit", "inherit"] })
   const url = `http://127.0.0.1:${port}`
   for (;;) {
     try { if ((await fetch(`${url}/health`)).status < 600) break } catch { await sleep(50) }

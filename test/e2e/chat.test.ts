@@ -338,7 +338,9 @@ describe("process lifecycle", () => {
     } catch {
       // the abort surfaces as an error in the iterator
     }
-    expect(received).toBe(2)
+    // Frames that arrived in the same read as the second one are still handed out; the answer is not.
+    expect(received).toBeGreaterThanOrEqual(2)
+    expect(received).toBeLessThan(100)
     const started = Date.now()
     while (cliChildren().includes(pid) && Date.now() - started < 1000) await new Promise((r) => setTimeout(r, 20))
     expect(cliChildren()).not.toContain(pid)
