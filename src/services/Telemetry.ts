@@ -188,10 +188,6 @@ export const cliTurnProbe = (model: string, metricsEnabled: boolean) =>
 /** A conversation was created for a request. */
 export const conversationCreated = Metric.increment(metrics.conversationsCreated)
 
-/** A child span of the current one around `effect` (store writes, image fetches…). */
-export const traced = (name: string, attributes?: Record<string, unknown>) =>
-<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => Effect.withSpan(effect, name, { attributes: attributes ?? {} })
-
 // ---------------------------------------------------------------------------- /stats and /metrics
 
 /** Figures of the answer cache, when one is wired (see CacheStatsSource). */

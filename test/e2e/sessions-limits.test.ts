@@ -1,8 +1,8 @@
 import { Deferred, Effect, Either, Fiber, ManagedRuntime, Stream } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import WebSocket from "ws"
 import { GatewayClient, type GatewayClientService, type SessionEvent } from "../../src/client.js"
 import { type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
+import { SessionSocket as Client, type Json } from "../support/sessionSocket.js"
 import { startUpstream, type Upstream } from "../support/upstream.js"
 
 /**
@@ -10,8 +10,6 @@ import { startUpstream, type Upstream } from "../support/upstream.js"
  * client that stops reading (its socket paused) while a turn streams megabytes, a full inbox, and
  * a turn that never finishes (sessions.turn_timeout_seconds).
  */
-
-type Json = Record<string, any>
 
 const KEY = "sk-sessions-limits"
 const auth = { authorization: `Bearer ${KEY}` }
@@ -28,73 +26,12 @@ const api = async (gateway: Gateway, method: string, route: string, body?: unkno
   return { status: response.status, body: (text === "" ? {} : JSON.parse(text)) as Json }
 }
 
-/** A WebSocket client that keeps every frame (and how the socket closed). */
-class Client {
-  readonly frames: Array<Json> = []
-  closed: { code: number; reason: string } | undefined
-  private wake: (() => void) | undefined
-  private constructor(readonly ws: WebSocket) {
-    ws.on("message", (data) => {
-      this.frames.push(JSON.parse(String(data)) as Json)
-      this.wake?.()
-    })
-    ws.on("close", (code, reason) => {
-      this.closed = { code, reason: String(reason) }
-      this.wake?.()
-    })
-  }
-
-  static open(gateway: Gateway, route: string): Promise<Client> {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${gateway.url.replace("http", "ws")}${route}`, { headers: auth })
-      const client = new Client(ws)
-      ws.once("open", () => resolve(client))
-      ws.once("error", reject)
-    })
-  }
-
-  send(message: Json) {
-    this.ws.send(JSON.stringify(message))
-  }
-
-  /** Resolves when `done` holds (checked after every frame and on close), or fails after `ms`. */
-  async until(done: () => boolean, ms = 60_000): Promise<void> {
-    const deadline = Date.now() + ms
-    while (!done()) {
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`timed out; closed: ${JSON.stringify(this.closed)}; last frames: ${JSON.stringify(this.frames.slice(-5)).slice(0, 2000)}`)
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(left, 200))
-        this.wake = () => {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-    }
-  }
-
-  next(match: (frame: Json) => boolean, from = 0, ms?: number): Promise<Json> {
-    return this.until(() => this.frames.slice(from).some(match) || this.closed !== undefined, ms).then(() => {
-      const found = this.frames.slice(from).find(match)
-      if (found === undefined) throw new Error(`socket closed (${JSON.stringify(this.closed)}) before a match`)
-      return found
-    })
-  }
-
-  async close() {
-    if (this.closed !== undefined) return
-    this.ws.resume()
-    this.ws.close()
-    await this.until(() => this.closed !== undefined, 5000).catch(() => undefined)
-  }
-}
-
 describe("sessions with bounded queues and a turn timeout", () => {
   let upstream: Upstream
   let gateway: Gateway
   const clients: Array<Client> = []
   const connect = async (route: string) => {
-    const client = await Client.open(gateway, route)
+    const client = await Client.open(gateway, route, auth)
     clients.push(client)
     return client
   }

@@ -1,8 +1,8 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import WebSocket from "ws"
 import { cliProcesses, type Gateway, startGateway, waitForNoCliChildren } from "../support/gateway.js"
+import { SessionSocket as Client, type Json } from "../support/sessionSocket.js"
 import { messagesOf, startUpstream, type Upstream } from "../support/upstream.js"
 
 /**
@@ -10,8 +10,6 @@ import { messagesOf, startUpstream, type Upstream } from "../support/upstream.js
  * scripted upstream: a session's life, permission prompts allowed, denied and timed out, interrupt,
  * a gateway restart, another key, the caps, tickets.
  */
-
-type Json = Record<string, any>
 
 const KEY_A = "sk-sessions-a"
 const KEY_B = "sk-sessions-b"
@@ -26,72 +24,6 @@ const api = async (gateway: Gateway, method: string, route: string, key: string 
   })
   const text = await response.text()
   return { status: response.status, headers: response.headers, body: (text === "" ? {} : JSON.parse(text)) as Json }
-}
-
-/** A WebSocket client that keeps every frame and waits for the ones a test names. */
-class Client {
-  readonly frames: Array<Json> = []
-  closed: { code: number; reason: string } | undefined
-  private wake: (() => void) | undefined
-  private constructor(readonly ws: WebSocket) {
-    ws.on("message", (data) => {
-      this.frames.push(JSON.parse(String(data)) as Json)
-      this.wake?.()
-    })
-    ws.on("close", (code, reason) => {
-      this.closed = { code, reason: String(reason) }
-      this.wake?.()
-    })
-  }
-
-  /** Connect; resolves with the client, or rejects with the HTTP status of a refused upgrade. */
-  static open(gateway: Gateway, route: string, headers: Record<string, string> = {}): Promise<Client> {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${gateway.url.replace("http", "ws")}${route}`, { headers })
-      const client = new Client(ws)
-      ws.once("open", () => resolve(client))
-      ws.once("unexpected-response", (_request, response) => reject(new Error(`status ${response.statusCode}`)))
-      ws.once("error", reject)
-    })
-  }
-
-  send(message: Json) {
-    this.ws.send(JSON.stringify(message))
-  }
-
-  /** The first frame from `from` on that matches, waiting for it. */
-  async next(match: (frame: Json) => boolean, from = 0, ms = 30_000): Promise<Json> {
-    const deadline = Date.now() + ms
-    for (;;) {
-      const found = this.frames.slice(from).find(match)
-      if (found !== undefined) return found
-      if (this.closed !== undefined) throw new Error(`socket closed (${this.closed.code}) before a match; frames: ${JSON.stringify(this.frames)}`)
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`no matching frame; frames: ${JSON.stringify(this.frames)}`)
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left)
-        this.wake = () => {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-    }
-  }
-
-  /** Send a user message and wait for its turn's result; the frames of the turn. */
-  async turn(content: string): Promise<{ readonly frames: Array<Json>; readonly result: Json }> {
-    const from = this.frames.length
-    this.send({ type: "user_message", content })
-    const result = await this.next((f) => f.type === "result", from)
-    await this.next((f) => f.type === "state" && f.state === "idle" && f.seq > result.seq, from)
-    return { frames: this.frames.slice(from), result }
-  }
-
-  async close() {
-    if (this.closed !== undefined) return
-    this.ws.close()
-    await this.next(() => false, 0, 5000).catch(() => undefined)
-  }
 }
 
 const userTexts = (body: unknown) => JSON.stringify(messagesOf(body).filter((m) => m.role === "user").map((m) => m.content))
