@@ -1,6 +1,6 @@
 import { HttpApi, HttpApiBuilder, HttpBody, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
-import { Effect, Exit, Metric, MetricLabel, Redacted, Stream } from "effect"
+import { Effect, Exit, MetricLabel, Redacted, Stream } from "effect"
 import { currentRequestProbe, metrics, type RequestProbe, Telemetry } from "../services/Telemetry.js"
 import { GatewayApi } from "./Api.js"
 import { callerOf } from "./auth.js"
@@ -43,36 +43,37 @@ export const telemetryMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) =
       const owner = apiKeys.length === 0 ? undefined : callerOf(apiKeys, offeredKey(request.headers))?.owner
       const probe: RequestProbe = { route, apiKey: owner?.slice(0, 12), model: undefined }
       const routeLabels = [MetricLabel.make("route", route)]
-      const firstByte = Effect.suspend(() => Metric.update(Metric.taggedWithLabels(metrics.httpTtfb, routeLabels), seconds(started)))
+      // Metrics updated in place (what `taggedWithLabels` + `update` do), not as effects: cheaper per request.
+      const firstByte = () => metrics.httpTtfb.unsafeUpdate(seconds(started), routeLabels)
       const done = (status: number) =>
-        Effect.suspend(() =>
-          Effect.all([
-            Metric.update(Metric.taggedWithLabels(metrics.httpDuration, routeLabels), seconds(started)),
-            Metric.increment(Metric.taggedWithLabels(metrics.httpRequests, [
-              ...routeLabels,
-              MetricLabel.make("method", request.method),
-              MetricLabel.make("status", String(status)),
-              ...(probe.model === undefined ? [] : [MetricLabel.make("model", probe.model)]),
-              ...(probe.apiKey === undefined ? [] : [MetricLabel.make("api_key", probe.apiKey)])
-            ]))
-          ], { discard: true })
-        )
+        Effect.sync(() => {
+          metrics.httpDuration.unsafeUpdate(seconds(started), routeLabels)
+          metrics.httpRequests.unsafeUpdate(1, [
+            ...routeLabels,
+            MetricLabel.make("method", request.method),
+            MetricLabel.make("status", String(status)),
+            ...(probe.model === undefined ? [] : [MetricLabel.make("model", probe.model)]),
+            ...(probe.apiKey === undefined ? [] : [MetricLabel.make("api_key", probe.apiKey)])
+          ])
+        })
       const response = yield* Effect.locally(app, currentRequestProbe, probe).pipe(
         // Failures are mapped to responses inside; what reaches here is a client gone before the response.
         Effect.onError(() => done(499))
       )
       const body = response.body
       if (body._tag !== "Stream") {
-        yield* firstByte
+        firstByte()
         yield* done(response.status)
         return response
       }
       let first = true
       const stream = body.stream.pipe(
-        Stream.tap(() => {
-          if (!first) return Effect.void
-          first = false
-          return firstByte
+        Stream.mapChunks((chunk) => {
+          if (first && chunk.length > 0) {
+            first = false
+            firstByte()
+          }
+          return chunk
         }),
         // A client that goes away mid-stream interrupts it: that request ended as 499, not as its headers said.
         Stream.ensuringWith((exit) => done(Exit.isInterrupted(exit) ? 499 : response.status))

@@ -101,6 +101,14 @@ const toConversation = (row: typeof Row.Type): Conversation => ({
 
 const now = () => Math.floor(Date.now() / 1000)
 
+/**
+ * Without @effect/sql's own spans (`sql.execute` with the statement's text, `sql.transaction`) on a
+ * turn's path: they were half of a traced request's spans and most of its export, and cost every
+ * request their steps even untraced (bench/README.md, "Telemetry overhead"). The store's own span
+ * (`gateway.store.record_turn`) says what a request wrote.
+ */
+const untraced = Effect.withTracerEnabled(false)
+
 /** The SQLite file in `conversation.data_dir`. */
 const SqliteLive = Layer.unwrapEffect(Effect.gen(function*() {
   const { config } = yield* GatewayConfig
@@ -124,7 +132,7 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
       execute: (id) => sql`SELECT * FROM conversations WHERE id = ${id}`
     })
     const get = (id: string): Effect.Effect<Option.Option<Conversation>> =>
-      byId(id).pipe(Effect.map(Option.map(toConversation)), Effect.orDie)
+      byId(id).pipe(Effect.map(Option.map(toConversation)), Effect.orDie, untraced)
 
     const create = (init: ConversationInit): Effect.Effect<Conversation> =>
       Effect.gen(function*() {
@@ -193,7 +201,7 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
           completion_tokens = completion_tokens + ${turn.completionTokens},
           cost_usd = cost_usd + ${turn.costUsd}
           WHERE id = ${id}`
-      })).pipe(Effect.orDie, Effect.withSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id } }))
+      })).pipe(Effect.orDie, untraced, Effect.withSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id } }))
 
     /** The conversation whose history has this fingerprint, if it was updated since `notBefore` (unix s). */
     const byFingerprint = SqlSchema.findOne({
