@@ -29,35 +29,24 @@ export const fromChunk = <A>(chunk: Chunk.Chunk<A>): Stream.Stream<A> => {
   return stream
 }
 
+/** The pull a Stream was made of, if it was (handed out once: a pull is read once). */
+const takePull = <A, E, R>(stream: Stream.Stream<A, E, R>) => {
+  // Registered by fromPull or fromChunk, with the Stream's own A, E and R.
+  const pull = pulls.get(stream) as Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R> | undefined
+  if (pull !== undefined) pulls.delete(stream)
+  return pull
+}
+
 /** The stream's pull: the one it was made of, else Stream.toPull's (in the caller's scope). Read it once. */
 export const toPull = <A, E, R>(stream: Stream.Stream<A, E, R>): Effect.Effect<Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R>, never, Scope.Scope | R> => {
-  const known = pulls.get(stream) as Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R> | undefined
-  if (known === undefined) return Stream.toPull(stream)
-  pulls.delete(stream)
-  return Effect.succeed(known)
+  const known = takePull(stream)
+  return known === undefined ? Stream.toPull(stream) : Effect.succeed(known)
 }
 
-/** Apply `f` to each element, in order: over the pull when the Stream was made by `fromPull`. */
-export const runForEach = <A, E, R>(stream: Stream.Stream<A, E, R>, f: (a: A) => void): Effect.Effect<void, E, R> => {
-  // Made by fromPull, with the same A and E.
-  const pull = pulls.get(stream) as Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R> | undefined
-  if (pull === undefined) return Stream.runForEach(stream, (a) => Effect.sync(() => f(a)))
-  pulls.delete(stream)
-  const loop: Effect.Effect<void, E, R> = Effect.matchEffect(pull, {
-    onFailure: Option.match({ onNone: () => Effect.void, onSome: Effect.fail }),
-    onSuccess: (chunk) => {
-      for (const a of chunk) f(a)
-      return loop
-    }
-  })
-  return loop
-}
-
-/** Like `runForEach`, a chunk at a time. */
+/** Apply `f` to each chunk, in order: over the pull when the Stream was made by `fromPull` or `fromChunk`. */
 export const runForEachChunk = <A, E, R>(stream: Stream.Stream<A, E, R>, f: (chunk: Chunk.Chunk<A>) => void): Effect.Effect<void, E, R> => {
-  const pull = pulls.get(stream) as Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R> | undefined
+  const pull = takePull(stream)
   if (pull === undefined) return Stream.runForEachChunk(stream, (chunk) => Effect.sync(() => f(chunk)))
-  pulls.delete(stream)
   const loop: Effect.Effect<void, E, R> = Effect.matchEffect(pull, {
     onFailure: Option.match({ onNone: () => Effect.void, onSome: Effect.fail }),
     onSuccess: (chunk) => {
@@ -67,6 +56,12 @@ export const runForEachChunk = <A, E, R>(stream: Stream.Stream<A, E, R>, f: (chu
   })
   return loop
 }
+
+/** Like `runForEachChunk`, an element at a time. */
+export const runForEach = <A, E, R>(stream: Stream.Stream<A, E, R>, f: (a: A) => void): Effect.Effect<void, E, R> =>
+  runForEachChunk(stream, (chunk) => {
+    for (const a of chunk) f(a)
+  })
 
 /**
  * Pull until an element satisfies `until` (or the end), then the whole stream: those elements and
