@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Either, Stream } from "effect"
+import { Chunk, Effect, Either, Option, Stream } from "effect"
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
 import { type CliMessage, decodeCliLine, ProtocolError } from "../../src/cli/Protocol.js"
-import { finishReason, toTurnEvents } from "../../src/cli/TurnEvents.js"
+import { finishReason, toTurnEvents, turnEventPull } from "../../src/cli/TurnEvents.js"
 import type { TurnEvent } from "../../src/domain/Turn.js"
 
 /**
@@ -398,4 +398,51 @@ describe("toTurnEvents on edge cases", () => {
     expect(finishReason(null)).toBe("stop")
     expect(finishReason(undefined)).toBe("stop")
   })
+})
+
+describe("turnEventPull (how a request reads a turn) gives what toTurnEvents gives", () => {
+  const names = new Map([["mcp__client__get_weather", "get_weather"], ["mcp__client__get_time", "get_time"]])
+  /** The pull's events, a failure kept as the final Left; the messages arrive `size` at a time. */
+  const pulled = (messages: ReadonlyArray<CliMessage>, size: number, toolNames?: ReadonlyMap<string, string>) =>
+    Effect.gen(function*() {
+      let at = 0
+      const source = Effect.suspend(() => {
+        if (at >= messages.length) return Effect.fail(Option.none())
+        const chunk = Chunk.fromIterable(messages.slice(at, at + size))
+        at += size
+        return Effect.succeed(chunk)
+      })
+      const pull = turnEventPull(source, toolNames)
+      const out: Array<Either.Either<TurnEvent, unknown>> = []
+      for (;;) {
+        const next = yield* Effect.either(pull)
+        if (Either.isRight(next)) {
+          for (const event of next.right) out.push(Either.right(event))
+          continue
+        }
+        if (Option.isSome(next.left)) out.push(Either.left(next.left.value))
+        return out
+      }
+    })
+  const streamed = (messages: ReadonlyArray<CliMessage>, toolNames?: ReadonlyMap<string, string>) =>
+    toTurnEvents(Stream.fromIterable(messages), toolNames).pipe(Stream.either, Stream.runCollect, Effect.map(Chunk.toReadonlyArray))
+
+  for (const name of ["text", "thinking", "error529", "client_tools"] as const) {
+    it.effect(`${name}, one message or a burst at a time`, () =>
+      Effect.gen(function*() {
+        const messages = messagesOf(name)
+        const toolNames = name === "client_tools" ? names : undefined
+        const expected = yield* streamed(messages, toolNames)
+        expect(expected.length).toBeGreaterThan(1)
+        for (const size of [1, 3, messages.length]) expect(yield* pulled(messages, size, toolNames)).toEqual(expected)
+      }))
+  }
+
+  it.effect("ends after the turn's end, whatever follows it in the same burst", () =>
+    Effect.gen(function*() {
+      const text = messagesOf("text")
+      const events = yield* pulled([...text, ...text], text.length * 2)
+      expect(events.filter((e) => Either.isRight(e) && e.right._tag === "Finished")).toHaveLength(1)
+      expect(events).toEqual(yield* streamed(text))
+    }))
 })
