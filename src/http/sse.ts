@@ -71,7 +71,7 @@ export const sseBody = <E>(
             Effect.sync(() => {
               const failure = Cause.failureOption(cause)
               if (Option.isSome(failure)) send(render.error(failure.value))
-              else emit.die(Cause.squash(cause))
+              else emit.halt(Cause.stripFailures(cause))
             })
         }),
         Effect.ensuring(Effect.sync(() => emit.end())),

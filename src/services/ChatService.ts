@@ -113,19 +113,22 @@ class Owner {
   }
 }
 
+/** Node's timers take at most 2^31 - 1 ms (~24.8 days); a longer delay would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 /**
  * When the deadline passes while the request's part of the turn is still read, the read fails with
- * CliTimeout and the process is marked timed out. A plain timer, not `Stream.interruptWhen`: that
- * forks a fiber and adds a channel layer to every turn (~1 100 of a later turn's ~4 400 run-loop
- * steps, measured with bench/turncpu.mjs; bench/README.md "Per-request CPU").
+ * CliTimeout after what the CLI printed before it (the reader marks the process timed out when the
+ * failure reaches it: a turn whose end was already printed finishes normally). A plain timer, not
+ * `Stream.interruptWhen`: that forks a fiber and adds a channel layer to every turn (~1 100 of a
+ * later turn's ~4 400 run-loop steps, measured with bench/turncpu.mjs; bench/README.md "Per-request CPU").
  */
 const armDeadline = (owner: Owner, turn: LiveTurn, deadline: Deadline, ended: { readonly done: boolean }) => {
   const ms = Duration.toMillis(deadline.remaining())
+  if (ms > MAX_TIMER_MS) return
   owner.timer = setTimeout(() => {
     owner.timer = undefined
-    if (ended.done) return
-    owner.on({ _tag: "TimedOut" })
-    turn.process.handle.cutTurn(new CliTimeout({ seconds: deadline.seconds }))
+    if (!ended.done) turn.process.handle.cutTurn(new CliTimeout({ seconds: deadline.seconds }))
   }, ms)
 }
 
@@ -207,7 +210,10 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             return Effect.as(Effect.zipRight(probe.finished(finished, onFinished(finished)), handOver), chunk)
         }
         const failed = (error: TurnError) =>
-          Effect.sync(() => recording !== undefined && (recording.progress.failed = true)).pipe(Effect.zipRight(probe.failed(error)))
+          Effect.sync(() => {
+            if (error._tag === "CliTimeout") owner.on({ _tag: "TimedOut" })
+            if (recording !== undefined) recording.progress.failed = true
+          }).pipe(Effect.zipRight(probe.failed(error)))
         const part = nextPart(turn, ended)
         const { stop, launch: { jsonSchema } } = request
         if (jsonSchema === undefined && (stop ?? []).every((s) => s === "")) {
@@ -237,13 +243,18 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
           ? parkedFor
           : undefined
         const named = ref !== undefined && ref.id === undefined && parkedIn !== undefined ? { ...ref, id: parkedIn } : ref
-        // A conversation named by id is locked before it is read: one read, and never a stale one. One
-        // found by its history is locked once found, then read again (another request may have moved
-        // it on meanwhile); a new one is nobody else's yet.
-        if (named?.id !== undefined) yield* conversations.lock(named.id)
+        // A conversation named by id whose lock is free is locked before it is read: one read, never a
+        // stale one. Otherwise the conversation is read first (an unknown or another owner's id is a 404
+        // at once, not after a wait), locked, and read again: another request may have moved it on
+        // meanwhile. A new conversation is nobody else's yet.
+        const lockedFirst = named?.id !== undefined && (yield* conversations.lockIfFree(named.id))
         const found = named === undefined ? undefined : yield* conversations.resolve(named, launchSignature(config, request.launch))
-        if (found !== undefined && named?.id === undefined) yield* conversations.lock(found.conversation.id)
-        const resolved = found === undefined || named === undefined ? undefined : found.byHistory ? yield* conversations.refresh(found, named) : found
+        if (found !== undefined && !lockedFirst) yield* conversations.lock(found.conversation.id)
+        const resolved = found === undefined || named === undefined
+          ? undefined
+          : found.byHistory || (named.id !== undefined && !lockedFirst)
+          ? yield* conversations.refresh(found, named)
+          : found
         const launch = resolved === undefined ? request.launch : withConversation(request.launch, resolved.conversation)
         const signature = launchSignature(config, launch)
         const recording: Recording | undefined = resolved === undefined

@@ -172,6 +172,10 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
         )
       })
 
+    /** Hold the conversation's lock if nobody does (true), else leave it (false). */
+    const lockIfFree = (id: string): Effect.Effect<boolean, Overloaded, Scope.Scope> =>
+      Effect.suspend(() => locks.get(id)?.held === true ? Effect.succeed(false) : Effect.as(lock(id), true))
+
     /** The conversation's live CLI, if it was started with this signature and is idle. */
     const takeLive = (id: string, signature: string): Effect.Effect<Option.Option<OwnedProcess>> =>
       Effect.gen(function*() {
@@ -276,7 +280,7 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
     /** Whether CLIs stay alive between turns at all (`conversation.max_live` > 0). */
     const keepsLive = settings.max_live > 0
 
-    return { lock, takeLive, keepLive, keepsLive, remove, resolve, refresh, record, owns, liveIds, store } as const
+    return { lock, lockIfFree, takeLive, keepLive, keepsLive, remove, resolve, refresh, record, owns, liveIds, store } as const
   }),
   dependencies: [ConversationStore.Default, Admission.Default, Pool.Default]
 }) {}
