@@ -209,10 +209,12 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             )
             return Effect.as(Effect.zipRight(probe.finished(finished, onFinished(finished)), handOver), chunk)
         }
+        // A turn cut by its deadline keeps a new conversation (its id was sent, its session holds the
+        // turn so far), as one whose client went away does; it still counts as a failed turn.
         const failed = (error: TurnError) =>
           Effect.sync(() => {
             if (error._tag === "CliTimeout") owner.on({ _tag: "TimedOut" })
-            if (recording !== undefined) recording.progress.failed = true
+            else if (recording !== undefined) recording.progress.failed = true
           }).pipe(Effect.zipRight(probe.failed(error)))
         const part = nextPart(turn, ended)
         const { stop, launch: { jsonSchema } } = request
