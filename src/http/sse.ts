@@ -1,4 +1,6 @@
-import { Cause, Effect, Option, Stream } from "effect"
+import { HttpServerResponse } from "@effect/platform"
+import { Cause, Chunk, Effect, Exit, Option, type Scope, Stream } from "effect"
+import { Readable } from "node:stream"
 import type { TurnEvent } from "../domain/Turn.js"
 import * as TurnStream from "../domain/TurnStream.js"
 
@@ -22,17 +24,79 @@ export interface KeepAlive {
   readonly comment: string
 }
 
-const encoder = new TextEncoder()
+/**
+ * An SSE body as a Node Readable, which the platform pipes into the socket (a raw body). Whoever
+ * measures the response (the telemetry middleware) hooks its first byte and its end here: a raw
+ * body has no Stream to tap.
+ */
+export class SseReadable extends Readable {
+  #firstByte: (() => void) | undefined = undefined
+  #onEnd: ((complete: boolean) => void) | undefined = undefined
+  #wake: (() => void) | undefined = undefined
+  #sent = false
+  #ended: boolean | undefined = undefined
+
+  constructor() {
+    super()
+    this.once("close", () => this.#finish(this.readableEnded))
+  }
+
+  /**
+   * Called once: as the first text is handed on, or at once if it was before the hook was set
+   * (the body is filled from the moment it is made; the hook is set as the response leaves).
+   */
+  set onFirstByte(hook: () => void) {
+    if (this.#sent) hook()
+    else this.#firstByte = hook
+  }
+
+  /** Called once, when the body is done: `complete` false when it was cut (client gone, a defect). */
+  set onEnd(hook: (complete: boolean) => void) {
+    if (this.#ended !== undefined) hook(this.#ended)
+    else this.#onEnd = hook
+  }
+
+  /** Hand on `text`; false when the consumer is full (wait with `waitForRead`). */
+  send(text: string): boolean {
+    if (text === "" || this.destroyed) return true
+    if (!this.#sent) {
+      this.#sent = true
+      this.#firstByte?.()
+    }
+    return this.push(text)
+  }
+
+  /** Resumes when the consumer reads again. */
+  readonly waitForRead: Effect.Effect<void> = Effect.async<void>((resume) => {
+    this.#wake = () => resume(Effect.void)
+    return Effect.sync(() => {
+      this.#wake = undefined
+    })
+  })
+
+  override _read() {
+    const wake = this.#wake
+    this.#wake = undefined
+    wake?.()
+  }
+
+  #finish(complete: boolean) {
+    if (this.#ended !== undefined) return
+    this.#ended = complete
+    this.#onEnd?.(complete)
+  }
+}
 
 /**
- * An SSE response body: the frames of each chunk of events as one string (one encode and one
- * socket write per chunk, not per frame), `keepAlive.comment` whenever its seconds pass without a
- * write, `end()` after the last event, or `error`'s frame instead of it when the events fail.
- * One Stream layer over the events' pull (TurnStream) and a Node timer: a pipeline of Stream
- * operators (map, concat, catchAll, a keep-alive merge, encodeText) cost a streamed turn ~1 800
- * run-loop steps (bench/README.md, "Per-request CPU").
+ * An SSE response: the frames of each chunk of events as one string (one socket write per chunk,
+ * not per frame), `keepAlive.comment` whenever its seconds pass without a write, `end()` after the
+ * last event, or `error`'s frame instead of it when the events fail. The events are read by a
+ * fiber in the request's scope (cut when the client goes away) straight into a Readable the
+ * platform pipes to the socket: a Stream body costs a streamed turn ~1 000 run-loop steps of
+ * channel machinery (asyncPush, the platform's runForEachChunk), this a loop over the events' pull
+ * (bench/README.md, "Per-request CPU").
  */
-export const sseBody = <E>(
+export const sseResponse = <E>(
   events: Stream.Stream<TurnEvent, E>,
   render: {
     /** The frames of one event ("" for none). */
@@ -40,42 +104,48 @@ export const sseBody = <E>(
     readonly end: () => string
     readonly error: (error: E) => string
   },
-  keepAlive: KeepAlive
-): Stream.Stream<Uint8Array> =>
-  Stream.asyncPush<Uint8Array>((emit) =>
-    Effect.gen(function*() {
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const arm = () => {
-        if (keepAlive.seconds === 0) return
-        clearTimeout(timer)
-        timer = setTimeout(() => {
-          emit.single(encoder.encode(keepAlive.comment))
-          arm()
-        }, keepAlive.seconds * 1000)
-      }
-      const send = (text: string) => {
-        if (text === "") return
-        emit.single(encoder.encode(text))
+  keepAlive: KeepAlive,
+  headers: Record<string, string>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const pull = yield* TurnStream.toPull(events)
+    const body = new SseReadable()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const arm = () => {
+      if (keepAlive.seconds === 0) return
+      clearTimeout(timer)
+      timer = setTimeout(() => {
+        body.send(keepAlive.comment)
         arm()
-      }
-      yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(timer)))
+      }, keepAlive.seconds * 1000)
+    }
+    const send = (text: string) => {
+      if (text === "") return true
       arm()
-      yield* TurnStream.runForEachChunk(events, (chunk) => {
+      return body.send(text)
+    }
+    const loop: Effect.Effect<void, E> = Effect.matchEffect(pull, {
+      onFailure: (error) => {
+        send(Option.isSome(error) ? render.error(error.value) : render.end())
+        return Effect.void
+      },
+      onSuccess: (chunk: Chunk.Chunk<TurnEvent>) => {
         let text = ""
         for (const event of chunk) text += render.frames(event)
-        send(text)
-      }).pipe(
-        Effect.matchCauseEffect({
-          onSuccess: () => Effect.sync(() => send(render.end())),
-          onFailure: (cause) =>
-            Effect.sync(() => {
-              const failure = Cause.failureOption(cause)
-              if (Option.isSome(failure)) send(render.error(failure.value))
-              else emit.halt(Cause.stripFailures(cause))
-            })
-        }),
-        Effect.ensuring(Effect.sync(() => emit.end())),
-        Effect.forkScoped
-      )
+        return send(text) ? loop : Effect.zipRight(body.waitForRead, loop)
+      }
     })
-  )
+    arm()
+    yield* loop.pipe(
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          clearTimeout(timer)
+          if (Exit.isSuccess(exit)) body.push(null)
+          // Cut (the client went away) or a defect: the response ends without its last frame.
+          else body.destroy(Cause.isInterruptedOnly(exit.cause) ? undefined : Cause.squash(exit.cause) as Error)
+        })
+      ),
+      Effect.forkScoped
+    )
+    return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers })
+  })

@@ -5,6 +5,7 @@ import { currentRequestProbe, metrics, type RequestProbe, Telemetry } from "../s
 import { GatewayApi } from "./Api.js"
 import { callerOf } from "./auth.js"
 import { offeredKey } from "./request.js"
+import { SseReadable } from "./sse.js"
 
 /**
  * Request metrics (count by route, method, status, model and API key; time to first byte; total
@@ -45,8 +46,7 @@ export const telemetryMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) =
       const routeLabels = [MetricLabel.make("route", route)]
       // Metrics updated in place (what `taggedWithLabels` + `update` do), not as effects: cheaper per request.
       const firstByte = () => metrics.httpTtfb.unsafeUpdate(seconds(started), routeLabels)
-      const done = (status: number) =>
-        Effect.sync(() => {
+      const record = (status: number) => {
           metrics.httpDuration.unsafeUpdate(seconds(started), routeLabels)
           metrics.httpRequests.unsafeUpdate(1, [
             ...routeLabels,
@@ -55,12 +55,19 @@ export const telemetryMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) =
             ...(probe.model === undefined ? [] : [MetricLabel.make("model", probe.model)]),
             ...(probe.apiKey === undefined ? [] : [MetricLabel.make("api_key", probe.apiKey)])
           ])
-        })
+        }
+      const done = (status: number) => Effect.sync(() => record(status))
       const response = yield* Effect.locally(app, currentRequestProbe, probe).pipe(
         // Failures are mapped to responses inside; what reaches here is a client gone before the response.
         Effect.onError(() => done(499))
       )
       const body = response.body
+      if (body._tag === "Raw" && body.body instanceof SseReadable) {
+        body.body.onFirstByte = firstByte
+        // A client that goes away mid-stream cuts the body: that request ended as 499.
+        body.body.onEnd = (complete) => record(complete ? response.status : 499)
+        return response
+      }
       if (body._tag !== "Stream") {
         firstByte()
         yield* done(response.status)

@@ -14,7 +14,7 @@ import { peelUntil } from "../../domain/TurnStream.js"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { ImageFetcher } from "../../services/ImageFetcher.js"
 import { ModelCatalog } from "../../services/ModelCatalog.js"
-import { aggregate, mergeChoices, sseFrames, sseResponseBody } from "./render.js"
+import { aggregate, mergeChoices, sseFrames, sseChoiceResponse } from "./render.js"
 import { modelInfo } from "../anthropic/render.js"
 import type { Model } from "./Schema.js"
 import { decodeChatRequest, toTurnRequest } from "./translate.js"
@@ -116,16 +116,14 @@ export const OpenAIHttp = HttpApiBuilder.group(GatewayApi, "openai", (handlers) 
             onError: (error: Parameters<typeof toHttpError>[0]) => toHttpError(error).body
           }
           const keepAlive = config.server.sse_keepalive_seconds
-          const sse = peeled.length === 1 && peeled[0] !== undefined
-            ? sseResponseBody(peeled[0], meta, frameOptions, { seconds: keepAlive, comment: KEEP_ALIVE })
-            : Stream.encodeText(
-              keepAlive === 0
-                ? sseFrames(peeled, meta, frameOptions)
-                : withKeepAlive(sseFrames(peeled, meta, frameOptions), keepAlive, KEEP_ALIVE)
-            )
-          return HttpServerResponse.stream(sse, {
+          const headers = { ...SSE_HEADERS, ...conversationHeader }
+          if (peeled.length === 1 && peeled[0] !== undefined) {
+            return yield* sseChoiceResponse(peeled[0], meta, frameOptions, { seconds: keepAlive, comment: KEEP_ALIVE }, headers)
+          }
+          const frames = sseFrames(peeled, meta, frameOptions)
+          return HttpServerResponse.stream(Stream.encodeText(keepAlive === 0 ? frames : withKeepAlive(frames, keepAlive, KEEP_ALIVE)), {
             contentType: "text/event-stream",
-            headers: { ...SSE_HEADERS, ...conversationHeader }
+            headers
           })
         })))
   }))

@@ -1,6 +1,6 @@
 import * as Sse from "@effect/experimental/Sse"
 import { Effect, Stream } from "effect"
-import { type KeepAlive, sseBody } from "../../http/sse.js"
+import { type KeepAlive, sseResponse } from "../../http/sse.js"
 import * as TurnStream from "../../domain/TurnStream.js"
 import type { FinishReason, ToolCall, TurnEvent, TurnUsage } from "../../domain/Turn.js"
 import type { ChatCompletion, ChatCompletionChunk, CompletionUsage, ErrorBody } from "./Schema.js"
@@ -207,10 +207,16 @@ const frameRenderer = <E>(meta: CompletionMeta, options: FrameOptions<E>) => {
   return { choice, end, error }
 }
 
-/** One choice's response body (see frameRenderer and sseBody). */
-export const sseResponseBody = <E>(run: Stream.Stream<TurnEvent, E>, meta: CompletionMeta, options: FrameOptions<E>, keepAlive: KeepAlive) => {
+/** One choice's SSE response (see frameRenderer and sseResponse). */
+export const sseChoiceResponse = <E>(
+  run: Stream.Stream<TurnEvent, E>,
+  meta: CompletionMeta,
+  options: FrameOptions<E>,
+  keepAlive: KeepAlive,
+  headers: Record<string, string>
+) => {
   const render = frameRenderer(meta, options)
-  return sseBody(run, { frames: render.choice(0), end: render.end, error: render.error }, keepAlive)
+  return sseResponse(run, { frames: render.choice(0), end: render.end, error: render.error }, keepAlive, headers)
 }
 
 /** Several choices' frames as they come, merged (see frameRenderer). */
