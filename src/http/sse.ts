@@ -24,15 +24,25 @@ export interface KeepAlive {
   readonly comment: string
 }
 
+/** Text held for a consumer that is not reading before the producer waits (Readable's default). */
+const HIGH_WATER = 16 * 1024
+
 /**
- * An SSE body as a Node Readable, which the platform pipes into the socket (a raw body). Whoever
- * measures the response (the telemetry middleware) hooks its first byte and its end here: a raw
- * body has no Stream to tap.
+ * An SSE body as a Node Readable, which the platform pipes into the socket (a raw body). Text
+ * handed on while the consumer is not reading (before the response's headers are out, or while the
+ * socket is full) is held and joined: a turn whose events are all there at once (a short answer, a
+ * cache replay) goes out as one socket write, not one per chunk of events. Whoever measures the
+ * response (the telemetry middleware) hooks its first byte and its end here: a raw body has no
+ * Stream to tap.
  */
 export class SseReadable extends Readable {
   #firstByte: (() => void) | undefined = undefined
   #onEnd: ((complete: boolean) => void) | undefined = undefined
   #wake: (() => void) | undefined = undefined
+  #held = ""
+  #reading = false
+  #closing = false
+  #eof = false
   #sent = false
   #ended: boolean | undefined = undefined
 
@@ -56,14 +66,22 @@ export class SseReadable extends Readable {
     else this.#onEnd = hook
   }
 
-  /** Hand on `text`; false when the consumer is full (wait with `waitForRead`). */
+  /** Hand on `text`; false when the consumer is behind (then wait with `waitForRead`). */
   send(text: string): boolean {
-    if (text === "" || this.destroyed) return true
+    if (text === "" || this.destroyed || this.#closing) return true
     if (!this.#sent) {
       this.#sent = true
       this.#firstByte?.()
     }
-    return this.push(text)
+    this.#held += text
+    if (this.#reading) this.#flush()
+    return this.#held.length < HIGH_WATER
+  }
+
+  /** No more text: the body ends once what is held is read. */
+  close() {
+    this.#closing = true
+    if (this.#reading || this.#held === "") this.#flush()
   }
 
   /** Resumes when the consumer reads again. */
@@ -75,9 +93,24 @@ export class SseReadable extends Readable {
   })
 
   override _read() {
+    this.#reading = true
+    this.#flush()
     const wake = this.#wake
     this.#wake = undefined
     wake?.()
+  }
+
+  #flush() {
+    if (this.destroyed) return
+    if (this.#held !== "") {
+      const text = this.#held
+      this.#held = ""
+      this.#reading = this.push(text)
+    }
+    if (this.#closing && !this.#eof) {
+      this.#eof = true
+      this.push(null)
+    }
   }
 
   #finish(complete: boolean) {
@@ -140,7 +173,7 @@ export const sseResponse = <E>(
       Effect.onExit((exit) =>
         Effect.sync(() => {
           clearTimeout(timer)
-          if (Exit.isSuccess(exit)) body.push(null)
+          if (Exit.isSuccess(exit)) body.close()
           // Cut (the client went away) or a defect: the response ends without its last frame.
           else body.destroy(Cause.isInterruptedOnly(exit.cause) ? undefined : Cause.squash(exit.cause) as Error)
         })

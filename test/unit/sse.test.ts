@@ -44,6 +44,18 @@ describe("sseResponse", () => {
     await Effect.runPromise(Scope.close(scope, Exit.void))
   })
 
+  it("joins what was handed on before the consumer reads into one chunk (one socket write)", async () => {
+    const scope = Effect.runSync(Scope.make())
+    const events = Stream.fromIterable(["a", "b", "c"].map((text) => TurnEvent.TextDelta({ text }))).pipe(Stream.rechunk(1))
+    const body = await open(events, scope)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    const chunks: Array<string> = []
+    body.on("data", (chunk: Buffer) => chunks.push(chunk.toString("utf8")))
+    await new Promise((resolve) => body.once("end", resolve))
+    expect(chunks).toEqual(["data: a\n\ndata: b\n\ndata: c\n\ndata: [DONE]\n\n"])
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+  })
+
   it("writes the error's frame instead of the end when the events fail", async () => {
     const scope = Effect.runSync(Scope.make())
     const events = Stream.concat(Stream.make(TurnEvent.TextDelta({ text: "a" })), Stream.fail("boom"))
