@@ -86,7 +86,9 @@ export class ModelCatalog extends Effect.Service<ModelCatalog>()("ModelCatalog",
       })
     ).pipe(Effect.timeout("20 seconds"))
 
-    const state: Effect.Effect<CatalogState> = SynchronizedRef.modifyEffect(ref, (current): Effect.Effect<readonly [CatalogState, Option.Option<CliInfo>]> =>
+    // Once known, read without the ref's lock: every chat request resolves its model here.
+    let ready: CatalogState | undefined
+    const probed: Effect.Effect<CatalogState> = SynchronizedRef.modifyEffect(ref, (current): Effect.Effect<readonly [CatalogState, Option.Option<CliInfo>]> =>
       Option.match(current, {
         onSome: (info) => Effect.succeed([{ _tag: "Ready", info } as const, current] as const),
         onNone: () =>
@@ -105,6 +107,13 @@ export class ModelCatalog extends Effect.Service<ModelCatalog>()("ModelCatalog",
             )
           )
       }))
+    const state: Effect.Effect<CatalogState> = Effect.suspend(() =>
+      ready !== undefined
+        ? Effect.succeed(ready)
+        : Effect.tap(probed, (s) => {
+          if (s._tag === "Ready") ready = s
+        })
+    )
 
     // Configured aliases (models.aliases) for clients with hard-coded names, e.g. gpt-4o → sonnet.
     const aliases: ReadonlyArray<CatalogEntry> = Object.entries<string>(config.models.aliases).map(([id, target]) => ({

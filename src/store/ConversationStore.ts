@@ -183,25 +183,25 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
         return found
       })
 
-    // Two statements, not one per message plus a read of the last position: each statement costs the
-    // request ~70 steps of Effect's run loop (bench/README.md, "Per-request CPU").
+    // One statement: the trigger of migration 0005 appends the messages it brings. Each statement,
+    // and a transaction's BEGIN and COMMIT, costs the request ~70 steps of Effect's run loop
+    // (bench/README.md, "Per-request CPU").
     const recordTurn = (id: string, turn: TurnRecord): Effect.Effect<void> =>
-      sql.withTransaction(Effect.gen(function*() {
-        const at = now()
-        const rows = JSON.stringify(turn.messages.map((message) => JSON.stringify(message)))
-        yield* sql`INSERT INTO messages (conversation_id, position, created_at, message)
-          SELECT ${id}, (SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE conversation_id = ${id}) + key, ${at}, value
-          FROM json_each(${rows})`
-        yield* sql`UPDATE conversations SET
-          updated_at = ${at},
+      sql`UPDATE conversations SET
+          updated_at = ${now()},
           cli_session_id = COALESCE(NULLIF(${turn.cliSessionId}, ''), cli_session_id),
           history_hash = ${turn.historyHash},
           fingerprint = ${turn.fingerprint},
           prompt_tokens = prompt_tokens + ${turn.promptTokens},
           completion_tokens = completion_tokens + ${turn.completionTokens},
-          cost_usd = cost_usd + ${turn.costUsd}
-          WHERE id = ${id}`
-      })).pipe(Effect.orDie, untraced, Effect.withSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id } }))
+          cost_usd = cost_usd + ${turn.costUsd},
+          pending_messages = ${JSON.stringify(turn.messages.map((message) => JSON.stringify(message)))}
+          WHERE id = ${id}`.pipe(
+        Effect.asVoid,
+        Effect.orDie,
+        untraced,
+        Effect.withSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id } })
+      )
 
     /** The conversation whose history has this fingerprint, if it was updated since `notBefore` (unix s). */
     const byFingerprint = SqlSchema.findOne({

@@ -84,6 +84,23 @@ export const migrations = Migrator.fromRecord({
       last_seq INTEGER NOT NULL DEFAULT 0
     )`
     yield* sql`CREATE INDEX sessions_owner ON sessions (owner)`
+  }),
+  // A turn recorded by one statement (ConversationStore.recordTurn): the UPDATE of a conversation
+  // brings the turn's messages as a JSON array, which this trigger appends and clears. One
+  // statement is atomic without a transaction, whose BEGIN, COMMIT and connection lock cost each
+  // turn ~250 run-loop steps (bench/README.md, "Per-request CPU").
+  "0005_record_turn": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE conversations ADD COLUMN pending_messages TEXT`
+    yield* sql`CREATE TRIGGER conversations_record_turn AFTER UPDATE OF pending_messages ON conversations
+      WHEN NEW.pending_messages IS NOT NULL
+      BEGIN
+        INSERT INTO messages (conversation_id, position, created_at, message)
+          SELECT NEW.id, (SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE conversation_id = NEW.id) + key,
+            NEW.updated_at, value
+          FROM json_each(NEW.pending_messages);
+        UPDATE conversations SET pending_messages = NULL WHERE id = NEW.id;
+      END`
   })
 })
 

@@ -43,6 +43,9 @@ describe("ConversationStore (SQLite)", () => {
       const updated = Option.getOrThrow(yield* conversations.get(a.id))
       expect(updated).toMatchObject({ cliSessionId: "session-1", historyHash: "h2", promptTokens: 11, completionTokens: 4, costUsd: 0.5 })
       expect((yield* conversations.messages(a.id)).map((m) => m.content)).toEqual(["hi", "hello", "again"])
+      // The messages a turn brings (migration 0005's trigger) are not kept twice.
+      const { sql } = conversations
+      expect(yield* sql`SELECT pending_messages FROM conversations WHERE id = ${a.id}`).toEqual([{ pending_messages: null }])
       expect(Option.isNone(yield* conversations.findByFingerprint("f1", 0))).toBe(true)
       expect(Option.getOrThrow(yield* conversations.findByFingerprint("f2", 0)).id).toBe(a.id)
       expect(Option.isNone(yield* conversations.findByFingerprint("f2", updated.updatedAt + 1))).toBe(true)
