@@ -1,8 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Data, Effect, Either, Stream } from "effect"
+import { Data, Effect, Either, Stream } from "effect"
 import { TurnEvent, type TurnUsage } from "../../src/domain/Turn.js"
 import type { AnthropicErrorBody } from "../../src/http/errors.js"
-import { aggregate, displayName, type MessageMeta, sseEvents } from "../../src/protocols/anthropic/render.js"
+import { aggregate, displayName, eventRenderer, type MessageMeta } from "../../src/protocols/anthropic/render.js"
+import { sseResponse } from "../../src/http/sse.js"
+import { sseFramesOf } from "../support/sseBody.js"
 import { countableText, decodeMessagesRequest, toAnthropicTurn } from "../../src/protocols/anthropic/translate.js"
 
 class Boom extends Data.TaggedError("Boom")<{ readonly reason: string }> {}
@@ -38,7 +40,7 @@ const parse = (frames: ReadonlyArray<string>) =>
   })
 
 const framesOf = <E>(events: Stream.Stream<TurnEvent, E>, handle: (error: E) => AnthropicErrorBody, m = meta) =>
-  sseEvents(events, m, handle).pipe(Stream.runCollect, Effect.map(Chunk.toReadonlyArray))
+  sseFramesOf(sseResponse(events, eventRenderer(m, handle), { seconds: 0, comment: "" }, {}))
 
 describe("Anthropic render", () => {
   it.effect("aggregates blocks in order, tool input parsed, stop reason and usage in Anthropic's terms", () =>

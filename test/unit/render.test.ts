@@ -1,10 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Data, Effect, Option, Schema, Stream } from "effect"
-import { Readable } from "node:stream"
 import { aggregate, type CompletionMeta, completionUsage, DONE, sseChoiceResponse, sseFrames } from "../../src/protocols/openai/render.js"
 import { ChatCompletionChunk, type ErrorBody } from "../../src/protocols/openai/Schema.js"
 import { TurnEvent, type TurnUsage } from "../../src/domain/Turn.js"
 import * as TurnStream from "../../src/domain/TurnStream.js"
+import { sseFramesOf } from "../support/sseBody.js"
 
 class Boom extends Data.TaggedError("Boom")<{ readonly reason: string }> {}
 
@@ -31,18 +31,7 @@ const onError = (error: Boom): ErrorBody => ({
 
 /** The response body of one choice (the bytes a client reads), cut into its frames. */
 const collectFrames = <E>(events: Stream.Stream<TurnEvent, E>, includeUsage: boolean, handle: (error: E) => ErrorBody) =>
-  Effect.scoped(Effect.gen(function*() {
-    const response = yield* sseChoiceResponse(events, meta, { includeUsage, onError: handle }, { seconds: 0, comment: "" }, {})
-    const body = response.body
-    if (body._tag !== "Raw" || !(body.body instanceof Readable)) return yield* Effect.die("not a Readable body")
-    const readable = body.body
-    const text = yield* Effect.promise(async () => {
-      const chunks: Array<Buffer> = []
-      for await (const chunk of readable) chunks.push(chunk as Buffer)
-      return Buffer.concat(chunks).toString("utf8")
-    })
-    return text.split(/(?<=\n\n)/).filter((frame) => frame !== "")
-  }))
+  sseFramesOf(sseChoiceResponse(events, meta, { includeUsage, onError: handle }, { seconds: 0, comment: "" }, {}))
 
 /** Several choices' frames, as they come. */
 const collectChoiceFrames = <E>(runs: ReadonlyArray<Stream.Stream<TurnEvent, E>>, handle: (error: E) => ErrorBody) =>

@@ -1,11 +1,10 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Effect, Stream } from "effect"
+import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { GatewayApi } from "../../http/Api.js"
-import { commits, SSE_HEADERS } from "../../http/sse.js"
+import { commits, SSE_HEADERS, sseResponse } from "../../http/sse.js"
 import { recoverAnthropic, toAnthropicError } from "../../http/errors.js"
-import { withKeepAlive } from "../../http/keepAlive.js"
 import { peelUntil } from "../../domain/TurnStream.js"
 import { readJson } from "../../http/request.js"
 import { Caller } from "../../http/auth.js"
@@ -13,7 +12,7 @@ import { ChatService } from "../../services/ChatService.js"
 import { ImageFetcher } from "../../services/ImageFetcher.js"
 import { ModelCatalog } from "../../services/ModelCatalog.js"
 import { TokenCounter } from "../../services/TokenCounter.js"
-import { aggregate, PING, sseEvents } from "./render.js"
+import { aggregate, eventRenderer, PING } from "./render.js"
 import { countableText, decodeCountTokensRequest, decodeMessagesRequest, toAnthropicTurn } from "./translate.js"
 
 export const AnthropicHttp = HttpApiBuilder.group(GatewayApi, "anthropic", (handlers) =>
@@ -54,12 +53,11 @@ export const AnthropicHttp = HttpApiBuilder.group(GatewayApi, "anthropic", (hand
           }
 
           // A failure before the first content still gets a status of its own.
-          const events = sseEvents(yield* peelUntil(run.events, commits), meta, (error) => toAnthropicError(error).body)
-          const keepAlive = config.server.sse_keepalive_seconds
-          const sse = keepAlive === 0 ? events : withKeepAlive(events, keepAlive, PING)
-          return HttpServerResponse.stream(Stream.encodeText(sse), {
-            contentType: "text/event-stream",
-            headers: { ...SSE_HEADERS, ...conversationHeader }
+          const events = yield* peelUntil(run.events, commits)
+          const render = eventRenderer(meta, (error: Parameters<typeof toAnthropicError>[0]) => toAnthropicError(error).body)
+          return yield* sseResponse(events, render, { seconds: config.server.sse_keepalive_seconds, comment: PING }, {
+            ...SSE_HEADERS,
+            ...conversationHeader
           })
         })))
       .handleRaw("countTokens", ({ request }) =>

@@ -137,94 +137,79 @@ export const PING = event("ping", { type: "ping" })
  * A turn as Anthropic's SSE events: `message_start`, a `ping`, per block `content_block_start`,
  * its deltas (`text_delta`, `thinking_delta`, `input_json_delta`) and `content_block_stop`, then
  * `message_delta` (stop reason, usage) and `message_stop`. A failure after the first byte becomes
- * an `error` event (the SDK raises it as an APIError) and ends the stream.
+ * an `error` event (the SDK raises it as an APIError) and ends the stream. One renderer per
+ * response (it keeps the open block); see sseResponse.
  */
-export const sseEvents = <E, R>(
-  events: Stream.Stream<TurnEvent, E, R>,
-  meta: MessageMeta,
-  onError: (error: E) => AnthropicErrorBody
-): Stream.Stream<string, never, R> =>
-  Stream.suspend(() => {
-    let model = meta.model
-    let usage = ZERO
-    let started = false
-    let index = -1
-    let open: "text" | "thinking" | "tool_use" | undefined
-    const start = (): Array<string> => {
-      if (started) return []
-      started = true
-      return [
-        event("message_start", {
-          type: "message_start",
-          message: {
-            id: meta.id,
-            type: "message",
-            role: "assistant",
-            model,
-            content: [],
-            stop_reason: null,
-            stop_sequence: null,
-            usage: usageOf(usage)
-          }
-        }),
-        PING
-      ]
+export const eventRenderer = <E>(meta: MessageMeta, onError: (error: E) => AnthropicErrorBody) => {
+  let model = meta.model
+  let usage = ZERO
+  let started = false
+  let index = -1
+  let open: "text" | "thinking" | "tool_use" | undefined
+  const start = (): string => {
+    if (started) return ""
+    started = true
+    return event("message_start", {
+      type: "message_start",
+      message: {
+        id: meta.id,
+        type: "message",
+        role: "assistant",
+        model,
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: usageOf(usage)
+      }
+    }) + PING
+  }
+  const close = (): string => {
+    if (open === undefined) return ""
+    open = undefined
+    return event("content_block_stop", { type: "content_block_stop", index })
+  }
+  const block = (type: "text" | "thinking" | "tool_use", contentBlock: unknown): string => {
+    if (open === type && type !== "tool_use") return ""
+    const closing = close()
+    index++
+    open = type
+    return closing + event("content_block_start", { type: "content_block_start", index, content_block: contentBlock })
+  }
+  const delta = (data: unknown) => event("content_block_delta", { type: "content_block_delta", index, delta: data })
+  const frames = (turnEvent: TurnEvent): string => {
+    switch (turnEvent._tag) {
+      case "Started":
+        model = turnEvent.model
+        return ""
+      case "Usage":
+        usage = turnEvent.usage
+        return ""
+      case "TextDelta":
+        return start() + block("text", { type: "text", text: "" }) + delta({ type: "text_delta", text: turnEvent.text })
+      case "ThinkingDelta":
+        return meta.showThinking
+          ? start() + block("thinking", { type: "thinking", thinking: "", signature: "" }) +
+            delta({ type: "thinking_delta", thinking: turnEvent.text })
+          : start()
+      case "ToolCallStarted":
+        return start() + block("tool_use", { type: "tool_use", id: turnEvent.id, name: turnEvent.name, input: {} })
+      case "ToolCallDelta":
+        return turnEvent.arguments === "" ? "" : delta({ type: "input_json_delta", partial_json: turnEvent.arguments })
+      case "Finished":
+        return start() + close() +
+          event("message_delta", {
+            type: "message_delta",
+            delta: {
+              stop_reason: stopReasonOf(turnEvent.reason, turnEvent.stopSequence),
+              stop_sequence: turnEvent.stopSequence ?? null
+            },
+            usage: usageOf(turnEvent.usage)
+          }) +
+          event("message_stop", { type: "message_stop" })
     }
-    const close = (): Array<string> => {
-      if (open === undefined) return []
-      open = undefined
-      return [event("content_block_stop", { type: "content_block_stop", index })]
-    }
-    const block = (type: "text" | "thinking" | "tool_use", contentBlock: unknown): Array<string> => {
-      if (open === type && type !== "tool_use") return []
-      const closing = close()
-      index++
-      open = type
-      return [...closing, event("content_block_start", { type: "content_block_start", index, content_block: contentBlock })]
-    }
-    const delta = (data: unknown) => event("content_block_delta", { type: "content_block_delta", index, delta: data })
-    return events.pipe(
-      Stream.mapConcat((turnEvent): Array<string> => {
-        switch (turnEvent._tag) {
-          case "Started":
-            model = turnEvent.model
-            return []
-          case "Usage":
-            usage = turnEvent.usage
-            return []
-          case "TextDelta":
-            return [...start(), ...block("text", { type: "text", text: "" }), delta({ type: "text_delta", text: turnEvent.text })]
-          case "ThinkingDelta":
-            return meta.showThinking
-              ? [
-                ...start(),
-                ...block("thinking", { type: "thinking", thinking: "", signature: "" }),
-                delta({ type: "thinking_delta", thinking: turnEvent.text })
-              ]
-              : start()
-          case "ToolCallStarted":
-            return [...start(), ...block("tool_use", { type: "tool_use", id: turnEvent.id, name: turnEvent.name, input: {} })]
-          case "ToolCallDelta":
-            return turnEvent.arguments === "" ? [] : [delta({ type: "input_json_delta", partial_json: turnEvent.arguments })]
-          case "Finished":
-            return [
-              ...start(),
-              ...close(),
-              event("message_delta", {
-                type: "message_delta",
-                delta: {
-                  stop_reason: stopReasonOf(turnEvent.reason, turnEvent.stopSequence),
-                  stop_sequence: turnEvent.stopSequence ?? null
-                },
-                usage: usageOf(turnEvent.usage)
-              }),
-              event("message_stop", { type: "message_stop" })
-            ]
-        }
-      }),
-      Stream.catchAll((error) => Stream.succeed(event("error", onError(error))))
-    )
-  })
+  }
+  return { frames, end: () => "", error: (error: E) => event("error", onError(error)) }
+}
 
 /** A model id as a name to show: `claude-opus-5-5` → `Claude Opus 5.5`, `sonnet` → `Sonnet`. */
 export const displayName = (id: string): string =>
