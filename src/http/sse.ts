@@ -136,6 +136,8 @@ export const sseResponse = <E>(
     readonly frames: (event: TurnEvent) => string
     readonly end: () => string
     readonly error: (error: E) => string
+    /** Run once a chunk is rendered, before its text is sent (e.g. store what the client will read as done). */
+    readonly rendered?: (chunk: Chunk.Chunk<TurnEvent>) => Effect.Effect<void>
   },
   keepAlive: KeepAlive,
   headers: Record<string, string>
@@ -165,7 +167,8 @@ export const sseResponse = <E>(
       onSuccess: (chunk: Chunk.Chunk<TurnEvent>) => {
         let text = ""
         for (const event of chunk) text += render.frames(event)
-        return send(text) ? loop : Effect.zipRight(body.waitForRead, loop)
+        if (render.rendered === undefined) return send(text) ? loop : Effect.zipRight(body.waitForRead, loop)
+        return Effect.zipRight(render.rendered(chunk), Effect.suspend(() => send(text) ? loop : Effect.zipRight(body.waitForRead, loop)))
       }
     })
     arm()

@@ -1,13 +1,12 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Effect, Option, Stream } from "effect"
+import { Chunk, Effect, Option, Stream } from "effect"
 import * as crypto from "node:crypto"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { InvalidRequest, ResponseNotFound } from "../../domain/errors.js"
 import type { TurnEvent } from "../../domain/Turn.js"
 import { GatewayApi } from "../../http/Api.js"
-import { commits, KEEP_ALIVE, SSE_HEADERS } from "../../http/sse.js"
+import { commits, KEEP_ALIVE, SSE_HEADERS, sseResponse } from "../../http/sse.js"
 import { recover, toHttpError } from "../../http/errors.js"
-import { withKeepAlive } from "../../http/keepAlive.js"
 import { peelUntil } from "../../domain/TurnStream.js"
 import { readJson } from "../../http/request.js"
 import { Caller } from "../../http/auth.js"
@@ -159,16 +158,21 @@ export const ResponsesHttp = HttpApiBuilder.group(GatewayApi, "responses", (hand
             })
           }
 
-          const frames = (yield* peelUntil(started.events, commits)).pipe(
-            Stream.mapEffect(apply),
-            Stream.flattenIterables,
-            (events) => Stream.concat(Stream.sync(() => builder.start()).pipe(Stream.flattenIterables), events),
-            Stream.catchAll((error) => Stream.fromIterable(builder.fail(toHttpError(error).body.error))),
-            Stream.map(frame)
-          )
-          const keepAlive = config.server.sse_keepalive_seconds
-          const sse = keepAlive === 0 ? frames : withKeepAlive(frames, keepAlive, KEEP_ALIVE)
-          return HttpServerResponse.stream(Stream.encodeText(sse), { contentType: "text/event-stream", headers: { ...SSE_HEADERS, ...headers } })
+          // The response's opening events come before the first event's (or the failure's).
+          let opened = false
+          const open = () => {
+            if (opened) return ""
+            opened = true
+            return builder.start().map(frame).join("")
+          }
+          const events = yield* peelUntil(started.events, commits)
+          return yield* sseResponse(events, {
+            frames: (event) => open() + builder.apply(event).map(frame).join(""),
+            end: open,
+            error: (error) => open() + builder.fail(toHttpError(error).body.error).map(frame).join(""),
+            // Stored before the client reads `response.completed`: a GET right after it finds the response.
+            rendered: (chunk) => Chunk.some(chunk, (event) => event._tag === "Finished") ? persist : Effect.void
+          }, { seconds: config.server.sse_keepalive_seconds, comment: KEEP_ALIVE }, { ...SSE_HEADERS, ...headers })
         })))
       .handle("retrieveResponse", ({ path: { id } }) =>
         recover(Effect.gen(function*() {
