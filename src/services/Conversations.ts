@@ -130,47 +130,49 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
      * interruptible (client gone) and bounded like the admission queue's.
      */
     const lock = (id: string): Effect.Effect<void, Overloaded, Scope.Scope> =>
-      Effect.gen(function*() {
-        const entry = yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            let entry = locks.get(id)
-            if (!entry) {
-              entry = new TurnLock()
-              locks.set(id, entry)
-            }
-            entry.users++
-            return entry
-          }),
-          (entry) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          let entry = locks.get(id)
+          if (!entry) {
+            entry = new TurnLock()
+            locks.set(id, entry)
+          }
+          entry.users++
+          const held = entry
+          const leave = () => {
+            if (--held.users === 0) locks.delete(id)
+          }
+          // One finalizer for the whole hold (each costs a request ~10 run-loop steps).
+          const release = Effect.addFinalizer(() =>
             Effect.sync(() => {
-              if (--entry.users === 0) locks.delete(id)
+              held.release()
+              leave()
             })
-        )
-        yield* Effect.uninterruptibleMask((restore) =>
-          Effect.suspend(() => {
-            if (!entry.held) {
-              entry.held = true
-              return Effect.void
-            }
-            const turn = Deferred.unsafeMake<void>(FiberId.none)
-            entry.waiters.push(turn)
-            return restore(Deferred.await(turn)).pipe(
-              Effect.timeoutFail({
-                duration: `${config.queue.max_wait_seconds} seconds`,
-                onTimeout: () => new Overloaded({ reason: "queue_timeout", retryAfterSeconds: 1 })
-              }),
-              Effect.onError(() =>
-                Effect.sync(() => {
-                  // Still queued: leave the queue. Handed the lock as the wait ended: pass it on.
-                  const at = entry.waiters.indexOf(turn)
-                  if (at >= 0) entry.waiters.splice(at, 1)
-                  else entry.release()
-                })
-              )
-            )
-          }).pipe(Effect.zipRight(Effect.addFinalizer(() => Effect.sync(() => entry.release()))))
-        )
-      })
+          )
+          if (!held.held) {
+            held.held = true
+            return release
+          }
+          const turn = Deferred.unsafeMake<void>(FiberId.none)
+          held.waiters.push(turn)
+          return restore(Deferred.await(turn)).pipe(
+            Effect.timeoutFail({
+              duration: `${config.queue.max_wait_seconds} seconds`,
+              onTimeout: () => new Overloaded({ reason: "queue_timeout", retryAfterSeconds: 1 })
+            }),
+            Effect.onError(() =>
+              Effect.sync(() => {
+                // Still queued: leave the queue. Handed the lock as the wait ended: pass it on.
+                const at = held.waiters.indexOf(turn)
+                if (at >= 0) held.waiters.splice(at, 1)
+                else held.release()
+                leave()
+              })
+            ),
+            Effect.zipRight(release)
+          )
+        })
+      )
 
     /** Hold the conversation's lock if nobody does (true), else leave it (false). */
     const lockIfFree = (id: string): Effect.Effect<boolean, Overloaded, Scope.Scope> =>
