@@ -201,7 +201,7 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
           completion_tokens = completion_tokens + ${turn.completionTokens},
           cost_usd = cost_usd + ${turn.costUsd}
           WHERE id = ${id}`
-      })).pipe(Effect.orDie, untraced, Effect.withSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id } }))
+      })).pipe(Effect.orDie, untraced, Effect.withSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id }, captureStackTrace: false }))
 
     /** The conversation whose history has this fingerprint, if it was updated since `notBefore` (unix s). */
     const byFingerprint = SqlSchema.findOne({
