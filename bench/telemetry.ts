@@ -25,8 +25,9 @@ export interface BenchKit {
 const TICKS = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100
 
 /** CPU time (user + system) of one process, ms. */
-const cpuMs = (pid: number) => {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+const cpuMs = (pid: number, thread?: number) => {
+  // With `thread`, one thread's time (the main thread's tid is the pid; the rest are V8's and libuv's helpers).
+  const stat = fs.readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, "utf8")
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
   // After "pid (comm) ": state is field 3, utime field 14, stime field 15.
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS
@@ -116,24 +117,32 @@ export const telemetryOverhead = async (kit: BenchKit, options = { rounds: Numbe
     }
     for (const mode of names) await load(mode, 100) // warm-up (JIT), not measured
     const perRequest: Record<Mode, Array<number>> = Object.fromEntries(names.map((mode) => [mode, []]))
+    // The main thread's part (JavaScript, and the GC work it does itself); the rest is helper threads (GC, compiler).
+    const mainThread: Record<Mode, Array<number>> = Object.fromEntries(names.map((mode) => [mode, []]))
     let failures = 0
-    const tracing = (mode: Mode) => modes[mode]!.some((s) => s.startsWith("telemetry.otlp_endpoint="))
-    for (let r = 0; r < options.rounds; r++) {
+      for (let r = 0; r < options.rounds; r++) {
       if (parallel) {
         // Every mode loaded at once: each round's figures share the machine's state exactly.
         const before = Object.fromEntries(names.map((mode) => [mode, cpuMs(gateways[mode].pid)]))
+        const beforeMain = Object.fromEntries(names.map((mode) => [mode, cpuMs(gateways[mode].pid, gateways[mode].pid)]))
         for (const n of await Promise.all(names.map((mode) => load(mode, options.requests)))) failures += n
         await new Promise((resolve) => setTimeout(resolve, 1200))
-        for (const mode of names) perRequest[mode]!.push((cpuMs(gateways[mode].pid) - before[mode]!) / options.requests)
+        for (const mode of names) {
+          perRequest[mode]!.push((cpuMs(gateways[mode].pid) - before[mode]!) / options.requests)
+          mainThread[mode]!.push((cpuMs(gateways[mode].pid, gateways[mode].pid) - beforeMain[mode]!) / options.requests)
+        }
         continue
       }
       // Rotate the order each round: no mode always runs first or last.
       for (const mode of names.map((_, i) => names[(i + r) % names.length]!)) {
         const before = cpuMs(gateways[mode].pid)
+        const beforeMain = cpuMs(gateways[mode].pid, gateways[mode].pid)
         failures += await load(mode, options.requests)
-        // Spans are batched: the export they cause is the requests' cost too.
-        if (tracing(mode)) await new Promise((resolve) => setTimeout(resolve, 1200))
-        perRequest[mode].push((cpuMs(gateways[mode].pid) - before) / options.requests)
+        // Spans are batched: the export they cause is the requests' cost too. Every mode waits as long before
+        // its CPU is read: the work V8 finishes after a burst (concurrent GC, compilation) is counted alike.
+        await new Promise((resolve) => setTimeout(resolve, 1200))
+        perRequest[mode]!.push((cpuMs(gateways[mode].pid) - before) / options.requests)
+        mainThread[mode]!.push((cpuMs(gateways[mode].pid, gateways[mode].pid) - beforeMain) / options.requests)
       }
     }
     const p50 = (mode: Mode) => median(perRequest[mode]!)
@@ -145,6 +154,7 @@ export const telemetryOverhead = async (kit: BenchKit, options = { rounds: Numbe
       concurrency: options.concurrency,
       cpu_ms_per_request: Object.fromEntries(names.map((mode) => [mode, round(p50(mode))])),
       per_round: Object.fromEntries(names.map((mode) => [mode, perRequest[mode]!.map(round)])),
+      main_thread_per_round: Object.fromEntries(names.map((mode) => [mode, mainThread[mode]!.map(round)])),
       // By medians, and each round's ratio against the same round's "off" (neighbours in time share the machine's load).
       over_off: Object.fromEntries(names.filter((mode) => mode !== "off").map((mode) => [mode, {
         medians: round(p50(mode) / p50("off")),
