@@ -74,10 +74,12 @@ export const startGateway = async (options: {
   readonly command: string
   readonly upstream?: string
   readonly set: ReadonlyArray<string>
+  /** Another build's bin.js (to compare two versions side by side). */
+  readonly bin?: string
 }): Promise<Child> => {
   const port = await freePort()
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-bench-"))
-  const args = [BIN, "--port", String(port), "--claude-command", options.command, "--log-level", "error"]
+  const args = [options.bin ?? BIN, "--port", String(port), "--claude-command", options.command, "--log-level", "error"]
   // Each request is its own conversation here: no CLI kept after it unless a run asks for it.
   // A stub CLI keeps no transcripts, so it cannot be reset for reuse: its processes are not reused.
   const stub = options.command === CLAUDE ? [] : ["pool.reuse=false"]

@@ -54,7 +54,9 @@ const start = async (set) => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-turncpu-"))
   const prof = [...(process.env.CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.CPU_PROF}`] : []), ...(process.env.NODE_FLAGS ?? "").split(" ").filter(Boolean)]
   const args = [...prof, BIN, "--port", String(port), "--claude-command", STUB, "--log-level", "error"]
-  for (const s of [`claude.workspace=${path.join(home, "ws")}`, `conversation.data_dir=${path.join(home, "data")}`, "pool.reuse=false", ...set]) args.push("--set", s)
+  // GATEWAY_SET="a.b=1;c.d=2" adds config to every gateway (e.g. telemetry settings).
+  const extra = (process.env.GATEWAY_SET ?? "").split(";").filter(Boolean)
+  for (const s of [`claude.workspace=${path.join(home, "ws")}`, `conversation.data_dir=${path.join(home, "data")}`, "pool.reuse=false", ...set, ...extra]) args.push("--set", s)
   const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH, HOME: home, ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("OPCOUNT_"))) }, stdio: ["ignore", "inherit", "inherit"] })
   const url = `http://127.0.0.1:${port}`
   for (;;) {

@@ -115,7 +115,7 @@ export const serve = <EA, RA, ER, RR>(routes: {
     const keys = api_keys.map((key) => Redacted.make(key))
     // Routes served without a key besides /health (telemetry.metrics_public: a Prometheus scraper).
     const open = new Set(config.telemetry.metrics_public ? ["/metrics"] : [])
-    const measured = config.telemetry.metrics_enabled ? telemetryMiddleware(keys) : (app: HttpApp.Default) => app
+    const measured = telemetryMiddleware(keys, { metrics: config.telemetry.metrics_enabled, tracing: config.telemetry.otlp_endpoint !== undefined })
     const cors = config.server.cors_origins.length === 0
       ? (app: HttpApp.Default) => app
       : HttpMiddleware.cors({
@@ -140,6 +140,8 @@ export const serve = <EA, RA, ER, RR>(routes: {
       )
     })).pipe(Layer.provide(Admission.Default))
     return HttpApiBuilder.serve().pipe(
+      // The request's span is telemetryMiddleware's (fewer attributes, and none when nothing exports spans).
+      HttpMiddleware.withTracerDisabledWhen(() => true),
       // API-level middleware: it wraps the router, so it sees RouteNotFound before the default 404.
       // CORS outermost: a preflight carries no API key and matches no route.
       Layer.provide(HttpApiBuilder.middleware((app) => measured(cors(gatewayMiddleware(keys, open)(app))))),

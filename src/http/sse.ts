@@ -31,48 +31,18 @@ const HIGH_WATER = 16 * 1024
  * An SSE body as a Node Readable, which the platform pipes into the socket (a raw body). Text
  * handed on while the consumer is not reading (before the response's headers are out, or while the
  * socket is full) is held and joined: a turn whose events are all there at once (a short answer, a
- * cache replay) goes out as one socket write, not one per chunk of events. Whoever measures the
- * response (the telemetry middleware) hooks its first byte and its end here: a raw body has no
- * Stream to tap.
+ * cache replay) goes out as one socket write, not one per chunk of events.
  */
 export class SseReadable extends Readable {
-  #firstByte: (() => void) | undefined = undefined
-  #onEnd: ((complete: boolean) => void) | undefined = undefined
   #wake: (() => void) | undefined = undefined
   #held = ""
   #reading = false
   #closing = false
   #eof = false
-  #sent = false
-  #ended: boolean | undefined = undefined
-
-  constructor() {
-    super()
-    this.once("close", () => this.#finish(this.readableEnded))
-  }
-
-  /**
-   * Called once: as the first text is handed on, or at once if it was before the hook was set
-   * (the body is filled from the moment it is made; the hook is set as the response leaves).
-   */
-  set onFirstByte(hook: () => void) {
-    if (this.#sent) hook()
-    else this.#firstByte = hook
-  }
-
-  /** Called once, when the body is done: `complete` false when it was cut (client gone, a defect). */
-  set onEnd(hook: (complete: boolean) => void) {
-    if (this.#ended !== undefined) hook(this.#ended)
-    else this.#onEnd = hook
-  }
 
   /** Hand on `text`; false when the consumer is behind (then wait with `waitForRead`). */
   send(text: string): boolean {
     if (text === "" || this.destroyed || this.#closing) return true
-    if (!this.#sent) {
-      this.#sent = true
-      this.#firstByte?.()
-    }
     this.#held += text
     if (this.#reading) this.#flush()
     return this.#held.length < HIGH_WATER
@@ -111,12 +81,6 @@ export class SseReadable extends Readable {
       this.#eof = true
       this.push(null)
     }
-  }
-
-  #finish(complete: boolean) {
-    if (this.#ended !== undefined) return
-    this.#ended = complete
-    this.#onEnd?.(complete)
   }
 }
 

@@ -1,11 +1,13 @@
-import { HttpApi, HttpApiBuilder, HttpBody, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApi, HttpApiBuilder, HttpServerRequest, HttpServerResponse, HttpTraceContext } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
-import { Effect, Exit, MetricLabel, Redacted, Stream } from "effect"
-import { currentRequestProbe, metrics, type RequestProbe, Telemetry } from "../services/Telemetry.js"
+import { NodeHttpServerRequest } from "@effect/platform-node"
+import { Clock, Context, Effect, Exit, type MetricLabel, Option, type Redacted, type Tracer } from "effect"
+import type { ServerResponse } from "node:http"
+import { currentRequestProbe, labelsOf, metrics, type RequestProbe, Telemetry } from "../services/Telemetry.js"
 import { GatewayApi } from "./Api.js"
 import { callerOf } from "./auth.js"
 import { offeredKey } from "./request.js"
-import { SseReadable } from "./sse.js"
+import { Readable } from "node:stream"
 
 /**
  * Request metrics (count by route, method, status, model and API key; time to first byte; total
@@ -27,65 +29,116 @@ const routeMatcher = () => {
   return (path: string) => fixed.has(path) ? path : templates.find((t) => t.pattern.test(path))?.template ?? "unmatched"
 }
 
+const pathOf = (url: string) => {
+  const query = url.indexOf("?")
+  return query === -1 ? url : url.slice(0, query)
+}
+
+
 const seconds = (since: number) => (performance.now() - since) / 1000
 
+/** What the middleware does: request metrics, a server span per request (only when spans are exported), or both. */
+export interface RequestTelemetry {
+  readonly metrics: boolean
+  readonly tracing: boolean
+}
+
 /**
- * Wraps the whole app (outside auth and error mapping, so refusals and 404s count too). A streamed
- * body's first chunk is its first byte and its end (or the client going away) the request's end.
+ * Wraps the whole app (outside auth and error mapping, so refusals and 404s count too). The first
+ * byte of a body is its first write to the Node response and the request's end is that response's
+ * `close`: hooks on the response rather than Stream layers around every streamed body (cheaper per
+ * request), and a client that goes away first (`close` before the response finished) makes a 499.
+ *
+ * With tracing, it makes the request's span (`http.server <METHOD>`; the platform's own span, which
+ * carries every request and response header, is turned off in Server.ts): method, route, path and
+ * status only, parented on an incoming W3C/B3 trace context, ended when the response is done.
  */
-export const telemetryMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>) => {
+export const telemetryMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, options: RequestTelemetry = { metrics: true, tracing: false }) => {
+  if (!options.metrics && !options.tracing) return (app: HttpApp.Default): HttpApp.Default => app
   const routeOf = routeMatcher()
   return (app: HttpApp.Default): HttpApp.Default =>
-    Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
+    Effect.withFiberRuntime((fiber) => {
+      const request = Context.unsafeGet(fiber.currentContext, HttpServerRequest.HttpServerRequest)
+      const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
       const started = performance.now()
-      const route = routeOf(request.url.split("?")[0] ?? request.url)
-      // Only a valid key is named (by a short hash): anything else would let clients mint label values.
-      const owner = apiKeys.length === 0 ? undefined : callerOf(apiKeys, offeredKey(request.headers))?.owner
-      const probe: RequestProbe = { route, apiKey: owner?.slice(0, 12), model: undefined }
-      const routeLabels = [MetricLabel.make("route", route)]
-      // Metrics updated in place (what `taggedWithLabels` + `update` do), not as effects: cheaper per request.
-      const firstByte = () => metrics.httpTtfb.unsafeUpdate(seconds(started), routeLabels)
-      const record = (status: number) => {
+      const path = pathOf(request.url)
+      const route = routeOf(path)
+      let probe: RequestProbe | undefined
+      let routeLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
+      if (options.metrics) {
+        // Only a valid key is named (by a short hash): anything else would let clients mint label values.
+        const owner = apiKeys.length === 0 ? undefined : callerOf(apiKeys, offeredKey(request.headers))?.owner
+        probe = { route, apiKey: owner?.slice(0, 12), model: undefined }
+        routeLabels = labelsOf([["route", route]])
+      }
+      let span: Tracer.Span | undefined
+      let firstByteSeen = false
+      const firstByte = () => {
+        if (firstByteSeen || probe === undefined) return
+        firstByteSeen = true
+        metrics.httpTtfb.unsafeUpdate(seconds(started), routeLabels)
+      }
+      let ended = false
+      const end = (status: number) => {
+        if (ended) return
+        ended = true
+        if (probe !== undefined) {
           metrics.httpDuration.unsafeUpdate(seconds(started), routeLabels)
-          metrics.httpRequests.unsafeUpdate(1, [
-            ...routeLabels,
-            MetricLabel.make("method", request.method),
-            MetricLabel.make("status", String(status)),
-            ...(probe.model === undefined ? [] : [MetricLabel.make("model", probe.model)]),
-            ...(probe.apiKey === undefined ? [] : [MetricLabel.make("api_key", probe.apiKey)])
-          ])
+          metrics.httpRequests.unsafeUpdate(1, labelsOf([
+            ["route", route],
+            ["method", request.method],
+            ["status", String(status)],
+            ["model", probe.model],
+            ["api_key", probe.apiKey]
+          ]))
         }
-      const done = (status: number) => Effect.sync(() => record(status))
-      const response = yield* Effect.locally(app, currentRequestProbe, probe).pipe(
-        // Failures are mapped to responses inside; what reaches here is a client gone before the response.
-        Effect.onError(() => done(499))
-      )
-      const body = response.body
-      if (body._tag === "Raw" && body.body instanceof SseReadable) {
-        body.body.onFirstByte = firstByte
-        // A client that goes away mid-stream cuts the body: that request ended as 499.
-        body.body.onEnd = (complete) => record(complete ? response.status : 499)
+        if (span !== undefined) {
+          span.attribute("http.response.status_code", status)
+          span.end(clock.unsafeCurrentTimeNanos(), Exit.void)
+        }
+      }
+      // Until the app answers, the end of the exchange means the client went away first.
+      let status = 499
+      const answered = (response: HttpServerResponse.HttpServerResponse) => {
+        status = response.status
+        // A body handed over whole is written by `end` (no `write`): its first byte goes now. A
+        // streamed one (a Stream, or a Node stream piped out: sse.ts) has its first write hooked.
+        const body = response.body
+        if (body._tag !== "Stream" && !(body._tag === "Raw" && body.body instanceof Readable)) firstByte()
         return response
       }
-      if (body._tag !== "Stream") {
-        firstByte()
-        yield* done(response.status)
-        return response
-      }
-      let first = true
-      const stream = body.stream.pipe(
-        Stream.mapChunks((chunk) => {
-          if (first && chunk.length > 0) {
-            first = false
+      const inner = Effect.map(probe === undefined ? app : Effect.locally(app, currentRequestProbe, probe), answered)
+      let measured: HttpApp.Default
+      if (request.headers["upgrade"] !== undefined) {
+        // A WebSocket: its Node response must not be made before the upgrade; the app runs as long as the socket.
+        measured = Effect.onExit(inner, (exit) => Effect.sync(() => end(Exit.isSuccess(exit) ? exit.value.status : 499)))
+      } else {
+        const response = NodeHttpServerRequest.toServerResponse(request)
+        if (probe !== undefined) {
+          // The first write of a streamed body (one write per chunk), then the prototype's write again.
+          const write = response.write
+          response.write = function(this: ServerResponse, ...args: Array<unknown>) {
+            response.write = write
             firstByte()
-          }
-          return chunk
+            return Reflect.apply(write, this, args) as boolean
+          } as typeof write
+        }
+        response.once("close", () => end(response.writableFinished ? status : 499))
+        measured = inner
+      }
+      if (!options.tracing) return measured
+      return Effect.flatMap(
+        Effect.makeSpan(`http.server ${request.method}`, {
+          kind: "server",
+          parent: Option.getOrUndefined(HttpTraceContext.fromHeaders(request.headers)),
+          attributes: { "http.request.method": request.method, "http.route": route, "url.path": path },
+          captureStackTrace: false
         }),
-        // A client that goes away mid-stream interrupts it: that request ended as 499, not as its headers said.
-        Stream.ensuringWith((exit) => done(Exit.isInterrupted(exit) ? 499 : response.status))
+        (made) => {
+          span = made
+          return Effect.withParentSpan(measured, made)
+        }
       )
-      return HttpServerResponse.setBody(response, HttpBody.stream(stream, body.contentType, body.contentLength))
     })
 }
 

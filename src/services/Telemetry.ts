@@ -88,8 +88,25 @@ export const metrics = {
   uptime: Metric.gauge(names.uptime, { description: "Seconds since the gateway started" })
 } as const
 
-const labels = (tags: Record<string, string | undefined>) =>
-  Object.entries(tags).flatMap(([key, value]) => value === undefined ? [] : [MetricLabel.make(key, value)])
+/**
+ * One label array per distinct label set, made once: Effect's metrics remember a series by the
+ * array's identity, and a new array on every update costs a registry lookup (a new key, hashed and
+ * compared). Pairs with an undefined value are left out. Bounded: a flood of distinct sets
+ * (unbounded model names) only empties the cache.
+ */
+const labelCache = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+export const labelsOf = (pairs: ReadonlyArray<readonly [string, string | undefined]>): ReadonlyArray<MetricLabel.MetricLabel> => {
+  let key = ""
+  for (const [name, value] of pairs) if (value !== undefined) key += `${name}\u0000${value}\u0000`
+  const cached = labelCache.get(key)
+  if (cached !== undefined) return cached
+  const made = pairs.flatMap(([name, value]) => value === undefined ? [] : [MetricLabel.make(name, value)])
+  if (labelCache.size >= 10_000) labelCache.clear()
+  labelCache.set(key, made)
+  return made
+}
+
+const labels = (tags: Record<string, string | undefined>) => labelsOf(Object.entries(tags))
 
 // ---------------------------------------------------------------------------- per request
 
@@ -118,7 +135,8 @@ export const cliTurnProbe = (model: string, metricsEnabled: boolean) =>
     const request = metricsEnabled ? yield* FiberRef.get(currentRequestProbe) : undefined
     if (request !== undefined) request.model = model
     const apiKey = request?.apiKey
-    const span = yield* Effect.makeSpan("gateway.cli.turn", { kind: "client" })
+    // No call-site capture: it would be this line, and a `new Error()` per turn (bench/README.md, "Telemetry overhead").
+    const span = yield* Effect.makeSpan("gateway.cli.turn", { kind: "client", captureStackTrace: false })
     span.attribute("gateway.model", model)
     const started = performance.now()
     let firstToken: number | undefined

@@ -1,4 +1,4 @@
-import { FetchHttpClient } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
 import * as OtlpSerialization from "@effect/opentelemetry/OtlpSerialization"
 import * as OtlpTracer from "@effect/opentelemetry/OtlpTracer"
 import { Duration, Effect, Layer } from "effect"
@@ -22,6 +22,6 @@ export const TracingLive = Layer.unwrapEffect(
       url: tracesUrl(otlp_endpoint),
       resource: { serviceName: service_name },
       exportInterval: Duration.millis(export_interval_ms)
-    }).pipe(Layer.provide([OtlpSerialization.layerJson, FetchHttpClient.layer]))
+    }).pipe(Layer.provide([OtlpSerialization.layerJson, NodeHttpClient.layer]))
   })
 )

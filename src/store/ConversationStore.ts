@@ -200,7 +200,7 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
         Effect.asVoid,
         Effect.orDie,
         untraced,
-        Effect.withSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id } })
+        Effect.withSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id }, captureStackTrace: false })
       )
 
     /** The conversation whose history has this fingerprint, if it was updated since `notBefore` (unix s). */

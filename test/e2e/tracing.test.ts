@@ -160,8 +160,30 @@ describe("OTLP traces", () => {
     const session = upstream.requestsFor("TRACE-FAIL")[0]!.headers["x-claude-code-session-id"]
     const turn = await waitFor(() => spans().find((s) => s.name === "gateway.cli.turn" && attr(s, "gateway.cli_session_id") === session))
     expect((turn as OtlpSpan & { status?: { code?: number } }).status?.code).toBe(2) // ERROR
-    const root = spans().find((s) => s.spanId === turn.parentSpanId)
+    // The request's span ends when its response is done, a moment after the turn's.
+    const root = await waitFor(() => spans().find((s) => s.spanId === turn.parentSpanId))
     expect(attr(root, "http.response.status_code")).toBe(503)
+  })
+
+  it("joins the caller's trace (W3C traceparent) and puts no request header on the request's span", async () => {
+    upstream.on("TRACE-PARENT", { kind: "message", blocks: [{ type: "text", text: ["ok"] }] })
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
+    const parentId = "00f067aa0ba902b7"
+    const response = await fetch(`${gateway.baseURL}/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "traceparent": `00-${traceId}-${parentId}-01`, "user-agent": "trace-test" },
+      body: JSON.stringify({ model: "sonnet", messages: [{ role: "user", content: "TRACE-PARENT" }] })
+    })
+    expect(response.status).toBe(200)
+    const root = await waitFor(() => spans().find((s) => s.name === "http.server POST" && s.traceId === traceId))
+    expect(root.parentSpanId).toBe(parentId)
+    expect(attr(root, "http.route")).toBe("/v1/chat/completions")
+    expect(attr(root, "http.request.method")).toBe("POST")
+    expect(attr(root, "http.response.status_code")).toBe(200)
+    // Method, route, path and status: headers (and with them any credential) stay out of traces.
+    expect(root.attributes.map((a) => a.key).filter((key) => key.startsWith("http.request.header") || key === "user_agent.original")).toEqual([])
+    const turn = await waitFor(() => spans().find((s) => s.name === "gateway.cli.turn" && s.traceId === traceId))
+    expect(turn.parentSpanId).toBe(root.spanId)
   })
 
   it("a streamed request's turn is a child of its request span too", async () => {
