@@ -1,4 +1,4 @@
-import { Socket } from "@effect/platform"
+import { type Headers, Socket } from "@effect/platform"
 import { RpcClient, RpcSerialization } from "@effect/rpc"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import type { RpcGroup } from "@effect/rpc"
@@ -41,9 +41,6 @@ const rpcUrl = (base: string, websocket: boolean) => {
   return url.toString()
 }
 
-/** HTTP transport: NDJSON, so that a streamed call's events arrive as the server writes them. */
-const httpProtocol = (options: GatewayClientOptions) => NodeHttpProtocol.layer({ url: rpcUrl(options.url, false), apiKey: options.apiKey })
-
 /** WebSocket transport; `ws` rather than the global WebSocket, because only it can send the API key header. */
 const websocketProtocol = (options: GatewayClientOptions) => {
   const headers = options.apiKey === undefined ? {} : { authorization: `Bearer ${options.apiKey}` }
@@ -58,7 +55,11 @@ const websocketProtocol = (options: GatewayClientOptions) => {
   )
 }
 
-type StreamCallOptions = { readonly asMailbox?: boolean | undefined }
+type StreamCallOptions = {
+  readonly asMailbox?: boolean | undefined
+  readonly streamBufferSize?: number | undefined
+  readonly context?: Context.Context<never> | undefined
+}
 type StreamCall = (payload: never, options?: StreamCallOptions) => unknown
 
 /**
@@ -83,16 +84,41 @@ const cheapStream = <F extends StreamCall>(call: F): F => {
   return wrapped as F
 }
 
-const makeClient = Effect.map(RpcClient.make(GatewayRpcs), (client): GatewayClientService => ({
+/** WebSocket: RpcClient over the socket, its streams read as `mailboxStream`s. */
+const websocketClient = Effect.map(RpcClient.make(GatewayRpcs), (client): GatewayClientService => ({
   ...client,
   Chat: cheapStream(client.Chat),
   SessionEvents: cheapStream(client.SessionEvents)
 }))
 
+/**
+ * HTTP (NDJSON, so that a streamed call's events arrive as the server writes them): RpcClient over
+ * node:http for the plain calls, and the streaming calls read straight from their response
+ * (`directStream`) unless asked for a mailbox or a buffer size, which only RpcClient's have.
+ */
+const httpClient = (options: GatewayClientOptions) =>
+  Effect.gen(function*() {
+    const transport = yield* NodeHttpProtocol.makeTransport({ url: rpcUrl(options.url, false), apiKey: options.apiKey })
+    const client = yield* RpcClient.make(GatewayRpcs).pipe(Effect.provideServiceEffect(RpcClient.Protocol, NodeHttpProtocol.make(transport)))
+    const direct = <F extends StreamCall>(call: F, tag: "Chat" | "SessionEvents"): F => {
+      const stream = NodeHttpProtocol.directStream(transport, GatewayRpcs.requests.get(tag)!)
+      const wrapped = (payload: never, options?: StreamCallOptions & { readonly headers?: Headers.Input | undefined }) =>
+        options?.asMailbox === true || options?.streamBufferSize !== undefined || options?.context !== undefined
+          ? cheapStream(call)(payload, options)
+          : stream(payload, options)
+      return wrapped as F
+    }
+    return {
+      ...client,
+      Chat: direct(client.Chat, "Chat"),
+      SessionEvents: direct(client.SessionEvents, "SessionEvents")
+    } satisfies GatewayClientService
+  })
+
 export class GatewayClient extends Context.Tag("claude-code-api/GatewayClient")<GatewayClient, GatewayClientService>() {
   /** A client for the layer's lifetime; its transport is closed with it. */
   static layer = (options: GatewayClientOptions): Layer.Layer<GatewayClient> =>
-    Layer.scoped(GatewayClient, makeClient).pipe(
-      Layer.provide(options.transport === "websocket" ? websocketProtocol(options) : httpProtocol(options))
-    )
+    options.transport === "websocket"
+      ? Layer.scoped(GatewayClient, websocketClient).pipe(Layer.provide(websocketProtocol(options)))
+      : Layer.scoped(GatewayClient, httpClient(options))
 }

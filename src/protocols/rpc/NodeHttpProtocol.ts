@@ -1,9 +1,11 @@
 import * as http from "node:http"
 import * as https from "node:https"
-import { RpcClient } from "@effect/rpc"
+import { Headers } from "@effect/platform"
+import { Rpc, RpcClient, RpcSchema } from "@effect/rpc"
 import { RpcClientError } from "@effect/rpc/RpcClientError"
 import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
-import { Effect, Layer } from "effect"
+import { Channel, Chunk, Effect, Exit, FiberRef, Option, Schema, Scope, Stream } from "effect"
+import type { ParseError } from "effect/ParseResult"
 
 /**
  * The RPC client's HTTP transport (NDJSON, one streamed POST per call) over `node:http` with a
@@ -136,23 +138,30 @@ const startCall = (
   }
 }
 
-export const make = (options: NodeHttpProtocolOptions) =>
+/** The keep-alive agent and request settings of one client (closed with its scope). */
+export const makeTransport = (options: NodeHttpProtocolOptions) =>
+  Effect.gen(function*() {
+    const url = new URL(options.url)
+    const agent = url.protocol === "https:" ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true })
+    yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
+    const headers: http.OutgoingHttpHeaders = {
+      "content-type": "application/ndjson",
+      ...(options.apiKey === undefined ? {} : { authorization: `Bearer ${options.apiKey}` })
+    }
+    return { call: (body: string) => startCall({ url, agent, headers }, body) }
+  })
+export type Transport = Effect.Effect.Success<ReturnType<typeof makeTransport>>
+
+export const make = (transport: Transport) =>
   RpcClient.Protocol.make((writeResponse) =>
-    Effect.gen(function*() {
-      const url = new URL(options.url)
-      const agent = url.protocol === "https:" ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true })
-      yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
-      const headers: http.OutgoingHttpHeaders = {
-        "content-type": "application/ndjson",
-        ...(options.apiKey === undefined ? {} : { authorization: `Bearer ${options.apiKey}` })
-      }
+    Effect.sync(() => {
       const writeAll = (batch: ReadonlyArray<FromServerEncoded>) =>
         batch.length === 1 ? writeResponse(batch[0]!) : Effect.forEach(batch, writeResponse, { discard: true })
 
       // Acks and interrupts have no HTTP form: a call is interrupted by aborting its request.
       const send = (message: FromClientEncoded): Effect.Effect<void, RpcClientError> =>
         message._tag !== "Request" ? Effect.void : Effect.suspend(() => {
-          const call = startCall({ url, agent, headers }, JSON.stringify(message) + "\n")
+          const call = transport.call(JSON.stringify(message) + "\n")
           const pump: Effect.Effect<void, RpcClientError> = Effect.flatMap(
             call.pull,
             (batch) => batch === undefined ? Effect.void : Effect.zipRight(writeAll(batch), pump)
@@ -164,5 +173,92 @@ export const make = (options: NodeHttpProtocolOptions) =>
     })
   )
 
-export const layer = (options: NodeHttpProtocolOptions): Layer.Layer<RpcClient.Protocol> =>
-  Layer.scoped(RpcClient.Protocol, make(options))
+// ---------------------------------------------------------------------------------------- direct streams
+
+let requestIds = 0
+
+interface DirectOptions {
+  readonly headers?: Headers.Input | undefined
+}
+
+/**
+ * A streaming RPC over HTTP read straight into its Stream: the call's NDJSON response is pulled,
+ * decoded with the RPC's own schemas and written as one channel, without RpcClient's per-call
+ * mailbox, forked sender fiber and message routing (~300 run-loop steps of ~870 for a later
+ * turn; bench/rpccpu.mjs STEPS=1). Same wire messages, span, headers (`RpcClient.withHeaders` and
+ * the call's own) and failures (typed errors, defects, RpcClientError) as RpcClient's. Ending the
+ * stream early aborts the request: the server sees the client leave and ends the turn.
+ */
+export const directStream = (transport: Transport, found: Rpc.Any) => {
+  const rpc = found as unknown as Rpc.AnyWithProps
+  const schemas = Option.getOrThrow(RpcSchema.getStreamSchemas(rpc.successSchema.ast))
+  // The gateway's schemas need no services (R is only unknown in the generic Rpc types).
+  const decodeChunk = Schema.decodeUnknown(Schema.NonEmptyArray(schemas.success)) as unknown as (u: unknown) => Effect.Effect<ReadonlyArray<unknown>, ParseError>
+  const decodeExit = Schema.decodeUnknown(Rpc.exitSchema(found)) as unknown as (u: unknown) => Effect.Effect<Exit.Exit<unknown, unknown>, ParseError>
+  const encodePayload = Schema.encode(rpc.payloadSchema) as unknown as (u: unknown) => Effect.Effect<unknown, ParseError>
+  const make = (payload: unknown) => rpc.payloadSchema.make !== undefined ? rpc.payloadSchema.make(payload) : payload
+  const spanName = `RpcClient.${rpc._tag}`
+
+  const start = (payload: unknown, options: DirectOptions | undefined) =>
+    Effect.gen(function*() {
+      const span = yield* Effect.makeSpanScoped(spanName, { captureStackTrace: false })
+      const headers = Headers.merge(yield* FiberRef.get(RpcClient.currentHeaders), options?.headers ? Headers.fromInput(options.headers) : Headers.empty)
+      const encoded = yield* Effect.orDie(encodePayload(make(payload)))
+      const call = transport.call(JSON.stringify({
+        _tag: "Request",
+        id: String(requestIds++),
+        tag: rpc._tag,
+        payload: encoded,
+        headers: Object.entries(headers),
+        traceId: span.traceId,
+        spanId: span.spanId,
+        sampled: span.sampled
+      }) + "\n")
+      yield* Effect.addFinalizer(() => Effect.sync(call.abort))
+      return call
+    })
+
+  const read = (call: ReturnType<Transport["call"]>) => {
+    let exit: Exit.Exit<unknown, unknown> | undefined
+    /** The next events (empty: none in this batch); undefined at the end; fails with the call's failure. */
+    const step: Effect.Effect<Chunk.Chunk<unknown> | undefined, unknown> = Effect.flatMap(call.pull, (batch) => {
+      if (batch === undefined) {
+        if (exit === undefined) return Effect.fail(protocolError("The gateway ended the response without the call's exit"))
+        return Exit.isSuccess(exit) ? Effect.succeed(undefined) : Effect.failCause(exit.cause)
+      }
+      let values: Array<unknown> | undefined
+      let decodeExitOf: unknown
+      for (const message of batch) {
+        if (exit !== undefined || decodeExitOf !== undefined) continue
+        switch (message._tag) {
+          case "Chunk":
+            values = values === undefined ? [...message.values] : values.concat(message.values)
+            break
+          case "Exit":
+            decodeExitOf = message.exit
+            break
+          case "Defect":
+            exit = Exit.die(message.defect)
+            break
+        }
+      }
+      const chunk = values === undefined ? Effect.succeed(Chunk.empty()) : Effect.map(Effect.orDie(decodeChunk(values)), Chunk.unsafeFromArray)
+      if (decodeExitOf === undefined) return chunk
+      return Effect.zipLeft(chunk, Effect.map(Effect.orDie(decodeExit(decodeExitOf)), (decoded) => {
+        exit = decoded
+      }))
+    })
+    const loop: Channel.Channel<Chunk.Chunk<unknown>, unknown, unknown, unknown, void, unknown> = Channel.flatMap(
+      Channel.fromEffect(step),
+      (chunk) => chunk === undefined ? Channel.void : Chunk.isEmpty(chunk) ? loop : Channel.zipRight(Channel.write(chunk), loop)
+    )
+    return loop
+  }
+
+  return (payload: unknown, options?: DirectOptions): Stream.Stream<unknown, unknown> =>
+    Stream.fromChannel(Channel.flatMap(Channel.fromEffect(Scope.make()), (scope) =>
+      Channel.ensuringWith(
+        Channel.flatMap(Channel.fromEffect(Scope.extend(start(payload, options), scope)), read),
+        (exit) => Scope.close(scope, exit)
+      )))
+}
