@@ -681,7 +681,7 @@ const cliRssOverReuse = async (conversations = 1000) => {
  * over WebSocket, vs through the official openai client (streamed, read to the end): one gateway,
  * the three interleaved turn by turn so that they share the machine's noise.
  */
-const rpcVsOpenai = async (turns = 40) => {
+const rpcVsOpenai = async (turns = Number(process.env.RPC_TURNS ?? 40)) => {
   const upstream = await startUpstream()
   const gateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["conversation.max_live=8"] })
   const openai = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: "unused", maxRetries: 0 })
