@@ -176,6 +176,7 @@ export const make = (transport: Transport) =>
 // ---------------------------------------------------------------------------------------- direct streams
 
 let requestIds = 0
+const decodeDefect = Schema.decodeSync(Schema.Defect)
 
 interface DirectOptions {
   readonly headers?: Headers.Input | undefined
@@ -238,7 +239,7 @@ export const directStream = (transport: Transport, found: Rpc.Any) => {
             decodeExitOf = message.exit
             break
           case "Defect":
-            exit = Exit.die(message.defect)
+            exit = Exit.die(decodeDefect(message.defect))
             break
         }
       }
