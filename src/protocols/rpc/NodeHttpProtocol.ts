@@ -10,8 +10,9 @@ import type { ParseError } from "effect/ParseResult"
 /**
  * The RPC client's HTTP transport (NDJSON, one streamed POST per call) over `node:http` with a
  * keep-alive agent and a plain line splitter. It replaces `RpcClient.layerProtocolHttp` over
- * `FetchHttpClient`: undici, web streams, a TextDecoder and a Channel per chunk cost the client
- * ~8 ms of CPU per streamed turn, this ~1 ms (bench/rpccpu.mjs). Client code only (no server imports).
+ * `FetchHttpClient` (undici, web streams, a TextDecoder and a Channel per chunk): with it alone a
+ * later turn cost the client 6.1–6.5 ms of CPU instead of 9.5–11.5 (bench/rpccpu.mjs, load ~4).
+ * Client code only (no server imports).
  */
 
 export interface NodeHttpProtocolOptions {
