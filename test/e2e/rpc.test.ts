@@ -509,6 +509,10 @@ describe("API keys, owners, limits and deadlines", () => {
       const streamed = await run(transport, chat({ input: "never sent upstream" }), keyed, "wrong")
       expect(failure(streamed)).toMatchObject({ _tag: "RpcClientError" })
     }
+    // A key node:http cannot even send fails the call the same way (not a defect).
+    expect(failure(await run("http", chat({ input: "x" }), keyed, "bad\nkey"))).toMatchObject({ _tag: "RpcClientError" })
+    const plain = await run("http", Effect.flatMap(GatewayClient, (client) => client.ListModels()).pipe(Effect.either), keyed, "bad\nkey")
+    expect(failure(plain)).toMatchObject({ _tag: "RpcClientError" })
   })
 
   it("a call over server.max_body_bytes fails over HTTP instead of waiting (a 400 without NDJSON)", async () => {

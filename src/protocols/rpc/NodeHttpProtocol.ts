@@ -31,11 +31,16 @@ const protocolError = (message: string, cause?: unknown) =>
 
 type Pull = Effect.Effect<ReadonlyArray<FromServerEncoded> | undefined, RpcClientError>
 
+interface Call {
+  readonly pull: Pull
+  readonly abort: () => void
+}
+
 /** One call's request and its NDJSON response, pulled a batch of lines at a time. */
 const startCall = (
   options: { readonly url: URL; readonly agent: http.Agent; readonly headers: http.OutgoingHttpHeaders },
   body: string
-) => {
+): Call => {
   let pending: Array<FromServerEncoded> = []
   let partial = ""
   let ended = false
@@ -149,7 +154,16 @@ export const makeTransport = (options: NodeHttpProtocolOptions) =>
       "content-type": "application/ndjson",
       ...(options.apiKey === undefined ? {} : { authorization: `Bearer ${options.apiKey}` })
     }
-    return { call: (body: string) => startCall({ url, agent, headers }, body) }
+    return {
+      call: (body: string): Call => {
+        try {
+          return startCall({ url, agent, headers }, body)
+        } catch (cause) {
+          // node:http throws at once for what it cannot send (an API key with a line break, …).
+          return { pull: Effect.fail(protocolError("Failed to send HTTP request", cause)), abort: () => {} }
+        }
+      }
+    }
   })
 export type Transport = Effect.Effect.Success<ReturnType<typeof makeTransport>>
 
@@ -220,7 +234,7 @@ export const directStream = (transport: Transport, found: Rpc.Any) => {
       return call
     })
 
-  const read = (call: ReturnType<Transport["call"]>) => {
+  const read = (call: Call) => {
     let exit: Exit.Exit<unknown, unknown> | undefined
     /** The next events (empty: none in this batch); undefined at the end; fails with the call's failure. */
     const step: Effect.Effect<Chunk.Chunk<unknown> | undefined, unknown> = Effect.flatMap(call.pull, (batch) => {
