@@ -681,12 +681,18 @@ const cliRssOverReuse = async (conversations = 1000) => {
  * over WebSocket, vs through the official openai client (streamed, read to the end): one gateway,
  * the three interleaved turn by turn so that they share the machine's noise.
  */
-const rpcVsOpenai = async (turns = 40) => {
+const rpcVsOpenai = async (turns = Number(process.env.RPC_TURNS ?? 40)) => {
   const upstream = await startUpstream()
   const gateway = await startGateway({ command: CLAUDE, upstream: upstream.url, set: ["conversation.max_live=8"] })
   const openai = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: "unused", maxRetries: 0 })
   const viaHttp = ManagedRuntime.make(GatewayClient.layer({ url: gateway.url }))
   const viaWebsocket = ManagedRuntime.make(GatewayClient.layer({ url: gateway.url, transport: "websocket" }))
+  // RPC_OLD_CLIENT=<another build's build/src/client.js>: that client too, in the same run (before/after a client change).
+  const oldClient = process.env.RPC_OLD_CLIENT === undefined
+    ? undefined
+    : (await import(path.resolve(process.env.RPC_OLD_CLIENT)) as { GatewayClient: typeof GatewayClient }).GatewayClient
+  const oldViaHttp = oldClient && ManagedRuntime.make(oldClient.layer({ url: gateway.url }))
+  const oldViaWebsocket = oldClient && ManagedRuntime.make(oldClient.layer({ url: gateway.url, transport: "websocket" }))
   try {
     const openaiTurn = async (conversationId: string | undefined, content: string) => {
       const body: ChatCompletionCreateParamsStreaming & { conversation_id?: string } = {
@@ -701,9 +707,9 @@ const rpcVsOpenai = async (turns = 40) => {
       }
       return response.headers.get("x-conversation-id") ?? ""
     }
-    const rpcTurn = (runtime: typeof viaHttp, conversationId: string | undefined, input: string) =>
+    const rpcTurn = (runtime: typeof viaHttp, conversationId: string | undefined, input: string, tag = GatewayClient) =>
       runtime.runPromise(Effect.gen(function*() {
-        const client = yield* GatewayClient
+        const client = yield* tag
         let id = ""
         yield* Stream.runForEach(client.Chat({ model: "sonnet", conversationId, input }), (event) =>
           Effect.sync(() => {
@@ -711,18 +717,29 @@ const rpcVsOpenai = async (turns = 40) => {
           }))
         return id
       }))
-    const series = {
+    type Series = { readonly open: (input: string) => Promise<string>; readonly next: (id: string, input: string) => Promise<string> }
+    const series: Record<string, Series> = {
       openai_http_sse: { open: (input: string) => openaiTurn(undefined, input), next: openaiTurn },
       rpc_http_ndjson: { open: (input: string) => rpcTurn(viaHttp, undefined, input), next: (id: string, input: string) => rpcTurn(viaHttp, id, input) },
       rpc_websocket: {
         open: (input: string) => rpcTurn(viaWebsocket, undefined, input),
         next: (id: string, input: string) => rpcTurn(viaWebsocket, id, input)
-      }
+      },
+      ...(oldClient === undefined || oldViaHttp === undefined || oldViaWebsocket === undefined ? {} : {
+        old_rpc_http_ndjson: {
+          open: (input: string) => rpcTurn(oldViaHttp, undefined, input, oldClient),
+          next: (id: string, input: string) => rpcTurn(oldViaHttp, id, input, oldClient)
+        },
+        old_rpc_websocket: {
+          open: (input: string) => rpcTurn(oldViaWebsocket, undefined, input, oldClient),
+          next: (id: string, input: string) => rpcTurn(oldViaWebsocket, id, input, oldClient)
+        }
+      })
     }
-    const names = Object.keys(series) as Array<keyof typeof series>
+    const names = Object.keys(series)
     const ids = new Map<string, string>()
     for (const name of names) {
-      ids.set(name, await series[name].open(`open ${name}`))
+      ids.set(name, await series[name]!.open(`open ${name}`))
       await standbyReady(gateway.url, 1, ids.size) // kept CLIs count as leased; the replacement standby boots off the request path
     }
     const times = new Map<string, Array<number>>(names.map((name) => [name, []]))
@@ -730,22 +747,28 @@ const rpcVsOpenai = async (turns = 40) => {
       // Rotate who goes first: none always follows the same neighbour.
       for (const name of names.map((_, k) => names[(k + i) % names.length]!)) {
         const started = now()
-        await series[name].next(ids.get(name)!, `next ${i}`)
+        await series[name]!.next(ids.get(name)!, `next ${i}`)
         times.get(name)!.push(now() - started)
       }
     }
     const result = Object.fromEntries(names.map((name) => [name, summary(times.get(name)!)]))
-    const p50 = (name: keyof typeof series) => summary(times.get(name)!).p50
+    const p50 = (name: string) => summary(times.get(name)!).p50
     return {
       what: "later turns of a conversation on its live CLI (real CLI + scripted upstream), full turn in ms, interleaved",
       ...result,
       rpc_http_over_openai_p50: round(p50("rpc_http_ndjson") / p50("openai_http_sse")),
       rpc_websocket_over_openai_p50: round(p50("rpc_websocket") / p50("openai_http_sse")),
+      ...(oldClient === undefined ? {} : {
+        old_rpc_http_over_openai_p50: round(p50("old_rpc_http_ndjson") / p50("openai_http_sse")),
+        old_rpc_websocket_over_openai_p50: round(p50("old_rpc_websocket") / p50("openai_http_sse"))
+      }),
       target: "RPC p50 no slower than openai (ratio <= 1)"
     }
   } finally {
     await viaHttp.dispose()
     await viaWebsocket.dispose()
+    await oldViaHttp?.dispose()
+    await oldViaWebsocket?.dispose()
     await gateway.stop()
     await upstream.close()
   }

@@ -423,7 +423,7 @@ describe("API keys, owners, limits and deadlines", () => {
     keyed = await startGateway({
       upstreamUrl: other.url,
       config: {
-        server: { api_keys: ["key-a", "key-b"] },
+        server: { api_keys: ["key-a", "key-b"], max_body_bytes: 64 * 1024 },
         claude: { max_concurrent_sessions: 1, timeout_seconds: 6 },
         queue: { max_waiting: 0 },
         sessions: { max_per_key: 1 }
@@ -505,7 +505,22 @@ describe("API keys, owners, limits and deadlines", () => {
     for (const transport of transports) {
       const result = await run(transport, Effect.flatMap(GatewayClient, (client) => client.ListModels()).pipe(Effect.either), keyed, "wrong")
       expect(failure(result)).toMatchObject({ _tag: "RpcClientError" })
+      // A streaming call too (over HTTP it reads its response itself): refused, not left waiting.
+      const streamed = await run(transport, chat({ input: "never sent upstream" }), keyed, "wrong")
+      expect(failure(streamed)).toMatchObject({ _tag: "RpcClientError" })
     }
+    // A key node:http cannot even send fails the call the same way (not a defect).
+    expect(failure(await run("http", chat({ input: "x" }), keyed, "bad\nkey"))).toMatchObject({ _tag: "RpcClientError" })
+    const plain = await run("http", Effect.flatMap(GatewayClient, (client) => client.ListModels()).pipe(Effect.either), keyed, "bad\nkey")
+    expect(failure(plain)).toMatchObject({ _tag: "RpcClientError" })
+  })
+
+  it("a call over server.max_body_bytes fails over HTTP instead of waiting (a 400 without NDJSON)", async () => {
+    const big = "x".repeat(100 * 1024)
+    const streamed = await run("http", chat({ input: big }), keyed, "key-a")
+    expect(failure(streamed)).toMatchObject({ _tag: "RpcClientError", message: expect.stringContaining("HTTP 400") })
+    const plain = await run("http", Effect.flatMap(GatewayClient, (client) => client.CreateConversation({ system: big })).pipe(Effect.either), keyed, "key-a")
+    expect(failure(plain)).toMatchObject({ _tag: "RpcClientError" })
   })
 
   it("Overloaded with retry-after when every session is busy, Timeout past claude.timeout_seconds", async () => {
