@@ -123,6 +123,8 @@ export const sseResponse = <E>(
       arm()
       return body.send(text)
     }
+    // The next pull once `text` is handed on; a consumer that is behind is waited for first.
+    const deliver = (text: string): Effect.Effect<void, E> => send(text) ? loop : Effect.zipRight(body.waitForRead, loop)
     const loop: Effect.Effect<void, E> = Effect.matchEffect(pull, {
       onFailure: (error) => {
         send(Option.isSome(error) ? render.error(error.value) : render.end())
@@ -131,8 +133,7 @@ export const sseResponse = <E>(
       onSuccess: (chunk: Chunk.Chunk<TurnEvent>) => {
         let text = ""
         for (const event of chunk) text += render.frames(event)
-        if (render.rendered === undefined) return send(text) ? loop : Effect.zipRight(body.waitForRead, loop)
-        return Effect.zipRight(render.rendered(chunk), Effect.suspend(() => send(text) ? loop : Effect.zipRight(body.waitForRead, loop)))
+        return render.rendered === undefined ? deliver(text) : Effect.zipRight(render.rendered(chunk), Effect.suspend(() => deliver(text)))
       }
     })
     arm()
