@@ -34,7 +34,7 @@ for (const op of ops) {
     steps++
     const where = spanPath(this.currentSpan)
     add(bySpan, where)
-    if (detail !== undefined && where.endsWith(detail)) {
+    if (detail !== undefined && (detail === "(none)" ? where === "" : where.endsWith(detail))) {
       const f = op.startsWith("On") ? cur.effect_instruction_i1 : op === "Commit" ? cur.commit : cur.effect_instruction_i0
       add(bySource, `${op} | ${typeof f === "function" ? String(f).replace(/\s+/g, " ").slice(0, 140) : typeof f}`)
     }

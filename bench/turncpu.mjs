@@ -77,23 +77,24 @@ const laterTurns = async () => {
   try {
     const open = async () => JSON.parse(check(await post(chatUrl, chat("open", false))).text).conversation_id
     const id = await open()
-    const one = async (stream) => {
-      const cpu = []
-      const ms = []
-      for (let i = 0; i < sequential; i++) {
+    // Stream and non-stream turns alternate, so that neither pays alone for the JIT's warm-up or the machine's moods.
+    const measure = async (kinds) => {
+      const runs = Object.fromEntries(kinds.map((stream) => [stream, { cpu: [], ms: [] }]))
+      for (let i = 0; i < sequential * kinds.length; i++) {
+        const stream = kinds[i % kinds.length]
         const before = cpuMs(g.pid)
         const r = check(await post(chatUrl, chat("next", stream, id)))
-        ms.push(r.ms)
-        cpu.push(cpuMs(g.pid) - before)
+        runs[stream].ms.push(r.ms)
+        runs[stream].cpu.push(cpuMs(g.pid) - before)
       }
-      return { p50_ms: round(quantile(ms, 0.5)), p90_ms: round(quantile(ms, 0.9)), cpu_ms_per_turn: round(cpu.reduce((a, b) => a + b, 0) / cpu.length) }
+      const figures = ({ cpu, ms }) => ({ p50_ms: round(quantile(ms, 0.5)), p90_ms: round(quantile(ms, 0.9)), cpu_ms_per_turn: round(cpu.reduce((a, b) => a + b, 0) / cpu.length) })
+      return Object.fromEntries(kinds.map((stream) => [stream ? "stream" : "non_stream", figures(runs[stream])]))
     }
-    for (let i = 0; i < 100; i++) check(await post(chatUrl, chat("warm", i % 2 === 0, id)))
+    for (let i = 0; i < 300; i++) check(await post(chatUrl, chat("warm", i % 2 === 0, id)))
     const phase = process.env.PHASE
-    if (phase === "stream") return { stream: await one(true) }
-    if (phase === "nonstream") return { non_stream: await one(false) }
-    const stream = await one(true)
-    const nonStream = await one(false)
+    if (phase === "stream") return await measure([true])
+    if (phase === "nonstream") return await measure([false])
+    const { stream, non_stream: nonStream } = await measure([true, false])
     // c64: 64 conversations, each request a later turn on its live CLI.
     const ids = await Promise.all(Array.from({ length: 64 }, open))
     const bodies = ids.map((cid) => chat("next", true, cid))

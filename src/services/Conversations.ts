@@ -1,4 +1,4 @@
-import { Deferred, Effect, Exit, FiberId, FiberMap, Option, Schedule, Scope } from "effect"
+import { Deferred, Effect, Exit, FiberId, Option, Runtime, Schedule, Scope } from "effect"
 import * as crypto from "node:crypto"
 import { Admission, Overloaded } from "./Admission.js"
 import type { CliHandle } from "../cli/CliProcess.js"
@@ -64,6 +64,8 @@ export const fingerprint = (owner: string, signature: string, historyHash: strin
 
 interface Live {
   readonly process: OwnedProcess
+  /** Its idle timer. */
+  timer?: ReturnType<typeof setTimeout>
 }
 
 /**
@@ -91,10 +93,12 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
     const pool = yield* Pool
     const { config } = yield* GatewayConfig
     const settings = config.conversation
-    // Each live CLI's idle timer, by conversation id; run from the service's own context (a timer
-    // forked from the request would keep that request reachable for the whole timeout).
-    const expiries = yield* FiberMap.make<string>()
-    const expire = yield* FiberMap.runtime(expiries)<never>()
+    // A live CLI's idle timer runs its expiry with the service's own runtime (one forked from the
+    // request would keep that request reachable for the whole timeout). A Node timer, not a fiber in
+    // a FiberMap: forking it and interrupting it cost each later turn ~60 run-loop steps
+    // (bench/README.md, "Per-request CPU").
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const idleMs = Math.min(settings.session_timeout_minutes * 60_000, 2 ** 31 - 1)
     // Insertion order is use order: the first entry is the least recently used.
     const live = new Map<string, Live>()
     const locks = new Map<string, TurnLock>()
@@ -108,7 +112,10 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
 
     /** Give up a live process from outside its idle timer (which must not outlive it). */
     const drop = (id: string, entry: Live, end?: (process: OwnedProcess) => Effect.Effect<void>) =>
-      Effect.zipRight(FiberMap.remove(expiries, id), close(id, entry, end))
+      Effect.suspend(() => {
+        clearTimeout(entry.timer)
+        return close(id, entry, end)
+      })
 
     // Running turns finish (and are recorded) before the store closes; then the live CLIs end.
     yield* Effect.addFinalizer(() =>
@@ -184,7 +191,7 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
         const entry = live.get(id)
         if (entry === undefined) return Option.none()
         live.delete(id)
-        yield* FiberMap.remove(expiries, id)
+        clearTimeout(entry.timer)
         if (entry.process.signature === signature && (yield* entry.process.handle.isIdle)) return Option.some(entry.process)
         yield* pool.release(entry.process)
         return Option.none()
@@ -198,7 +205,10 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
         if (previous !== undefined) yield* drop(id, previous)
         const entry: Live = { process }
         live.set(id, entry)
-        expire(id, Effect.sleep(`${settings.session_timeout_minutes} minutes`).pipe(Effect.zipRight(close(id, entry))))
+        entry.timer = setTimeout(() => {
+          if (live.get(id) === entry) runFork(close(id, entry))
+        }, idleMs)
+        entry.timer.unref()
         for (const [oldest, entry] of live) {
           if (live.size <= settings.max_live) break
           yield* drop(oldest, entry)

@@ -101,6 +101,9 @@ const toConversation = (row: typeof Row.Type): Conversation => ({
 
 const now = () => Math.floor(Date.now() / 1000)
 
+/** How many rows the store keeps in memory (see `rows`). */
+const ROWS_KEPT = 4096
+
 /**
  * Without @effect/sql's own spans (`sql.execute` with the statement's text, `sql.transaction`) on a
  * turn's path: they were half of a traced request's spans and most of its export, and cost every
@@ -126,18 +129,55 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
     yield* sql`PRAGMA synchronous = NORMAL`.pipe(Effect.orDie)
     yield* migrate.pipe(Effect.orDie)
 
+    /**
+     * The rows used lately, as they are in the file, least recently used first. The store is the
+     * file's only writer and every write below keeps them true, so a later turn reads its
+     * conversation without a statement (a SELECT and the row's decoding cost each turn ~100 run-loop
+     * steps; bench/README.md, "Per-request CPU"). `writes` counts every write (once it is done): a
+     * read that raced one is not kept (it may hold what the write changed). A turn's write updates
+     * the row it found kept: the conversation's lock keeps other turns' writes out meanwhile.
+     */
+    const rows = new Map<string, Conversation>()
+    let writes = 0
+    const keep = (conversation: Conversation) => {
+      rows.delete(conversation.id)
+      rows.set(conversation.id, conversation)
+      if (rows.size > ROWS_KEPT) rows.delete(rows.keys().next().value!)
+    }
+    const forget = (id: string) => {
+      writes++
+      rows.delete(id)
+    }
+
     const byId = SqlSchema.findOne({
       Request: Schema.String,
       Result: Row,
       execute: (id) => sql`SELECT * FROM conversations WHERE id = ${id}`
     })
     const get = (id: string): Effect.Effect<Option.Option<Conversation>> =>
-      byId(id).pipe(Effect.map(Option.map(toConversation)), Effect.orDie, untraced)
+      Effect.suspend(() => {
+        const kept = rows.get(id)
+        if (kept !== undefined) {
+          keep(kept)
+          return Effect.succeed(Option.some(kept))
+        }
+        const before = writes
+        return byId(id).pipe(
+          Effect.map(Option.map((row) => {
+            const conversation = toConversation(row)
+            if (writes === before) keep(conversation)
+            return conversation
+          })),
+          Effect.orDie,
+          untraced
+        )
+      })
 
     const create = (init: ConversationInit): Effect.Effect<Conversation> =>
       Effect.gen(function*() {
         const id = `conv_${crypto.randomUUID().replaceAll("-", "")}`
         const at = now()
+        const metadata = JSON.stringify(init.metadata ?? {})
         yield* sql`INSERT INTO conversations ${sql.insert({
           id,
           owner: init.owner,
@@ -146,9 +186,27 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
           model: init.model ?? null,
           system_prompt: init.systemPrompt ?? null,
           working_directory: init.workingDirectory ?? null,
-          metadata: JSON.stringify(init.metadata ?? {})
+          metadata
         })}`.pipe(Effect.orDie)
-        return Option.getOrThrow(yield* get(id))
+        // The row as the file now has it (the table's defaults for the rest).
+        const conversation: Conversation = {
+          id,
+          owner: init.owner,
+          createdAt: at,
+          updatedAt: at,
+          model: init.model ?? null,
+          systemPrompt: init.systemPrompt ?? null,
+          workingDirectory: init.workingDirectory ?? null,
+          metadata: JSON.parse(metadata),
+          cliSessionId: null,
+          historyHash: "",
+          promptTokens: 0,
+          completionTokens: 0,
+          costUsd: 0
+        }
+        forget(id)
+        keep(conversation)
+        return conversation
       })
 
     const messageRows = SqlSchema.findAll({
@@ -180,6 +238,7 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
       Effect.gen(function*() {
         const found = Option.isSome(yield* get(id))
         if (found) yield* sql`DELETE FROM conversations WHERE id = ${id}`.pipe(Effect.orDie)
+        forget(id)
         return found
       })
 
@@ -187,8 +246,11 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
     // and a transaction's BEGIN and COMMIT, costs the request ~70 steps of Effect's run loop
     // (bench/README.md, "Per-request CPU").
     const recordTurn = (id: string, turn: TurnRecord): Effect.Effect<void> =>
-      sql`UPDATE conversations SET
-          updated_at = ${now()},
+      Effect.suspend(() => {
+        const at = now()
+        const kept = rows.get(id)
+        return sql`UPDATE conversations SET
+          updated_at = ${at},
           cli_session_id = COALESCE(NULLIF(${turn.cliSessionId}, ''), cli_session_id),
           history_hash = ${turn.historyHash},
           fingerprint = ${turn.fingerprint},
@@ -197,9 +259,24 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
           cost_usd = cost_usd + ${turn.costUsd},
           pending_messages = ${JSON.stringify(turn.messages.map((message) => JSON.stringify(message)))}
           WHERE id = ${id}`.pipe(
-        Effect.asVoid,
-        Effect.orDie,
-        untraced,
+          Effect.orDie,
+          untraced,
+          // The same arithmetic as the statement's (SQLite's REAL is a double too).
+          Effect.map(() => {
+            forget(id)
+            if (kept === undefined) return
+            keep({
+              ...kept,
+              updatedAt: at,
+              cliSessionId: turn.cliSessionId === "" ? kept.cliSessionId : turn.cliSessionId,
+              historyHash: turn.historyHash,
+              promptTokens: kept.promptTokens + turn.promptTokens,
+              completionTokens: kept.completionTokens + turn.completionTokens,
+              costUsd: kept.costUsd + turn.costUsd
+            })
+          })
+        )
+      }).pipe(
         Effect.withSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id }, captureStackTrace: false })
       )
 
@@ -217,14 +294,17 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
     /** A conversation's CLI session, when none is recorded yet (its first turn did not finish). */
     const attachSession = (id: string, cliSessionId: string): Effect.Effect<void> =>
       sql`UPDATE conversations SET cli_session_id = COALESCE(cli_session_id, ${cliSessionId}) WHERE id = ${id}`.pipe(
-        Effect.asVoid,
+        Effect.map(() => forget(id)),
         Effect.orDie
       )
 
     /** Delete the conversations last updated before `before` (unix s); how many went. */
     const purge = (before: number): Effect.Effect<number> =>
-      sql`DELETE FROM conversations WHERE updated_at < ${before} RETURNING id`.pipe(
-        Effect.map((rows) => rows.length),
+      sql<{ readonly id: string }>`DELETE FROM conversations WHERE updated_at < ${before} RETURNING id`.pipe(
+        Effect.map((deleted) => {
+          for (const { id } of deleted) forget(id)
+          return deleted.length
+        }),
         Effect.orDie
       )
 

@@ -65,6 +65,32 @@ describe("ConversationStore (SQLite)", () => {
       expect(Option.isNone(yield* conversations.get(b.id))).toBe(true)
     }).pipe(Effect.provide(store(dataDir))))
 
+  it.effect("reads a conversation it keeps in memory exactly as the file has it", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-store-"))
+      const inFile = (id: string) => Effect.flatMap(ConversationStore, (s) => s.get(id)).pipe(Effect.provide(store(dir)))
+      yield* Effect.gen(function*() {
+        const conversations = yield* ConversationStore
+        const a = yield* conversations.create({ owner: "o", model: "sonnet", systemPrompt: "p", metadata: { k: "v" } })
+        expect(yield* conversations.get(a.id)).toEqual(yield* inFile(a.id))
+        const turn = { messages: [historyMessage("user", "hi")], fingerprint: "f", completionTokens: 2 }
+        yield* conversations.recordTurn(a.id, { ...turn, cliSessionId: "s1", historyHash: "h1", promptTokens: 7, costUsd: 0.1 })
+        yield* conversations.recordTurn(a.id, { ...turn, cliSessionId: "", historyHash: "h2", promptTokens: 5, costUsd: 0.2 })
+        const kept = yield* conversations.get(a.id)
+        expect(kept).toMatchObject(Option.some({ cliSessionId: "s1", historyHash: "h2", promptTokens: 12, completionTokens: 4 }))
+        expect(kept).toEqual(yield* inFile(a.id))
+        // A write the store does not mirror (attachSession) drops the kept row: the next read is the file's.
+        const b = yield* conversations.create({ owner: "o" })
+        yield* conversations.attachSession(b.id, "s2")
+        expect(yield* conversations.get(b.id)).toEqual(yield* inFile(b.id))
+        expect(Option.getOrThrow(yield* conversations.get(b.id)).cliSessionId).toBe("s2")
+        yield* conversations.remove(a.id)
+        expect(Option.isNone(yield* conversations.get(a.id))).toBe(true)
+        expect(yield* conversations.purge(Number.MAX_SAFE_INTEGER)).toBe(1)
+        expect(Option.isNone(yield* conversations.get(b.id))).toBe(true)
+      }).pipe(Effect.provide(store(dir)))
+    }))
+
   it.effect("keeps its data across reopenings (migrations run once)", () =>
     Effect.gen(function*() {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ccapi-store-"))
