@@ -5,10 +5,11 @@ import { GatewayConfig } from "./config/GatewayConfig.js"
 import { GatewayApi } from "./http/Api.js"
 import { AuthorizationLive } from "./http/auth.js"
 import { serve, SystemHttp } from "./http/Server.js"
-import { AnthropicHttp } from "./protocols/anthropic/Http.js"
+import { type DirectHandler, DirectRoutes } from "./http/direct.js"
+import { AnthropicHttp, messages } from "./protocols/anthropic/Http.js"
 import { ConversationsHttp } from "./protocols/conversations/Http.js"
-import { OpenAIHttp } from "./protocols/openai/Http.js"
-import { ResponsesHttp } from "./protocols/responses/Http.js"
+import { chatCompletions, OpenAIHttp } from "./protocols/openai/Http.js"
+import { createResponse, ResponsesHttp } from "./protocols/responses/Http.js"
 import { RpcLive } from "./protocols/rpc/Http.js"
 import { SessionsHttp } from "./protocols/sessions/Http.js"
 import { SessionSocketLive } from "./protocols/sessions/Socket.js"
@@ -59,9 +60,22 @@ export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
   Layer.provide(GatewayServices)
 )
 
+/** The chat routes' handlers, for the server's fast path past the HttpApi router (src/http/direct.ts). */
+const DirectRoutesLive = Layer.effect(
+  DirectRoutes,
+  Effect.gen(function*() {
+    return new Map<string, DirectHandler>([
+      ["/v1/chat/completions", yield* chatCompletions],
+      ["/v1/messages", yield* messages],
+      ["/v1/responses", yield* createResponse]
+    ])
+  })
+).pipe(Layer.provide(GatewayServices))
+
 /** The HTTP server: the HttpApi, /rpc, /docs and /openapi.json on the configured address. */
 export const ServerLive = serve({
   api: ApiLive,
+  direct: DirectRoutesLive,
   // Plain routes next to the HttpApi: /rpc and the sessions' WebSocket.
   rpc: Layer.merge(RpcLive, SessionSocketLive).pipe(Layer.provide(GatewayServices))
 })

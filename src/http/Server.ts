@@ -1,7 +1,7 @@
 import { HttpApiBuilder, HttpApiError, HttpApiScalar, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApi, HttpApp } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, Effect, Layer, Option, Predicate, Redacted } from "effect"
+import { Cause, type Context, Effect, Layer, Option, Predicate, Redacted, type Scope } from "effect"
 import * as crypto from "node:crypto"
 import { createServer } from "node:http"
 import { Admission } from "../services/Admission.js"
@@ -15,7 +15,8 @@ import { healthReport } from "../services/Health.js"
 import { GatewayApi } from "./Api.js"
 import { anthropicErrorResponse, errorResponse, speaksAnthropic } from "./errors.js"
 import { offeredKey } from "./request.js"
-import { callerOf, REFUSED } from "./auth.js"
+import { Caller, callerOf, REFUSED } from "./auth.js"
+import { DirectRoutes } from "./direct.js"
 import { withCacheExchange } from "../services/Cache.js"
 import { telemetryMiddleware } from "./telemetry.js"
 import { CONSOLE_PATHS, ConsoleRoutes } from "../console/Http.js"
@@ -44,8 +45,16 @@ const anthropicInternalError = HttpServerResponse.unsafeJson(
 /** The routes whose answers the cache may serve. */
 const CHAT_ROUTES = new Set(["/v1/chat/completions", "/v1/messages", "/v1/responses"])
 
-/** Request ids, API keys, and the dialect's envelope (OpenAI, or Anthropic's) for anything the router itself rejects. */
-const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, open: ReadonlySet<string>) => (app: HttpApp.Default): HttpApp.Default =>
+/**
+ * Request ids, API keys, the chat routes' fast path (src/http/direct.ts), and the dialect's envelope
+ * (OpenAI, or Anthropic's) for anything the router itself rejects.
+ */
+const gatewayMiddleware = (
+  apiKeys: ReadonlyArray<Redacted.Redacted>,
+  open: ReadonlySet<string>,
+  direct: Context.Tag.Service<DirectRoutes>,
+  cacheEnabled: boolean
+) => (app: HttpApp.Default): HttpApp.Default<never, Scope.Scope> =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const requestId = request.headers["x-request-id"] || `req_${crypto.randomUUID().replaceAll("-", "")}`
@@ -55,11 +64,19 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, open: Read
     const rejection = anthropic ? anthropicErrorResponse : errorResponse
     // The console's page and assets carry no data (their calls send the key). A session's WebSocket
     // may bring a ticket instead of a key (browsers): its route checks the ticket.
+    const caller = callerOf(apiKeys, offered)
     const authorized = path === "/health" || open.has(path) || CONSOLE_PATHS.has(path) ||
-      callerOf(apiKeys, offered) !== undefined || bringsTicket(path, request.url)
+      caller !== undefined || bringsTicket(path, request.url)
+    const handler = request.method === "POST" && caller !== undefined ? direct.get(path) : undefined
+    // Interruptible, as the router makes its handlers (the platform runs the app uninterruptibly): a
+    // client that goes away interrupts its turn.
+    const served: HttpApp.Default<never, Scope.Scope> = handler === undefined || caller === undefined
+      ? app
+      : Effect.interruptible(Effect.provideService(handler(request), Caller, caller))
     const cache = withCacheExchange(request.headers)
+    // Without a cache nothing reads the exchange (its status stays unset: "bypass").
     const response = authorized
-      ? yield* cache.run(app).pipe(
+      ? yield* (cacheEnabled ? cache.run(served) : served).pipe(
         Effect.catchAllCause((cause) => {
           if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
           const failure = Cause.failureOption(cause)
@@ -99,9 +116,10 @@ const gatewayMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, open: Read
  * keys, CORS and the per-dialect error envelopes; drain on shutdown. Refuses an open bind without
  * API keys. The wiring of what it serves is in src/Gateway.ts.
  */
-export const serve = <EA, RA, ER, RR>(routes: {
+export const serve = <EA, RA, ER, RR, ED, RD>(routes: {
   readonly api: Layer.Layer<HttpApi.Api, EA, RA>
   readonly rpc: Layer.Layer<never, ER, RR>
+  readonly direct: Layer.Layer<DirectRoutes, ED, RD>
 }) => Layer.unwrapEffect(
   Effect.gen(function*() {
     const { config } = yield* GatewayConfig
@@ -116,8 +134,9 @@ export const serve = <EA, RA, ER, RR>(routes: {
     // Routes served without a key besides /health (telemetry.metrics_public: a Prometheus scraper).
     const open = new Set(config.telemetry.metrics_public ? ["/metrics"] : [])
     const measured = telemetryMiddleware(keys, { metrics: config.telemetry.metrics_enabled, tracing: config.telemetry.otlp_endpoint !== undefined })
+    const direct = yield* DirectRoutes
     const cors = config.server.cors_origins.length === 0
-      ? (app: HttpApp.Default) => app
+      ? <E, R>(app: HttpApp.Default<E, R>) => app
       : HttpMiddleware.cors({
         allowedOrigins: config.server.cors_origins.includes("*") ? () => true : config.server.cors_origins,
         allowedHeaders: ["authorization", "x-api-key", "content-type", "x-request-id", "x-conversation-id", "anthropic-version", "anthropic-beta"],
@@ -144,7 +163,7 @@ export const serve = <EA, RA, ER, RR>(routes: {
       HttpMiddleware.withTracerDisabledWhen(() => true),
       // API-level middleware: it wraps the router, so it sees RouteNotFound before the default 404.
       // CORS outermost: a preflight carries no API key and matches no route.
-      Layer.provide(HttpApiBuilder.middleware((app) => measured(cors(gatewayMiddleware(keys, open)(app))))),
+      Layer.provide(HttpApiBuilder.middleware((app) => measured(cors(gatewayMiddleware(keys, open, direct, config.cache.enabled)(app))))),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       // No font requests to Scalar's CDN: the page works offline and tells no third party who reads it.
       Layer.provide(HttpApiScalar.layer({ path: "/docs", scalar: { withDefaultFonts: false } })),
@@ -157,4 +176,4 @@ export const serve = <EA, RA, ER, RR>(routes: {
       Layer.provideMerge(NodeHttpServer.layer(() => server, { host, port }))
     )
   })
-)
+).pipe(Layer.provide(routes.direct))

@@ -54,9 +54,9 @@ export interface RequestTelemetry {
  * status only, parented on an incoming W3C/B3 trace context, ended when the response is done.
  */
 export const telemetryMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, options: RequestTelemetry = { metrics: true, tracing: false }) => {
-  if (!options.metrics && !options.tracing) return (app: HttpApp.Default): HttpApp.Default => app
+  if (!options.metrics && !options.tracing) return <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> => app
   const routeOf = routeMatcher()
-  return (app: HttpApp.Default): HttpApp.Default =>
+  return <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
     Effect.withFiberRuntime((fiber) => {
       const request = Context.unsafeGet(fiber.currentContext, HttpServerRequest.HttpServerRequest)
       const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
@@ -108,7 +108,7 @@ export const telemetryMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, o
         return response
       }
       const inner = Effect.map(probe === undefined ? app : Effect.locally(app, currentRequestProbe, probe), answered)
-      let measured: HttpApp.Default
+      let measured: HttpApp.Default<E, R>
       if (request.headers["upgrade"] !== undefined) {
         // A WebSocket: its Node response must not be made before the upgrade; the app runs as long as the socket.
         measured = Effect.onExit(inner, (exit) => Effect.sync(() => end(Exit.isSuccess(exit) ? exit.value.status : 499)))

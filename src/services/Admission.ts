@@ -1,4 +1,4 @@
-import { Deferred, Effect, type Scope } from "effect"
+import { Deferred, Effect, Exit, FiberId, type Scope } from "effect"
 import { GatewayConfig } from "../config/GatewayConfig.js"
 import { Overloaded } from "../domain/errors.js"
 
@@ -20,42 +20,87 @@ export class Admission extends Effect.Service<Admission>()("Admission", {
     const { config } = yield* GatewayConfig
     const limit = config.claude.max_concurrent_sessions
     const { max_waiting, max_wait_seconds } = config.queue
-    // Effect's semaphore resumes waiters in arrival order: that is the fairness.
-    const semaphore = yield* Effect.makeSemaphore(limit)
     let running = 0
     let queued = 0
     let draining = false
     const drained = yield* Deferred.make<void>()
+    // Free slots, and the requests waiting for them in arrival order (that is the fairness). Not
+    // Effect's semaphore: taking and giving back one of its permits cost each turn ~40 run-loop steps
+    // more than this counter (bench/README.md, "Per-request CPU").
+    let free = limit
+    interface Waiter {
+      readonly count: number
+      readonly granted: Deferred.Deferred<void>
+    }
+    const waiters: Array<Waiter> = []
+    /** Free slots go to the waiters at the head of the queue, while they fit. */
+    const grant = () => {
+      for (let next = waiters[0]; next !== undefined && next.count <= free; next = waiters[0]) {
+        waiters.shift()
+        free -= next.count
+        Deferred.unsafeDone(next.granted, Exit.void)
+      }
+    }
+    const release = (count: number) => {
+      free += count
+      grant()
+    }
+    /** Wait in the queue for `count` slots. */
+    const enqueue = (count: number): Waiter => {
+      const waiter = { count, granted: Deferred.unsafeMake<void>(FiberId.none) }
+      waiters.push(waiter)
+      grant()
+      return waiter
+    }
 
     /**
      * Hold `count` session slots for the rest of the caller's scope, taken together (the runs of
      * one request never wait for each other's slots while holding some).
      */
-    const admitMany = (count: number): Effect.Effect<void, Overloaded, Scope.Scope> => Effect.suspend(() => {
-      if (draining) return Effect.fail(new Overloaded({ reason: "shutting_down", retryAfterSeconds: 5 }))
-      if (running >= limit && queued >= max_waiting) {
-        return Effect.fail(new Overloaded({ reason: "queue_full", retryAfterSeconds: 1 }))
-      }
-      const hold = Effect.zipRight(
-        Effect.sync(() => (running += count)),
-        Effect.addFinalizer(() => Effect.sync(() => (running -= count)).pipe(Effect.zipRight(semaphore.release(count))))
-      )
-      // A free slot and nobody waiting: the permit is there, so no timeout (it would fork a race with a
-      // sleep on every turn).
-      if (queued === 0 && running + count <= limit) return Effect.uninterruptible(Effect.zipRight(semaphore.take(count), hold))
-      queued++
-      // The wait is interruptible (timeout, client gone); from the permit to its finalizer is not.
-      return Effect.uninterruptibleMask((restore) =>
-        restore(semaphore.take(count)).pipe(
-          Effect.timeoutFail({
-            duration: `${max_wait_seconds} seconds`,
-            onTimeout: () => new Overloaded({ reason: "queue_timeout", retryAfterSeconds: 1 })
-          }),
-          Effect.ensuring(Effect.sync(() => queued--)),
-          Effect.zipRight(hold)
-        )
-      )
-    }).pipe(Effect.withSpan("gateway.admission", { attributes: { "gateway.sessions.requested": count }, captureStackTrace: false }))
+    const admitMany = (count: number): Effect.Effect<void, Overloaded, Scope.Scope> =>
+      // The wait is interruptible (timeout, client gone); from the slots to their finalizer is not.
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          if (draining) return Effect.fail(new Overloaded({ reason: "shutting_down", retryAfterSeconds: 5 }))
+          if (running >= limit && queued >= max_waiting) {
+            return Effect.fail(new Overloaded({ reason: "queue_full", retryAfterSeconds: 1 }))
+          }
+          const hold = Effect.zipRight(
+            Effect.sync(() => (running += count)),
+            Effect.addFinalizer(() =>
+              Effect.sync(() => {
+                running -= count
+                release(count)
+              })
+            )
+          )
+          // Free slots and nobody waiting: taken at once, without a timeout (it would fork a race with
+          // a sleep on every turn).
+          if (waiters.length === 0 && free >= count) {
+            free -= count
+            return hold
+          }
+          queued++
+          const waiter = enqueue(count)
+          return restore(Deferred.await(waiter.granted)).pipe(
+            Effect.timeoutFail({
+              duration: `${max_wait_seconds} seconds`,
+              onTimeout: () => new Overloaded({ reason: "queue_timeout", retryAfterSeconds: 1 })
+            }),
+            Effect.onError(() =>
+              Effect.sync(() => {
+                // Still queued: leave the queue (those behind may fit now). Granted as the wait ended: give the slots back.
+                const at = waiters.indexOf(waiter)
+                if (at < 0) return release(count)
+                waiters.splice(at, 1)
+                grant()
+              })
+            ),
+            Effect.ensuring(Effect.sync(() => queued--)),
+            Effect.zipRight(hold)
+          )
+        })
+      ).pipe(Effect.withSpan("gateway.admission", { attributes: { "gateway.sessions.requested": count }, captureStackTrace: false }))
 
     /** Hold a session slot for the rest of the caller's scope. */
     const admit = admitMany(1)
@@ -68,7 +113,8 @@ export class Admission extends Effect.Service<Admission>()("Admission", {
       if (draining) return Deferred.await(drained)
       draining = true
       // Runs in finalizers: without `interruptible` the timeout could never cut the wait.
-      return Effect.interruptible(semaphore.take(limit)).pipe(
+      // Every slot free: the running turns have finished (the queue's earlier waiters first).
+      return Effect.interruptible(Deferred.await(enqueue(limit).granted)).pipe(
         Effect.timeout(`${config.server.shutdown_grace_seconds} seconds`),
         Effect.ignore,
         Effect.ensuring(Deferred.succeed(drained, undefined))

@@ -42,6 +42,47 @@ describe("Admission", () => {
     }).pipe(Effect.provide(layer)))
 })
 
+describe("Admission's queue", () => {
+  const one = Admission.Default.pipe(
+    Layer.provide(GatewayConfig.layerWith({ claude: { max_concurrent_sessions: 1 }, queue: { max_waiting: 8, max_wait_seconds: 5 } }))
+  )
+
+  it.live("hands a freed slot to the first waiter still queued, and drains after the running turns", () =>
+    Effect.gen(function*() {
+      const admission = yield* Admission
+      const order: Array<string> = []
+      const first = yield* Scope.make()
+      yield* Scope.extend(admission.admit, first)
+      const wait = (name: string) =>
+        Effect.fork(Effect.scoped(Effect.zipRight(admission.admit, Effect.sync(() => order.push(name)))))
+      const a = yield* wait("a")
+      yield* Effect.sleep("10 millis")
+      const b = yield* wait("b")
+      yield* Effect.sleep("10 millis")
+      const c = yield* wait("c")
+      yield* Effect.sleep("10 millis")
+      expect(yield* admission.stats).toMatchObject({ running: 1, queued: 3 })
+      // b's client goes away: it leaves the queue and c moves up.
+      yield* Fiber.interrupt(b)
+      expect(yield* admission.stats).toMatchObject({ running: 1, queued: 2 })
+      yield* Scope.close(first, Exit.void)
+      yield* Fiber.join(a)
+      yield* Fiber.join(c)
+      expect(order).toEqual(["a", "c"])
+      expect(yield* admission.stats).toMatchObject({ running: 0, queued: 0 })
+
+      const last = yield* Scope.make()
+      yield* Scope.extend(admission.admit, last)
+      const drain = yield* Effect.fork(admission.drain)
+      yield* Effect.sleep("20 millis")
+      // Draining: new turns are refused; the drain waits for the running one.
+      expect((yield* Effect.scoped(admission.admit).pipe(Effect.flip)).reason).toBe("shutting_down")
+      expect(drain.unsafePoll()).toBeNull()
+      yield* Scope.close(last, Exit.void)
+      yield* Fiber.join(drain)
+    }).pipe(Effect.provide(one)))
+})
+
 describe("Admission.admitMany", () => {
   const three = Admission.Default.pipe(Layer.provide(GatewayConfig.layerWith({ claude: { max_concurrent_sessions: 3 }, queue: { max_wait_seconds: 1 } })))
 
