@@ -1,7 +1,7 @@
 import { Headers, HttpApiBuilder, HttpIncomingMessage, HttpServerRequest } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
-import { Rpc, RpcSerialization, RpcServer } from "@effect/rpc"
-import { Cause, Chunk, Context, Effect, Either, Exit, Layer, Option, Redacted, Schema, Scope, Stream } from "effect"
+import { Rpc, RpcServer } from "@effect/rpc"
+import { Cause, Chunk, Context, Effect, Either, Exit, Layer, Option, Redacted, Schema, Scope, Stream, Tracer } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { TreeFormatter } from "effect/ParseResult"
 import * as TurnStream from "../../domain/TurnStream.js"
@@ -24,6 +24,7 @@ import { checkSystemPrompt } from "../openai/translate.js"
 import { toChatEvent, toTurnRequest, toWireError } from "./translate.js"
 import { sessionHandlers } from "./sessions.js"
 import * as HttpProtocol from "./HttpProtocol.js"
+import * as SocketProtocol from "./SocketProtocol.js"
 
 /** The RPC handlers over ChatService, Conversations and ModelCatalog, and their mount at /rpc. */
 
@@ -205,7 +206,7 @@ const limitBody = (app: HttpApp.Default<never, Scope.Scope>, maxBytes: number) =
  * none of its per-call client, fiber, routing, middleware and effectful encoding (~N run-loop steps
  * of a later turn; bench/README.md, RPC rows).
  */
-const directChat = Effect.gen(function*() {
+const directChat = (options: { readonly propagateSpans: boolean }) => Effect.gen(function*() {
   const turns = yield* ChatTurns
   const caller = yield* callerFor
   const rpc = GatewayRpcs.requests.get("Chat")!
@@ -219,20 +220,28 @@ const directChat = Effect.gen(function*() {
     const exit = (exit: Exit.Exit<void, ChatError | Unauthorized>) => write({ _tag: "Exit", requestId, exit: encodeExit(exit) })
     const payload = decodePayload(message.payload)
     // As RpcServer answers a payload that does not decode: the call dies with the parse error's text.
-    if (Either.isLeft(payload)) return Effect.sync(() => exit(Exit.die(TreeFormatter.formatErrorSync(payload.left))))
+    if (Either.isLeft(payload)) return exit(Exit.die(TreeFormatter.formatErrorSync(payload.left)))
     const found = caller(Headers.fromInput(message.headers))
-    if (found === undefined) return Effect.sync(() => exit(Exit.fail(new Unauthorized({ message: REFUSED }))))
+    if (found === undefined) return exit(Exit.fail(new Unauthorized({ message: REFUSED })))
     const loop = (pull: ChatPull): Effect.Effect<void, ChatError> =>
       Effect.matchEffect(pull, {
         onFailure: Option.match({ onNone: () => Effect.void, onSome: Effect.fail }),
-        onSuccess: (chunk) => {
-          write({ _tag: "Chunk", requestId, values: encodeChunk(Chunk.toReadonlyArray(chunk)) as NonEmptyReadonlyArray<unknown> })
-          return loop(pull)
-        }
+        onSuccess: (chunk) =>
+          Effect.flatMap(
+            write({ _tag: "Chunk", requestId, values: encodeChunk(Chunk.toReadonlyArray(chunk)) as NonEmptyReadonlyArray<unknown> }),
+            () => loop(pull)
+          )
       })
     return Effect.scoped(Effect.flatMap(turns.open(payload.right, found.owner), loop)).pipe(
-      Effect.withSpan("RpcServer.Chat", { captureStackTrace: false, attributes: { requestId } }),
-      Effect.matchCause({
+      Effect.withSpan("RpcServer.Chat", {
+        captureStackTrace: false,
+        attributes: { requestId },
+        // Like RpcServer: the client's span is the parent where the transport carries it (WebSocket).
+        parent: options.propagateSpans && message.spanId !== undefined
+          ? Tracer.externalSpan({ traceId: message.traceId ?? "", spanId: message.spanId, sampled: message.sampled ?? true })
+          : undefined
+      }),
+      Effect.matchCauseEffect({
         onSuccess: () => exit(Exit.void),
         // A defect is fatal to the call's client, as RpcServer sends it (not for an interruption).
         onFailure: (cause) =>
@@ -253,9 +262,9 @@ const directChat = Effect.gen(function*() {
 export const RpcLive = HttpApiBuilder.Router.use((router) =>
   Effect.gen(function*() {
     const { config } = yield* GatewayConfig
-    const http = yield* HttpProtocol.make(yield* directChat)
+    const http = yield* HttpProtocol.make(yield* directChat({ propagateSpans: false }))
     yield* router.post("/rpc", limitBody(http.httpApp, config.server.max_body_bytes))
-    const websocket = yield* RpcServer.makeProtocolWithHttpAppWebsocket.pipe(Effect.provide(RpcSerialization.layerJson))
+    const websocket = yield* SocketProtocol.make(yield* directChat({ propagateSpans: true }))
     yield* router.get("/rpc", websocket.httpApp)
     for (const protocol of [http.protocol, websocket.protocol]) {
       yield* RpcServer.make(GatewayRpcs).pipe(

@@ -19,7 +19,10 @@ import { SseReadable } from "../../http/sse.js"
  * chunks, then its Exit or a Defect) and ends; it is interrupted if the client goes away first.
  * `request.headers` are the HTTP request's followed by the call's own.
  */
-export type DirectCall = (request: RequestEncoded, write: (response: FromServerEncoded) => void) => Effect.Effect<void> | undefined
+export type DirectCall = (
+  request: RequestEncoded,
+  write: (response: FromServerEncoded) => Effect.Effect<void>
+) => Effect.Effect<void> | undefined
 
 type Client = {
   readonly write: (response: FromServerEncoded) => Effect.Effect<void>
@@ -54,6 +57,7 @@ export const make = (direct: DirectCall): Effect.Effect<{
       }
       if (text !== undefined) body.send(text)
     }
+    const write = (response: FromServerEncoded) => Effect.sync(() => send(response))
     const respond = HttpServerResponse.raw(body, { contentType: serialization.contentType })
 
     let decoded: ReadonlyArray<FromClientEncoded>
@@ -67,7 +71,7 @@ export const make = (direct: DirectCall): Effect.Effect<{
     // One call alone in its request, which has a direct path: no RPC server client, fiber or routing.
     const only = decoded.length === 1 ? decoded[0]! : undefined
     if (only?._tag === "Request") {
-      const call = direct({ ...only, headers: requestHeaders.concat(only.headers) }, send)
+      const call = direct({ ...only, headers: requestHeaders.concat(only.headers) }, write)
       if (call !== undefined) {
         // Forked in the request's scope: a client that goes away interrupts the call.
         yield* Effect.forkIn(Effect.ensuring(call, Effect.sync(() => body.close())), scope)
@@ -77,7 +81,7 @@ export const make = (direct: DirectCall): Effect.Effect<{
 
     const id = clientId++
     const client: Client = {
-      write: (response) => Effect.sync(() => send(response)),
+      write,
       end: Effect.sync(() => {
         ended = true
         body.close()
