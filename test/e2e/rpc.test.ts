@@ -256,6 +256,39 @@ describe("typed errors", () => {
   })
 })
 
+describe("the wire, as other RpcClients speak it", () => {
+  /** One POST /rpc with these NDJSON messages; the answer's messages. */
+  const post = async (messages: ReadonlyArray<unknown>) => {
+    const response = await fetch(`${gateway.url}/rpc`, {
+      method: "POST",
+      headers: { "content-type": "application/ndjson" },
+      body: messages.map((m) => JSON.stringify(m) + "\n").join("")
+    })
+    expect(response.status).toBe(200)
+    return (await response.text()).split("\n").filter((line) => line !== "").map((line) => JSON.parse(line) as Record<string, unknown>)
+  }
+  const request = (id: string, tag: string, payload: unknown) => ({ _tag: "Request", id, tag, payload, headers: [] })
+
+  // Chat alone in a request is answered without RpcServer (src/protocols/rpc/Http.ts): as RpcServer does it.
+  it("a Chat payload that does not decode ends the call with a defect naming the field", async () => {
+    const answer = await post([request("7", "Chat", { input: 5 })])
+    expect(answer).toHaveLength(1)
+    expect(answer[0]).toMatchObject({ _tag: "Exit", requestId: "7", exit: { _tag: "Failure", cause: { _tag: "Die" } } })
+    expect(JSON.stringify(answer[0])).toContain("input")
+  })
+
+  it("a Chat batched with another call goes through RpcServer: both answered, the chunks before the Exit", async () => {
+    const answer = await post([request("1", "Chat", { input: "wire batch" }), request("2", "ListModels", {})])
+    const exits = answer.filter((m) => m._tag === "Exit")
+    expect(exits.map((m) => m.requestId).sort()).toEqual(["1", "2"])
+    const chunks = answer.filter((m) => m._tag === "Chunk" && m.requestId === "1").flatMap((m) => m.values as Array<{ _tag: string }>)
+    expect(chunks[0]?._tag).toBe("Accepted")
+    expect(chunks.at(-1)?._tag).toBe("Finished")
+    const lastChunk = answer.map((m) => m._tag).lastIndexOf("Chunk")
+    expect(answer.findIndex((m) => m._tag === "Exit" && m.requestId === "1")).toBeGreaterThan(lastChunk)
+  })
+})
+
 describe("conversations, models and health", () => {
   it("creates, lists, gets and deletes conversations", async () => {
     await run("websocket", Effect.gen(function*() {

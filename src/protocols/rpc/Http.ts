@@ -1,7 +1,9 @@
-import { HttpApiBuilder, HttpIncomingMessage, HttpServerRequest } from "@effect/platform"
+import { Headers, HttpApiBuilder, HttpIncomingMessage, HttpServerRequest } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
-import { RpcSerialization, RpcServer } from "@effect/rpc"
-import { Chunk, Effect, Layer, Option, Redacted, Scope, Stream } from "effect"
+import { Rpc, RpcServer } from "@effect/rpc"
+import { Cause, Chunk, Context, Effect, Either, Exit, Layer, Option, Redacted, Schema, Scope, Stream, Tracer } from "effect"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import { TreeFormatter } from "effect/ParseResult"
 import * as TurnStream from "../../domain/TurnStream.js"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { ConversationNotFound as DomainConversationNotFound, InvalidRequest as DomainInvalidRequest } from "../../domain/errors.js"
@@ -17,10 +19,12 @@ import { healthReport } from "../../services/Health.js"
 import { ToolBridge } from "../../services/ToolBridge.js"
 import { workingDirectory } from "../../services/Workspace.js"
 import type { Conversation as StoredConversation } from "../../store/ConversationStore.js"
-import { Authentication, Caller, type ChatEvent, GatewayRpcs, Unauthorized } from "./Api.js"
+import { Authentication, Caller, ChatError, ChatEvent, ChatRequest, GatewayRpcs, Unauthorized } from "./Api.js"
 import { checkSystemPrompt } from "../openai/translate.js"
 import { toChatEvent, toTurnRequest, toWireError } from "./translate.js"
 import { sessionHandlers } from "./sessions.js"
+import * as HttpProtocol from "./HttpProtocol.js"
+import * as SocketProtocol from "./SocketProtocol.js"
 
 /** The RPC handlers over ChatService, Conversations and ModelCatalog, and their mount at /rpc. */
 
@@ -28,15 +32,18 @@ import { sessionHandlers } from "./sessions.js"
  * The key is checked again per call (the HTTP middleware already checked the transport's): a call
  * may carry headers of its own, and only a key that is valid decides whose conversations it sees.
  */
+const callerFor = Effect.map(GatewayConfig, ({ config }) => {
+  const keys = config.server.api_keys.map((key) => Redacted.make(key))
+  return (headers: Headers.Headers) => callerOf(keys, offeredKey(headers))
+})
+
 export const AuthenticationLive = Layer.effect(
   Authentication,
-  Effect.map(GatewayConfig, ({ config }) => {
-    const keys = config.server.api_keys.map((key) => Redacted.make(key))
-    return Authentication.of(({ headers }) => {
-      const caller = callerOf(keys, offeredKey(headers))
-      return caller === undefined ? Effect.fail(new Unauthorized({ message: REFUSED })) : Effect.succeed(caller)
-    })
-  })
+  Effect.map(callerFor, (caller) =>
+    Authentication.of(({ headers }) => {
+      const found = caller(headers)
+      return found === undefined ? Effect.fail(new Unauthorized({ message: REFUSED })) : Effect.succeed(found)
+    }))
 )
 
 const render = (conversation: StoredConversation, live: ReadonlySet<string>) => ({
@@ -52,8 +59,46 @@ const render = (conversation: StoredConversation, live: ReadonlySet<string>) => 
   costUsd: conversation.costUsd
 })
 
-export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
+type ChatPull = Effect.Effect<Chunk.Chunk<ChatEvent>, Option.Option<ChatError>>
+
+/** Opens a Chat call's turn in the caller's scope (for the RPC handler and the direct HTTP path). */
+class ChatTurns extends Context.Tag("claude-code-api/rpc/ChatTurns")<ChatTurns, {
+  readonly open: (request: ChatRequest, owner: string) => Effect.Effect<ChatPull, ChatError, Scope.Scope>
+}>() {}
+
+const ChatTurnsLive = Layer.scoped(ChatTurns, Effect.gen(function*() {
   const chat = yield* ChatService
+  const catalog = yield* ModelCatalog
+  const { config } = yield* GatewayConfig
+  // Where turns are released after their call has answered (closed with the server).
+  const background = yield* Effect.scope
+  return {
+    // The turn's scope ends with the caller's: when the client interrupts the call, ChatService
+    // ends the turn's CLI exactly as for an HTTP client that disconnects. The release (settling the
+    // CLI, keeping it for the conversation) runs after the last event, as after an HTTP response's
+    // last byte, so that the client does not wait for it.
+    open: (request, owner) =>
+      Effect.gen(function*() {
+        const model = yield* catalog.resolve(request.model ?? config.claude.default_model)
+        const turn = yield* toTurnRequest(request, model, owner)
+        const turnScope = yield* Effect.acquireRelease(Scope.make(), (scope, exit) => Effect.forkIn(Scope.close(scope, exit), background))
+        const result = yield* Scope.extend(chat.turn(turn), turnScope)
+        const events = yield* TurnStream.toPull(result.events)
+        let accepted = result.conversationId === undefined
+        const pull: ChatPull = Effect.suspend(() => {
+          if (accepted || result.conversationId === undefined) {
+            return Effect.mapBoth(events, { onSuccess: Chunk.map(toChatEvent), onFailure: Option.map(toWireError) })
+          }
+          accepted = true
+          return Effect.succeed(Chunk.of<ChatEvent>({ _tag: "Accepted", conversationId: result.conversationId }))
+        })
+        return pull
+      }).pipe(Effect.mapError(toWireError))
+  }
+}))
+
+export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
+  const turns = yield* ChatTurns
   const catalog = yield* ModelCatalog
   const conversations = yield* Conversations
   const bridge = yield* ToolBridge
@@ -71,32 +116,9 @@ export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
 
   const sessionCalls = yield* sessionHandlers
 
-  // Where turns are released after their call has answered (closed with the server).
-  const background = yield* Effect.scope
-
   return {
-    // The turn's scope ends with the call's stream: when the client interrupts the call, ChatService
-    // ends the turn's CLI exactly as for an HTTP client that disconnects. The release (settling the
-    // CLI, keeping it for the conversation) runs after the last event, as after an HTTP response's
-    // last byte, so that the client does not wait for it.
     Chat: (request) =>
-      Stream.unwrapScoped(Effect.gen(function*() {
-        const { owner } = yield* Caller
-        const model = yield* catalog.resolve(request.model ?? config.claude.default_model)
-        const turn = yield* toTurnRequest(request, model, owner)
-        const turnScope = yield* Effect.acquireRelease(Scope.make(), (scope, exit) => Effect.forkIn(Scope.close(scope, exit), background))
-        const result = yield* Scope.extend(chat.turn(turn), turnScope)
-        const events = yield* TurnStream.toPull(result.events)
-        // One Stream layer over the turn's pull, not concat + map + mapError (each a channel per call).
-        let accepted = result.conversationId === undefined
-        return Stream.repeatEffectChunkOption(Effect.suspend(() => {
-          if (accepted || result.conversationId === undefined) {
-            return Effect.mapBoth(events, { onSuccess: Chunk.map(toChatEvent), onFailure: Option.map(toWireError) })
-          }
-          accepted = true
-          return Effect.succeed(Chunk.of<ChatEvent>({ _tag: "Accepted", conversationId: result.conversationId }))
-        }))
-      }).pipe(Effect.mapError(toWireError))),
+      Stream.unwrapScoped(Effect.flatMap(Caller, ({ owner }) => Effect.map(turns.open(request, owner), Stream.repeatEffectChunkOption))),
 
     CreateConversation: (payload) =>
       Effect.gen(function*() {
@@ -179,6 +201,60 @@ const limitBody = (app: HttpApp.Default<never, Scope.Scope>, maxBytes: number) =
       : HttpIncomingMessage.withMaxBodySize(app, Option.some(maxBytes)))
 
 /**
+ * `Chat` alone in an HTTP request, answered without the RPC server: the same messages (its events'
+ * chunks, then its Exit, or a Defect), span, key check and payload check as through RpcServer, but
+ * none of its per-call client, fiber, routing, middleware and effectful encoding (~N run-loop steps
+ * of a later turn; bench/README.md, RPC rows).
+ */
+const directChat = (options: { readonly propagateSpans: boolean }) => Effect.gen(function*() {
+  const turns = yield* ChatTurns
+  const caller = yield* callerFor
+  const rpc = GatewayRpcs.requests.get("Chat")!
+  const decodePayload = Schema.decodeUnknownEither(ChatRequest)
+  const encodeChunk = Schema.encodeSync(Schema.Array(ChatEvent))
+  const encodeExit = Schema.encodeSync(Rpc.exitSchema(rpc)) as (exit: Exit.Exit<void, ChatError | Unauthorized>) => Schema.ExitEncoded<unknown, unknown, unknown>
+  const encodeDefect = Schema.encodeSync(Schema.Defect)
+  const call: HttpProtocol.DirectCall = (message, write) => {
+    if (message.tag !== "Chat") return undefined
+    const requestId = message.id
+    const exit = (exit: Exit.Exit<void, ChatError | Unauthorized>) => write({ _tag: "Exit", requestId, exit: encodeExit(exit) })
+    const payload = decodePayload(message.payload)
+    // As RpcServer answers a payload that does not decode: the call dies with the parse error's text.
+    if (Either.isLeft(payload)) return exit(Exit.die(TreeFormatter.formatErrorSync(payload.left)))
+    const found = caller(Headers.fromInput(message.headers))
+    if (found === undefined) return exit(Exit.fail(new Unauthorized({ message: REFUSED })))
+    const loop = (pull: ChatPull): Effect.Effect<void, ChatError> =>
+      Effect.matchEffect(pull, {
+        onFailure: Option.match({ onNone: () => Effect.void, onSome: Effect.fail }),
+        onSuccess: (chunk) =>
+          Effect.flatMap(
+            write({ _tag: "Chunk", requestId, values: encodeChunk(Chunk.toReadonlyArray(chunk)) as NonEmptyReadonlyArray<unknown> }),
+            () => loop(pull)
+          )
+      })
+    return Effect.scoped(Effect.flatMap(turns.open(payload.right, found.owner), loop)).pipe(
+      Effect.withSpan("RpcServer.Chat", {
+        captureStackTrace: false,
+        attributes: { requestId },
+        // Like RpcServer: the client's span is the parent where the transport carries it (WebSocket).
+        parent: options.propagateSpans && message.spanId !== undefined
+          ? Tracer.externalSpan({ traceId: message.traceId ?? "", spanId: message.spanId, sampled: message.sampled ?? true })
+          : undefined
+      }),
+      Effect.matchCauseEffect({
+        onSuccess: () => exit(Exit.void),
+        // A defect is fatal to the call's client, as RpcServer sends it (not for an interruption).
+        onFailure: (cause) =>
+          Cause.isDie(cause) && !Cause.isInterrupted(cause)
+            ? write({ _tag: "Defect", defect: encodeDefect(Cause.squash(cause)) })
+            : exit(Exit.failCause(cause))
+      })
+    )
+  }
+  return call
+})
+
+/**
  * /rpc on the HttpApi's router: POST is the HTTP transport (NDJSON, so that streamed events are
  * written as they come), GET upgrades to the WebSocket transport (JSON frames). One RPC server
  * per transport, both over the same handlers.
@@ -186,9 +262,9 @@ const limitBody = (app: HttpApp.Default<never, Scope.Scope>, maxBytes: number) =
 export const RpcLive = HttpApiBuilder.Router.use((router) =>
   Effect.gen(function*() {
     const { config } = yield* GatewayConfig
-    const http = yield* RpcServer.makeProtocolWithHttpApp.pipe(Effect.provide(RpcSerialization.layerNdjson))
+    const http = yield* HttpProtocol.make(yield* directChat({ propagateSpans: false }))
     yield* router.post("/rpc", limitBody(http.httpApp, config.server.max_body_bytes))
-    const websocket = yield* RpcServer.makeProtocolWithHttpAppWebsocket.pipe(Effect.provide(RpcSerialization.layerJson))
+    const websocket = yield* SocketProtocol.make(yield* directChat({ propagateSpans: true }))
     yield* router.get("/rpc", websocket.httpApp)
     for (const protocol of [http.protocol, websocket.protocol]) {
       yield* RpcServer.make(GatewayRpcs).pipe(
@@ -198,4 +274,4 @@ export const RpcLive = HttpApiBuilder.Router.use((router) =>
       )
     }
   })
-).pipe(Layer.provide([GatewayRpcsLive, AuthenticationLive]))
+).pipe(Layer.provide(Layer.merge(GatewayRpcsLive, AuthenticationLive).pipe(Layer.provideMerge(ChatTurnsLive))))

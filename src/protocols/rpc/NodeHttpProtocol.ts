@@ -4,8 +4,7 @@ import { Headers } from "@effect/platform"
 import { Rpc, RpcClient, RpcSchema } from "@effect/rpc"
 import { RpcClientError } from "@effect/rpc/RpcClientError"
 import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
-import { Channel, Chunk, Effect, Exit, FiberRef, Option, Schema, Scope, Stream } from "effect"
-import type { ParseError } from "effect/ParseResult"
+import { Channel, Chunk, Effect, Either, Exit, FiberRef, Option, Schema, Scope, Stream } from "effect"
 
 /**
  * The RPC client's HTTP transport (NDJSON, one streamed POST per call) over `node:http` with a
@@ -208,10 +207,12 @@ interface DirectOptions {
 export const directStream = (transport: Transport, found: Rpc.Any) => {
   const rpc = found as unknown as Rpc.AnyWithProps
   const schemas = Option.getOrThrow(RpcSchema.getStreamSchemas(rpc.successSchema.ast))
-  // The gateway's schemas need no services (R is only unknown in the generic Rpc types).
-  const decodeChunk = Schema.decodeUnknown(Schema.NonEmptyArray(schemas.success)) as unknown as (u: unknown) => Effect.Effect<ReadonlyArray<unknown>, ParseError>
-  const decodeExit = Schema.decodeUnknown(Rpc.exitSchema(found)) as unknown as (u: unknown) => Effect.Effect<Exit.Exit<unknown, unknown>, ParseError>
-  const encodePayload = Schema.encode(rpc.payloadSchema) as unknown as (u: unknown) => Effect.Effect<unknown, ParseError>
+  // Synchronous (Either) parsers, not the run loop's: the gateway's schemas need no services and
+  // have no effectful parts (R is only unknown in the generic Rpc types).
+  const pure = <A>(schema: unknown) => schema as Schema.Schema<A, unknown>
+  const decodeChunk = Schema.decodeUnknownEither(pure<ReadonlyArray<unknown>>(Schema.NonEmptyArray(schemas.success)))
+  const decodeExit = Schema.decodeUnknownEither(pure<Exit.Exit<unknown, unknown>>(Rpc.exitSchema(found)))
+  const encodePayload = Schema.encodeEither(pure<unknown>(rpc.payloadSchema))
   const make = (payload: unknown) => rpc.payloadSchema.make !== undefined ? rpc.payloadSchema.make(payload) : payload
   const spanName = `RpcClient.${rpc._tag}`
 
@@ -258,11 +259,14 @@ export const directStream = (transport: Transport, found: Rpc.Any) => {
             break
         }
       }
-      const chunk = values === undefined ? Effect.succeed(Chunk.empty()) : Effect.map(Effect.orDie(decodeChunk(values)), Chunk.unsafeFromArray)
-      if (decodeExitOf === undefined) return chunk
-      return Effect.zipLeft(chunk, Effect.map(Effect.orDie(decodeExit(decodeExitOf)), (decoded) => {
-        exit = decoded
-      }))
+      const decoded = values === undefined ? Either.right([]) : decodeChunk(values)
+      if (Either.isLeft(decoded)) return Effect.die(decoded.left)
+      if (decodeExitOf !== undefined) {
+        const decodedExit = decodeExit(decodeExitOf)
+        if (Either.isLeft(decodedExit)) return Effect.die(decodedExit.left)
+        exit = decodedExit.right
+      }
+      return Effect.succeed(Chunk.unsafeFromArray(decoded.right))
     })
     const loop: Channel.Channel<Chunk.Chunk<unknown>, unknown, unknown, unknown, void, unknown> = Channel.flatMap(
       Channel.fromEffect(step),
