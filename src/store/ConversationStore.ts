@@ -177,33 +177,27 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
       Effect.gen(function*() {
         const id = `conv_${crypto.randomUUID().replaceAll("-", "")}`
         const at = now()
-        const metadata = JSON.stringify(init.metadata ?? {})
-        yield* sql`INSERT INTO conversations ${sql.insert({
+        const row = {
           id,
           owner: init.owner,
           created_at: at,
           updated_at: at,
           model: init.model ?? null,
           system_prompt: init.systemPrompt ?? null,
-          working_directory: init.workingDirectory ?? null,
-          metadata
-        })}`.pipe(Effect.orDie)
-        // The row as the file now has it (the table's defaults for the rest).
-        const conversation: Conversation = {
-          id,
-          owner: init.owner,
-          createdAt: at,
-          updatedAt: at,
-          model: init.model ?? null,
-          systemPrompt: init.systemPrompt ?? null,
-          workingDirectory: init.workingDirectory ?? null,
-          metadata: JSON.parse(metadata),
-          cliSessionId: null,
-          historyHash: "",
-          promptTokens: 0,
-          completionTokens: 0,
-          costUsd: 0
+          working_directory: init.workingDirectory ?? null
         }
+        const metadata = { ...init.metadata }
+        yield* sql`INSERT INTO conversations ${sql.insert({ ...row, metadata: JSON.stringify(metadata) })}`.pipe(Effect.orDie)
+        // The row as the file now has it (the table's defaults for the rest).
+        const conversation = toConversation({
+          ...row,
+          metadata,
+          cli_session_id: null,
+          history_hash: "",
+          prompt_tokens: 0,
+          completion_tokens: 0,
+          cost_usd: 0
+        })
         forget(id)
         keep(conversation)
         return conversation
