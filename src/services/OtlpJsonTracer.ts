@@ -184,20 +184,25 @@ export const make = (options: OtlpJsonTracerOptions) =>
     const client = url.protocol === "https:" ? https : http
     const agent = new client.Agent({ keepAlive: true })
 
-    let batch = ""
+    // Ended spans' JSON is written into this buffer (off the JS heap) at once: no span outlives its
+    // end as objects or strings until the post, which would make the GC copy and promote them.
+    let batch = Buffer.allocUnsafe(256 * 1024)
+    let used = 0
     let count = 0
     let pausedUntil = 0
     let closed = false
     const inFlight = new Set<Promise<void>>()
+    const HEAD = Buffer.from(head)
+    const TAIL = Buffer.from(tail)
 
-    const send = (body: string): Promise<boolean> =>
+    const send = (body: Buffer): Promise<boolean> =>
       new Promise((resolve) => {
         const request = client.request(url, {
           method: "POST",
           agent,
           headers: {
             "content-type": "application/json",
-            "content-length": Buffer.byteLength(body),
+            "content-length": body.length,
             "user-agent": "claude-code-api-otlp/1"
           },
           timeout: 10_000
@@ -211,7 +216,7 @@ export const make = (options: OtlpJsonTracerOptions) =>
         request.end(body)
       })
 
-    const post = async (body: string) => {
+    const post = async (body: Buffer) => {
       for (let attempt = 0;; attempt++) {
         if (await send(body)) return
         if (attempt >= RETRIES || closed) break
@@ -223,8 +228,8 @@ export const make = (options: OtlpJsonTracerOptions) =>
 
     const flush = () => {
       if (count === 0) return
-      const body = head + batch + tail
-      batch = ""
+      const body = Buffer.concat([HEAD, batch.subarray(0, used), TAIL])
+      used = 0
       count = 0
       const posted = post(body)
       inFlight.add(posted)
@@ -233,7 +238,15 @@ export const make = (options: OtlpJsonTracerOptions) =>
 
     const sink = (json: string) => {
       if (closed || (pausedUntil !== 0 && Date.now() < pausedUntil)) return
-      batch = count === 0 ? json : `${batch},${json}`
+      // At most 3 bytes per UTF-16 unit, and a comma.
+      const room = json.length * 3 + 1
+      if (used + room > batch.length) {
+        const grown = Buffer.allocUnsafe(Math.max(batch.length * 2, used + room))
+        batch.copy(grown, 0, 0, used)
+        batch = grown
+      }
+      if (count > 0) batch[used++] = 0x2c
+      used += batch.write(json, used)
       if (++count >= maxBatchSize) flush()
     }
 
