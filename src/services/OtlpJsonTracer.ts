@@ -101,6 +101,7 @@ class JsonSpan implements Tracer.Span {
   }
 
   attribute(key: string, value: unknown): void {
+    if (!this.sampled) return
     const attrs = this.attrs
     for (let i = 0; i < attrs.length; i += 2) {
       if (attrs[i] === key) {
@@ -112,6 +113,7 @@ class JsonSpan implements Tracer.Span {
   }
 
   event(name: string, startTime: bigint, attributes?: Record<string, unknown>): void {
+    if (!this.sampled) return
     ;(this.events ??= []).push(
       `{"name":${JSON.stringify(name)},"timeUnixNano":"${startTime}","attributes":[${
         attributes === undefined ? "" : keyValues(attributes)
@@ -154,6 +156,8 @@ export interface OtlpJsonTracerOptions {
   readonly url: string
   readonly serviceName: string
   readonly exportIntervalMs: number
+  /** Share of new traces exported (parent-based: a span with a parent follows its sampled flag). Default 1. */
+  readonly sampleRatio?: number
   /** A batch this large is posted at once, without waiting for the interval. */
   readonly maxBatchSize?: number
   /** How long the flush at shutdown may take. */
@@ -265,9 +269,19 @@ export const make = (options: OtlpJsonTracerOptions) =>
       )
     )
 
+    const ratio = options.sampleRatio ?? 1
     return Tracer.make({
       span: (name, parent, context, links, startTime, kind) =>
-        new JsonSpan(sink, name, parent, context, links, startTime, kind, true),
+        new JsonSpan(
+          sink,
+          name,
+          parent,
+          context,
+          links,
+          startTime,
+          kind,
+          parent._tag === "Some" ? parent.value.sampled : ratio >= 1 || Math.random() < ratio
+        ),
       context: (f) => f()
     })
   })

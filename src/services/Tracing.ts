@@ -14,10 +14,10 @@ export const tracesUrl = (endpoint: string) =>
 
 export const TracingLive = Layer.unwrapEffect(
   Effect.map(GatewayConfig, ({ config }) => {
-    const { export_interval_ms, otlp_endpoint, service_name } = config.telemetry
+    const { export_interval_ms, otlp_endpoint, service_name, trace_sample_ratio } = config.telemetry
     if (otlp_endpoint === undefined) return Layer.empty
     return Layer.unwrapScoped(Effect.map(
-      OtlpJsonTracer.make({ url: tracesUrl(otlp_endpoint), serviceName: service_name, exportIntervalMs: export_interval_ms }),
+      OtlpJsonTracer.make({ url: tracesUrl(otlp_endpoint), serviceName: service_name, exportIntervalMs: export_interval_ms, sampleRatio: trace_sample_ratio }),
       Layer.setTracer
     ))
   })

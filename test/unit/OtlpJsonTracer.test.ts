@@ -86,8 +86,8 @@ const traced = (layer: (url: string) => Layer.Layer<never>) =>
     return posts
   })
 
-const ours = (url: string) =>
-  Layer.unwrapScoped(Effect.map(OtlpJsonTracer.make({ url, serviceName: "unit-test", exportIntervalMs: 60_000 }), Layer.setTracer))
+const ours = (url: string, sampleRatio = 1) =>
+  Layer.unwrapScoped(Effect.map(OtlpJsonTracer.make({ url, serviceName: "unit-test", exportIntervalMs: 60_000, sampleRatio }), Layer.setTracer))
 const library = (url: string) =>
   OtlpTracer.layer({ url, resource: { serviceName: "unit-test" }, exportInterval: Duration.minutes(1) }).pipe(
     Layer.provide([OtlpSerialization.layerJson, NodeHttpClient.layer])
@@ -147,5 +147,25 @@ describe("OtlpJsonTracer", () => {
       expect(a!.parentSpanId).toBeUndefined()
       expect(a!.traceId).not.toBe(b!.traceId)
       expect(a!.attributes.find((x) => x.key === "big")?.value).toEqual({ intValue: "9007199254740993" })
+    }))
+
+  it.scoped("samples where a trace starts: a caller's flag is followed, a child follows its parent", () =>
+    Effect.gen(function*() {
+      const { posts, url } = yield* collector
+      const run = (ratio: number, program: Effect.Effect<void>) =>
+        Effect.gen(function*() {
+          const scope = yield* Scope.make()
+          yield* Effect.provide(program, yield* Layer.buildWithScope(ours(url, ratio), scope))
+          yield* Scope.close(scope, Exit.void)
+        })
+      const tree = (parent?: Tracer.AnySpan) =>
+        Effect.void.pipe(Effect.withSpan("child"), Effect.withSpan("root", parent === undefined ? {} : { parent }))
+      const unsampled = Tracer.externalSpan({ traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", sampled: false })
+      yield* run(0, tree()) // a new trace at 0: nothing
+      yield* run(1, tree(unsampled)) // the caller did not sample it: nothing
+      yield* run(0, tree(external)) // the caller sampled it: exported, children too
+      const names = posts.flatMap((p) => p.body.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans.map((span) => span.name))))
+      expect(names).toEqual(["child", "root"])
+      expect(posts).toHaveLength(1)
     }))
 })
