@@ -18,6 +18,7 @@ const TYPE_NAMES: Record<string, string> = {
   PositiveInt: "integer > 0",
   NonNegativeInt: "integer ≥ 0",
   Port: "port (0–65535)",
+  Ratio: "number (0–1)",
   Bool: "boolean",
   StringList: "list of strings",
   PermissionModeList: "list of permission modes",

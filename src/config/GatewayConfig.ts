@@ -14,6 +14,7 @@ const Int = Schema.Union(Schema.Number, Schema.NumberFromString).pipe(Schema.int
 const PositiveInt = Int.pipe(Schema.positive())
 const NonNegativeInt = Int.pipe(Schema.nonNegative())
 const Port = Int.pipe(Schema.between(0, 65535))
+const Ratio = Schema.Union(Schema.Number, Schema.NumberFromString).pipe(Schema.between(0, 1))
 const Bool = Schema.Union(Schema.Boolean, Schema.BooleanFromString)
 // A value that looks like JSON must be valid JSON: `["a",` is a typo, not two list items.
 const CommaList = Schema.transform(Schema.String.pipe(Schema.filter((s) => !s.trimStart().startsWith("[") || "expected a JSON array of strings")), Schema.Array(Schema.String), {
@@ -233,7 +234,12 @@ export const ConfigSchema = Schema.Struct({
     /** The `service.name` resource attribute of exported spans. */
     service_name: withDefault(Schema.String, () => "claude-code-api"),
     /** How often finished spans are sent to the collector (and once more at shutdown). */
-    export_interval_ms: withDefault(PositiveInt, () => 5000)
+    export_interval_ms: withDefault(PositiveInt, () => 5000),
+    /**
+     * Share of traces exported (0 to 1), decided where a trace starts: a request that joins a caller's
+     * trace (W3C traceparent, B3) follows the caller's sampled flag, and a span follows its parent.
+     */
+    trace_sample_ratio: withDefault(Ratio, () => 1)
   })),
   log: Section(Schema.Struct({
     /** Least severe log level written (to stdout, in logfmt). */

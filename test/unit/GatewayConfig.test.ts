@@ -103,9 +103,11 @@ describe("loadConfig", () => {
           CLAUDE_CODE__SERVER__PORT: "9000",
           CLAUDE_CODE__SERVER__ALLOW_UNAUTHENTICATED_REMOTE: "true",
           CLAUDE_CODE__POOL__ENABLED: "false",
-          CLAUDE_CODE__CLAUDE__TIMEOUT_SECONDS: "42"
+          CLAUDE_CODE__CLAUDE__TIMEOUT_SECONDS: "42",
+          CLAUDE_CODE__TELEMETRY__TRACE_SAMPLE_RATIO: "0.25"
         }
       })
+      expect(config.telemetry.trace_sample_ratio).toBe(0.25)
       expect(config.server.port).toBe(9000)
       expect(config.server.allow_unauthenticated_remote).toBe(true)
       expect(config.pool.enabled).toBe(false)
@@ -160,7 +162,8 @@ describe("loadConfig", () => {
         ["CLAUDE_CODE__SERVER__PORT", "80.5", "server.port"],
         ["CLAUDE_CODE__POOL__ENABLED", "yes", "pool.enabled"],
         ["CLAUDE_CODE__LOG__LEVEL", "loud", "log.level"],
-        ["CLAUDE_CODE__POOL__WARMUP", "hot", "pool.warmup"]
+        ["CLAUDE_CODE__POOL__WARMUP", "hot", "pool.warmup"],
+        ["CLAUDE_CODE__TELEMETRY__TRACE_SAMPLE_RATIO", "1.5", "telemetry.trace_sample_ratio"]
       ]
       for (const [name, value, key] of cases) {
         const error = yield* loadConfig({ file: tomlFile(""), env: { [name]: value } }).pipe(Effect.flip)
