@@ -1,13 +1,12 @@
 import { HttpApi, HttpApiBuilder, HttpServerRequest, HttpServerResponse, HttpTraceContext } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Clock, Context, Effect, Exit, type MetricLabel, Option, type Redacted, type Tracer } from "effect"
+import { Clock, Context, Effect, Exit, FiberRef, type MetricLabel, type Redacted, Tracer } from "effect"
 import type { ServerResponse } from "node:http"
 import { currentRequestProbe, labelsOf, metrics, type RequestProbe, Telemetry } from "../services/Telemetry.js"
 import { GatewayApi } from "./Api.js"
 import { callerOf } from "./auth.js"
 import { offeredKey } from "./request.js"
-import { Readable } from "node:stream"
 
 /**
  * Request metrics (count by route, method, status, model and API key; time to first byte; total
@@ -59,7 +58,8 @@ export const telemetryMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, o
   return <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
     Effect.withFiberRuntime((fiber) => {
       const request = Context.unsafeGet(fiber.currentContext, HttpServerRequest.HttpServerRequest)
-      const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+      const services = fiber.currentDefaultServices
+      const clock = Context.get(services, Clock.Clock)
       const started = performance.now()
       const path = pathOf(request.url)
       const route = routeOf(path)
@@ -72,6 +72,22 @@ export const telemetryMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, o
         routeLabels = labelsOf([["route", route]])
       }
       let span: Tracer.Span | undefined
+      if (options.tracing) {
+        // What Effect.makeSpan does, minus the annotations and links the gateway never sets on a
+        // request's fiber, without its steps.
+        span = Context.get(services, Tracer.Tracer).span(
+          `http.server ${request.method}`,
+          HttpTraceContext.fromHeaders(request.headers),
+          Context.empty(),
+          [],
+          clock.unsafeCurrentTimeNanos(),
+          "server",
+          { captureStackTrace: false }
+        )
+        span.attribute("http.request.method", request.method)
+        span.attribute("http.route", route)
+        span.attribute("url.path", path)
+      }
       let firstByteSeen = false
       const firstByte = () => {
         if (firstByteSeen || probe === undefined) return
@@ -97,48 +113,35 @@ export const telemetryMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, o
           span.end(clock.unsafeCurrentTimeNanos(), Exit.void)
         }
       }
-      // Until the app answers, the end of the exchange means the client went away first.
-      let status = 499
-      const answered = (response: HttpServerResponse.HttpServerResponse) => {
-        status = response.status
-        // A body handed over whole is written by `end` (no `write`): its first byte goes now. A
-        // streamed one (a Stream, or a Node stream piped out: sse.ts) has its first write hooked.
-        const body = response.body
-        if (body._tag !== "Stream" && !(body._tag === "Raw" && body.body instanceof Readable)) firstByte()
-        return response
-      }
-      const inner = Effect.map(probe === undefined ? app : Effect.locally(app, currentRequestProbe, probe), answered)
-      let measured: HttpApp.Default<E, R>
+      // The probe and the span set on the request's own fiber (it ends with the request), not with
+      // `Effect.locally` / `withParentSpan`, whose acquire/release cost every request ~14 run-loop
+      // steps each (bench/README.md, "Telemetry overhead").
+      let run = app
+      if (span !== undefined) run = Effect.zipRight(FiberRef.set(FiberRef.currentContext, Context.add(fiber.currentContext, Tracer.ParentSpan, span)), run)
+      if (probe !== undefined) run = Effect.zipRight(FiberRef.set(currentRequestProbe, probe), run)
       if (request.headers["upgrade"] !== undefined) {
         // A WebSocket: its Node response must not be made before the upgrade; the app runs as long as the socket.
-        measured = Effect.onExit(inner, (exit) => Effect.sync(() => end(Exit.isSuccess(exit) ? exit.value.status : 499)))
-      } else {
-        const response = NodeHttpServerRequest.toServerResponse(request)
-        if (probe !== undefined) {
-          // The first write of a streamed body (one write per chunk), then the prototype's write again.
-          const write = response.write
-          response.write = function(this: ServerResponse, ...args: Array<unknown>) {
-            response.write = write
-            firstByte()
-            return Reflect.apply(write, this, args) as boolean
-          } as typeof write
-        }
-        response.once("close", () => end(response.writableFinished ? status : 499))
-        measured = inner
+        return Effect.onExit(run, (exit) => Effect.sync(() => end(Exit.isSuccess(exit) ? exit.value.status : 499)))
       }
-      if (!options.tracing) return measured
-      return Effect.flatMap(
-        Effect.makeSpan(`http.server ${request.method}`, {
-          kind: "server",
-          parent: Option.getOrUndefined(HttpTraceContext.fromHeaders(request.headers)),
-          attributes: { "http.request.method": request.method, "http.route": route, "url.path": path },
-          captureStackTrace: false
-        }),
-        (made) => {
-          span = made
-          return Effect.withParentSpan(measured, made)
-        }
-      )
+      const response = NodeHttpServerRequest.toServerResponse(request)
+      if (probe !== undefined) {
+        // The first write of a streamed body (one write per chunk), then the prototype's write again.
+        // A body handed over whole goes out with `end` (no `write`): its first byte is its last.
+        const write = response.write
+        response.write = function(this: ServerResponse, ...args: Array<unknown>) {
+          response.write = write
+          firstByte()
+          return Reflect.apply(write, this, args) as boolean
+        } as typeof write
+      }
+      // The status is the one written (error mapping and the platform's own included); a response
+      // that did not finish means the client went away first (499).
+      response.once("close", () => {
+        if (!response.writableFinished) return end(499)
+        firstByte()
+        end(response.statusCode)
+      })
+      return run
     })
 }
 
