@@ -1,7 +1,7 @@
 import { HttpApiBuilder, HttpApiError, HttpApiScalar, HttpMiddleware, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApi, HttpApp } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, type Context, Effect, Layer, Option, Predicate, Redacted, type Scope } from "effect"
+import { Cause, Context, Effect, FiberRef, HashMap, Layer, Option, Predicate, Redacted, type Scope } from "effect"
 import * as crypto from "node:crypto"
 import { createServer } from "node:http"
 import { Admission } from "../services/Admission.js"
@@ -16,7 +16,7 @@ import { GatewayApi } from "./Api.js"
 import { anthropicErrorResponse, errorResponse, speaksAnthropic } from "./errors.js"
 import { offeredKey } from "./request.js"
 import { Caller, callerOf, REFUSED } from "./auth.js"
-import { DirectRoutes } from "./direct.js"
+import { DirectRoutes, provideOnRequestFiber } from "./direct.js"
 import { withCacheExchange } from "../services/Cache.js"
 import { telemetryMiddleware } from "./telemetry.js"
 import { CONSOLE_PATHS, ConsoleRoutes } from "../console/Http.js"
@@ -55,8 +55,11 @@ const gatewayMiddleware = (
   direct: Context.Tag.Service<DirectRoutes>,
   cacheEnabled: boolean
 ) => (app: HttpApp.Default): HttpApp.Default<never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
+  // Plain combinators, and what the request's own fiber carries set on it, rather than Effect.gen,
+  // `provideService` and `annotateLogs` (each of those two a FiberRef acquire/release, ~14 run-loop
+  // steps): this runs for every request (bench/README.md, "Per-request CPU").
+  Effect.withFiberRuntime((fiber) => {
+    const request = Context.unsafeGet(fiber.currentContext, HttpServerRequest.HttpServerRequest)
     const requestId = request.headers["x-request-id"] || `req_${crypto.randomUUID().replaceAll("-", "")}`
     const path = request.url.split("?")[0] ?? request.url
     const offered = offeredKey(request.headers)
@@ -72,43 +75,48 @@ const gatewayMiddleware = (
     // client that goes away interrupts its turn.
     const served: HttpApp.Default<never, Scope.Scope> = handler === undefined || caller === undefined
       ? app
-      : Effect.interruptible(Effect.provideService(handler(request), Caller, caller))
+      : provideOnRequestFiber(Caller, caller, Effect.interruptible(handler(request)))
     const cache = withCacheExchange(request.headers)
+    const answer = (response: HttpServerResponse.HttpServerResponse) => {
+      // `request-id` is the header Anthropic clients read (the SDK's `_request_id`).
+      // Every answer of a chat-like route tells what the cache did (not consulted: bypass).
+      const cacheHeader = cache.exchange.status !== undefined || CHAT_ROUTES.has(path)
+        ? { "x-cache": cache.exchange.status ?? "bypass" }
+        : {}
+      return HttpServerResponse.setHeaders(response, {
+        "x-request-id": requestId,
+        ...(anthropic ? { "request-id": requestId } : {}),
+        ...cacheHeader
+      })
+    }
+    if (!authorized) return Effect.succeed(answer(rejection(new Unauthorized({ message: REFUSED }))))
     // Without a cache nothing reads the exchange (its status stays unset: "bypass").
-    const response = authorized
-      ? yield* (cacheEnabled ? cache.run(served) : served).pipe(
-        Effect.catchAllCause((cause) => {
-          if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
-          const failure = Cause.failureOption(cause)
-          if (Option.isSome(failure) && Predicate.isTagged(failure.value, "RouteNotFound")) {
-            return Effect.succeed(rejection(new RouteNotFound({ method: request.method, path })))
-          }
-          // Parameters the endpoint's schema refuses (a repeated query parameter…): the client's fault.
-          const decodeError: unknown = Option.getOrUndefined(failure)
-          if (decodeError instanceof HttpApiError.HttpApiDecodeError) {
-            const [issue] = decodeError.issues
-            const param = issue === undefined ? null : issue.path.map(String).join(".") || null
-            return Effect.succeed(rejection(new InvalidRequest({
-              message: `Invalid value for '${param ?? "request"}': ${issue?.message ?? decodeError.message}`,
-              param,
-              code: "invalid_value"
-            })))
-          }
-          return Effect.as(Effect.logError("unhandled request failure", cause), anthropic ? anthropicInternalError : internalError)
-        }),
-        Effect.annotateLogs("request_id", requestId)
-      )
-      : rejection(new Unauthorized({ message: REFUSED }))
-    // `request-id` is the header Anthropic clients read (the SDK's `_request_id`).
-    // Every answer of a chat-like route tells what the cache did (not consulted: bypass).
-    const cacheHeader = cache.exchange.status !== undefined || CHAT_ROUTES.has(path)
-      ? { "x-cache": cache.exchange.status ?? "bypass" }
-      : {}
-    return HttpServerResponse.setHeaders(response, {
-      "x-request-id": requestId,
-      ...(anthropic ? { "request-id": requestId } : {}),
-      ...cacheHeader
-    })
+    const run = (cacheEnabled ? cache.run(served) : served).pipe(
+      Effect.catchAllCause((cause) => {
+        if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+        const failure = Cause.failureOption(cause)
+        if (Option.isSome(failure) && Predicate.isTagged(failure.value, "RouteNotFound")) {
+          return Effect.succeed(rejection(new RouteNotFound({ method: request.method, path })))
+        }
+        // Parameters the endpoint's schema refuses (a repeated query parameter…): the client's fault.
+        const decodeError: unknown = Option.getOrUndefined(failure)
+        if (decodeError instanceof HttpApiError.HttpApiDecodeError) {
+          const [issue] = decodeError.issues
+          const param = issue === undefined ? null : issue.path.map(String).join(".") || null
+          return Effect.succeed(rejection(new InvalidRequest({
+            message: `Invalid value for '${param ?? "request"}': ${issue?.message ?? decodeError.message}`,
+            param,
+            code: "invalid_value"
+          })))
+        }
+        return Effect.as(Effect.logError("unhandled request failure", cause), anthropic ? anthropicInternalError : internalError)
+      })
+    )
+    // The request id on every log line of the request (its fiber ends with it: nothing to restore).
+    return Effect.zipRight(
+      FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set("request_id", requestId as unknown)),
+      Effect.map(run, answer)
+    )
   })
 
 /**

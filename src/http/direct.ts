@@ -1,5 +1,5 @@
 import type { HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Context, type Effect, type Scope } from "effect"
+import { Context, Effect, FiberRef, type Scope } from "effect"
 import type { Caller } from "./auth.js"
 
 /**
@@ -14,3 +14,18 @@ export type DirectHandler = (
 ) => Effect.Effect<HttpServerResponse.HttpServerResponse, never, Caller | Scope.Scope>
 
 export class DirectRoutes extends Context.Tag("claude-code-api/DirectRoutes")<DirectRoutes, ReadonlyMap<string, DirectHandler>>() {}
+
+/**
+ * `Effect.provideService` for an effect that runs on the request's own fiber to its end: the
+ * service is added to the fiber's context, with nothing to restore. `provideService` scopes it
+ * with a FiberRef acquire/release, ~14 run-loop steps per request.
+ */
+export const provideOnRequestFiber = <I, S, A, E, R>(
+  tag: Context.Tag<I, S>,
+  service: S,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, Exclude<R, I>> =>
+  Effect.zipRight(
+    FiberRef.update(FiberRef.currentContext, (context) => Context.add(context, tag, service)),
+    effect as Effect.Effect<A, E, Exclude<R, I>>
+  )
