@@ -4,7 +4,7 @@
  * Needs a build (`npx tsc -p tsconfig.json --noEmit false --outDir build`). With CPU_PROF=dir the
  * gateway runs under `node --cpu-prof --cpu-prof-dir=dir`; NODE_FLAGS adds node flags (e.g. the step
  * counter bench/opcount.mjs, whose OPCOUNT_* variables are passed on). Prints JSON; CPU is read from /proc, so
- * it is less sensitive than wall time to other load on the machine.
+ * it is less sensitive than wall time to other load on the machine. WARMUP=n turns before measuring (default 300).
  */
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -90,7 +90,8 @@ const laterTurns = async () => {
       const figures = ({ cpu, ms }) => ({ p50_ms: round(quantile(ms, 0.5)), p90_ms: round(quantile(ms, 0.9)), cpu_ms_per_turn: round(cpu.reduce((a, b) => a + b, 0) / cpu.length) })
       return Object.fromEntries(kinds.map((stream) => [stream ? "stream" : "non_stream", figures(runs[stream])]))
     }
-    for (let i = 0; i < 300; i++) check(await post(chatUrl, chat("warm", i % 2 === 0, id)))
+    // WARMUP (default 300): the JIT keeps making a turn cheaper for ~2 000 turns.
+    for (let i = 0; i < Number(process.env.WARMUP ?? 300); i++) check(await post(chatUrl, chat("warm", i % 2 === 0, id)))
     const phase = process.env.PHASE
     if (phase === "stream") return await measure([true])
     if (phase === "nonstream") return await measure([false])
