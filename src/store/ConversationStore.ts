@@ -265,8 +265,9 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
       cost_usd = cost_usd + ?,
       pending_messages = ?
       WHERE id = ?`)
+    // `useSpan`: the span is not made the parent of what runs inside (nothing does), which would cost a `locally`.
     const recordTurn = (id: string, turn: TurnRecord): Effect.Effect<void> =>
-      Effect.try({
+      Effect.useSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id }, captureStackTrace: false }, () => Effect.try({
         try: () => {
           const at = now()
           const kept = rows.get(id)
@@ -295,10 +296,7 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
           })
         },
         catch: (cause) => new SqlError.SqlError({ cause, message: "Failed to record a turn" })
-      }).pipe(
-        Effect.orDie,
-        Effect.withSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id }, captureStackTrace: false })
-      )
+      }).pipe(Effect.orDie))
 
     /** The conversation whose history has this fingerprint, if it was updated since `notBefore` (unix s). */
     const byFingerprint = SqlSchema.findOne({
