@@ -30,8 +30,8 @@ export interface CliHandle {
   readonly pid: number
   /** Write one user message; the stream ends with the turn's `result` (inclusive). */
   readonly turn: (input: ReadonlyArray<InputBlock>) => Stream.Stream<CliMessage, CliError>
-  /** The same as a pull in the caller's scope: batches of messages, None after the result. */
-  readonly read: (input: ReadonlyArray<InputBlock>) => Effect.Effect<Effect.Effect<Chunk.Chunk<CliMessage>, Option.Option<CliError>>, never, Scope.Scope>
+  /** The same as a pull that reads until `scope` closes: batches of messages, None after the result. */
+  readonly read: (input: ReadonlyArray<InputBlock>, scope: Scope.Scope) => Effect.Effect<Effect.Effect<Chunk.Chunk<CliMessage>, Option.Option<CliError>>>
   /** Send a control request and wait for its response payload. */
   readonly control: (
     subtype: string,
@@ -442,27 +442,31 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
         })
 
         /** Write `line`; the pull gives what the CLI prints a batch at a time, and fails with None after the result. */
-        const listen = (line: StdinLine): Effect.Effect<Pull, never, Scope.Scope> =>
+        // The scope is passed, not taken from the context: providing it (Scope.extend) costs a turn a `locally`.
+        const listen = (line: StdinLine, scope: Scope.Scope): Effect.Effect<Pull> =>
           Effect.suspend(() => {
             if (closedError) return Effect.succeed(Effect.fail(Option.some(closedError)))
             if (listener) return Effect.dieMessage("a turn is already running on this CLI process")
             const output = new TurnOutput()
             listener = output
-            // A plain finalizer on the scope (Effect.addFinalizer would also restore the fiber's refs for it).
-            return Effect.flatMap(Effect.scope, (scope) => Scope.addFinalizer(scope, Effect.sync(() => {
-              if (listener === output) listener = undefined
-            })).pipe(Effect.map(() => {
-              inFlight = true
-              write(encodeStdinLine(line))
-              return output.pull
-            })))
+            // A plain finalizer (Effect.addFinalizer would also restore the fiber's refs for it).
+            return Effect.map(
+              Scope.addFinalizer(scope, Effect.sync(() => {
+                if (listener === output) listener = undefined
+              })),
+              () => {
+                inFlight = true
+                write(encodeStdinLine(line))
+                return output.pull
+              }
+            )
           })
 
         const lineTurn = (line: StdinLine): Stream.Stream<CliMessage, CliError> =>
-          Stream.unwrapScoped(Effect.map(listen(line), Stream.repeatEffectChunkOption))
+          Stream.unwrapScoped(Effect.map(Effect.flatMap(Effect.scope, (scope) => listen(line, scope)), Stream.repeatEffectChunkOption))
 
         const turn = (input: ReadonlyArray<InputBlock>) => lineTurn(userInput(input, crypto.randomUUID()))
-        const read = (input: ReadonlyArray<InputBlock>) => listen(userInput(input, crypto.randomUUID()))
+        const read = (input: ReadonlyArray<InputBlock>, scope: Scope.Scope) => listen(userInput(input, crypto.randomUUID()), scope)
 
         /** Write a control request now; the returned effect awaits its answer. */
         const send = (subtype: string, fields: Record<string, unknown>) => {
