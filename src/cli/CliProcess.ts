@@ -499,10 +499,12 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           yield* control("rewind_conversation", { target_message_uuid: first, last_seen_user_message_uuid: clear })
         })
 
-        const isRunning = Effect.sync(() => closedError === undefined && child.exitCode === null && child.signalCode === null)
-        const isIdle = Effect.map(isRunning, (running) => running && !inFlight)
-        const whenIdle = Effect.flatMap(isRunning, (running) => {
-          if (!running) return Effect.succeed(false)
+        const running = () => closedError === undefined && child.exitCode === null && child.signalCode === null
+        const isRunning = Effect.sync(running)
+        // One step each (a turn asks ~4 times).
+        const isIdle = Effect.sync(() => running() && !inFlight)
+        const whenIdle = Effect.suspend(() => {
+          if (!running()) return Effect.succeed(false)
           if (!inFlight) return Effect.succeed(true)
           const waiter = Deferred.unsafeMake<boolean>(FiberId.none)
           idleWaiters.push(waiter)

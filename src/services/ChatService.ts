@@ -75,9 +75,12 @@ interface Recording {
  * (control `interrupt`) and given a moment to end the turn; then it can serve the next one.
  */
 const settle = (handle: CliHandle): Effect.Effect<boolean> =>
+  // Idle (running, its turn ended) is the common case: one step.
+  Effect.flatMap(handle.isIdle, (idle) => idle ? Effect.succeed(true) : cutShort(handle))
+
+const cutShort = (handle: CliHandle): Effect.Effect<boolean> =>
   Effect.gen(function*() {
     if (!(yield* handle.isRunning)) return false
-    if (yield* handle.isIdle) return true
     // The answer does not matter (the turn's result tells); it comes, or the CLI's exit fails it.
     yield* Effect.forkDaemon(Effect.ignore(handle.control("interrupt")))
     // This runs in finalizers, which are uninterruptible: the wait is made interruptible so that
