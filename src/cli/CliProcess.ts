@@ -157,7 +157,7 @@ type Pull = Effect.Effect<Chunk.Chunk<CliMessage>, Option.Option<CliError>>
  * A running turn's output on its way to the reader: what the CLI printed since the last pull, handed
  * over at once (a 'data' event's lines wake a waiting reader once, as one chunk). A plain array and
  * one waiting callback instead of an Effect Queue, whose `takeBetween` first handed over a single
- * line and cost a later turn ~N run-loop steps more (bench/README.md, "Per-request CPU"). Unbounded,
+ * line and cost a later turn ~57 run-loop steps more (bench/README.md, "Per-request CPU"). Unbounded,
  * as the queue was: stdout is never paused, a turn's output is read as it comes.
  */
 class TurnOutput {
