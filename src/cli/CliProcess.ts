@@ -1,4 +1,4 @@
-import { Chunk, Context, Deferred, Effect, Either, Exit, FiberId, FiberSet, Option, Queue, Runtime, Schedule, type Scope, Stream } from "effect"
+import { Chunk, Context, Deferred, Effect, Either, Exit, FiberId, FiberSet, Option, Runtime, Schedule, Scope, Stream } from "effect"
 import { type ChildProcess, spawn as spawnChild, spawnSync } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
@@ -30,8 +30,8 @@ export interface CliHandle {
   readonly pid: number
   /** Write one user message; the stream ends with the turn's `result` (inclusive). */
   readonly turn: (input: ReadonlyArray<InputBlock>) => Stream.Stream<CliMessage, CliError>
-  /** The same as a pull in the caller's scope: batches of messages, None after the result. */
-  readonly read: (input: ReadonlyArray<InputBlock>) => Effect.Effect<Effect.Effect<Chunk.Chunk<CliMessage>, Option.Option<CliError>>, never, Scope.Scope>
+  /** The same as a pull that reads until `scope` closes: batches of messages, None after the result. */
+  readonly read: (input: ReadonlyArray<InputBlock>, scope: Scope.Scope) => Effect.Effect<Effect.Effect<Chunk.Chunk<CliMessage>, Option.Option<CliError>>>
   /** Send a control request and wait for its response payload. */
   readonly control: (
     subtype: string,
@@ -150,6 +150,53 @@ const END = new TurnEnd(undefined)
 
 /** What a running turn's reader is handed: a CLI message (as it is: no wrapper per line) or the end. */
 type Signal = CliMessage | TurnEnd
+
+type Pull = Effect.Effect<Chunk.Chunk<CliMessage>, Option.Option<CliError>>
+
+/**
+ * A running turn's output on its way to the reader: what the CLI printed since the last pull, handed
+ * over at once (a 'data' event's lines wake a waiting reader once, as one chunk). A plain array and
+ * one waiting callback instead of an Effect Queue, whose `takeBetween` first handed over a single
+ * line and cost a later turn ~57 run-loop steps more (bench/README.md, "Per-request CPU"). Unbounded,
+ * as the queue was: stdout is never paused, a turn's output is read as it comes.
+ */
+class TurnOutput {
+  private signals: Array<Signal> = []
+  private waiting: ((pulled: Pull) => void) | undefined
+  /** The end, once a pull has reached it (after the messages before it). */
+  private end: Option.Option<CliError> | undefined
+  push(signal: Signal) {
+    if (this.end === undefined) this.signals.push(signal)
+  }
+  /** Hand what was pushed to a reader that waits for it. */
+  wake() {
+    const resume = this.waiting
+    if (resume === undefined || this.signals.length === 0) return
+    this.waiting = undefined
+    resume(this.take())
+  }
+  private take(): Pull {
+    if (this.end !== undefined) return Effect.fail(this.end)
+    const messages: Array<CliMessage> = []
+    for (const signal of this.signals) {
+      if (signal instanceof TurnEnd) {
+        this.end = Option.fromNullable(signal.error)
+        break
+      }
+      messages.push(signal)
+    }
+    this.signals = []
+    return messages.length > 0 ? Effect.succeed(Chunk.unsafeFromArray(messages)) : Effect.fail(this.end!)
+  }
+  private readonly wait: Pull = Effect.async((resume) => {
+    this.waiting = resume
+    return Effect.sync(() => {
+      if (this.waiting === resume) this.waiting = undefined
+    })
+  })
+  /** The next batch of messages; fails with the end (None after the result) once they are all read. */
+  readonly pull: Pull = Effect.suspend(() => this.end !== undefined || this.signals.length > 0 ? this.take() : this.wait)
+}
 
 const STDERR_TAIL = 4096
 
@@ -295,7 +342,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
         const log = Effect.annotateLogs({ pid: child.pid })
         const closed = yield* Deferred.make<never, CliExited>()
         const pending = new Map<string, { readonly subtype: string; readonly waiter: Deferred.Deferred<unknown, ControlRequestFailed | CliExited> }>()
-        let listener: Queue.Queue<Signal> | undefined
+        let listener: TurnOutput | undefined
         let closedError: CliExited | undefined
         let stderrTail = ""
         let buffer = ""
@@ -331,7 +378,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
             run(Effect.logWarning("skipping unreadable CLI line", decoded.left.message, decoded.left.line).pipe(log))
             // Other lines can be skipped; without its result the turn could never end.
             if (decoded.left.kind === "result" && listener) {
-              Queue.unsafeOffer(listener, new TurnEnd(new CliProtocolError({ reason: decoded.left.message })))
+              listener.push(new TurnEnd(new CliProtocolError({ reason: decoded.left.message })))
             }
             return
           }
@@ -359,8 +406,8 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
               return
           }
           if (listener) {
-            Queue.unsafeOffer(listener, message)
-            if (message._tag === "ResultMessage") Queue.unsafeOffer(listener, END)
+            listener.push(message)
+            if (message._tag === "ResultMessage") listener.push(END)
           }
         }
 
@@ -373,6 +420,7 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
             buffer = buffer.slice(newline + 1)
             newline = buffer.indexOf("\n")
           }
+          listener?.wake()
         })
         child.stderr!.setEncoding("utf8")
         child.stderr!.on("data", (chunk: string) => {
@@ -386,49 +434,39 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           for (const entry of pending.values()) Deferred.unsafeDone(entry.waiter, Exit.fail(error))
           pending.clear()
           tellIdle(false)
-          if (listener) Queue.unsafeOffer(listener, new TurnEnd(error))
+          if (listener) {
+            listener.push(new TurnEnd(error))
+            listener.wake()
+          }
           if (stderrTail.trim() !== "") run(Effect.logDebug("cli exited", { code, stderr: stderrTail }).pipe(log))
         })
 
         /** Write `line`; the pull gives what the CLI prints a batch at a time, and fails with None after the result. */
-        const listen = (line: StdinLine): Effect.Effect<Effect.Effect<Chunk.Chunk<CliMessage>, Option.Option<CliError>>, never, Scope.Scope> =>
-          Effect.gen(function*() {
-            if (closedError) return Effect.fail(Option.some(closedError))
-            if (listener) return yield* Effect.dieMessage("a turn is already running on this CLI process")
-            const queue = yield* Queue.unbounded<Signal>()
-            listener = queue
-            yield* Effect.addFinalizer(() =>
-              Effect.sync(() => {
-                if (listener === queue) listener = undefined
-              })
+        // The scope is passed, not taken from the context: providing it (Scope.extend) costs a turn a `locally`.
+        const listen = (line: StdinLine, scope: Scope.Scope): Effect.Effect<Pull> =>
+          Effect.suspend(() => {
+            if (closedError) return Effect.succeed(Effect.fail(Option.some(closedError)))
+            if (listener) return Effect.dieMessage("a turn is already running on this CLI process")
+            const output = new TurnOutput()
+            listener = output
+            // A plain finalizer (Effect.addFinalizer would also restore the fiber's refs for it).
+            return Effect.map(
+              Scope.addFinalizer(scope, Effect.sync(() => {
+                if (listener === output) listener = undefined
+              })),
+              () => {
+                inFlight = true
+                write(encodeStdinLine(line))
+                return output.pull
+              }
             )
-            inFlight = true
-            write(encodeStdinLine(line))
-            // The end, once a batch has brought it (after the messages before it).
-            let end: Option.Option<CliError> | undefined
-            const pull: Effect.Effect<Chunk.Chunk<CliMessage>, Option.Option<CliError>> = Effect.suspend(() =>
-              end !== undefined
-                ? Effect.fail(end)
-                : Effect.flatMap(Queue.takeBetween(queue, 1, Number.POSITIVE_INFINITY), (signals) => {
-                  const messages: Array<CliMessage> = []
-                  for (const signal of signals) {
-                    if (signal instanceof TurnEnd) {
-                      end = Option.fromNullable(signal.error)
-                      break
-                    }
-                    messages.push(signal)
-                  }
-                  return messages.length > 0 ? Effect.succeed(Chunk.unsafeFromArray(messages)) : pull
-                })
-            )
-            return pull
           })
 
         const lineTurn = (line: StdinLine): Stream.Stream<CliMessage, CliError> =>
-          Stream.unwrapScoped(Effect.map(listen(line), Stream.repeatEffectChunkOption))
+          Stream.unwrapScoped(Effect.map(Effect.flatMap(Effect.scope, (scope) => listen(line, scope)), Stream.repeatEffectChunkOption))
 
         const turn = (input: ReadonlyArray<InputBlock>) => lineTurn(userInput(input, crypto.randomUUID()))
-        const read = (input: ReadonlyArray<InputBlock>) => listen(userInput(input, crypto.randomUUID()))
+        const read = (input: ReadonlyArray<InputBlock>, scope: Scope.Scope) => listen(userInput(input, crypto.randomUUID()), scope)
 
         /** Write a control request now; the returned effect awaits its answer. */
         const send = (subtype: string, fields: Record<string, unknown>) => {
@@ -461,10 +499,12 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
           yield* control("rewind_conversation", { target_message_uuid: first, last_seen_user_message_uuid: clear })
         })
 
-        const isRunning = Effect.sync(() => closedError === undefined && child.exitCode === null && child.signalCode === null)
-        const isIdle = Effect.map(isRunning, (running) => running && !inFlight)
-        const whenIdle = Effect.flatMap(isRunning, (running) => {
-          if (!running) return Effect.succeed(false)
+        const running = () => closedError === undefined && child.exitCode === null && child.signalCode === null
+        const isRunning = Effect.sync(running)
+        // One step each (a turn asks ~4 times).
+        const isIdle = Effect.sync(() => running() && !inFlight)
+        const whenIdle = Effect.suspend(() => {
+          if (!running()) return Effect.succeed(false)
           if (!inFlight) return Effect.succeed(true)
           const waiter = Deferred.unsafeMake<boolean>(FiberId.none)
           idleWaiters.push(waiter)
@@ -472,7 +512,10 @@ export class CliProcess extends Effect.Service<CliProcess>()("CliProcess", {
         })
         const exited = Effect.flip(Deferred.await(closed))
         const cutTurn = (error: CliError) => {
-          if (listener) Queue.unsafeOffer(listener, new TurnEnd(error))
+          if (listener) {
+            listener.push(new TurnEnd(error))
+            listener.wake()
+          }
         }
         return { pid: child.pid!, turn, read, control, ready, reset, isRunning, isIdle, whenIdle, exited, cutTurn, tools } satisfies CliHandle
       })

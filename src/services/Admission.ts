@@ -1,4 +1,4 @@
-import { Deferred, Effect, Exit, FiberId, type Scope } from "effect"
+import { Deferred, Effect, Exit, FiberId, Scope } from "effect"
 import { GatewayConfig } from "../config/GatewayConfig.js"
 import { Overloaded } from "../domain/errors.js"
 
@@ -58,6 +58,8 @@ export class Admission extends Effect.Service<Admission>()("Admission", {
      * one request never wait for each other's slots while holding some).
      */
     const admitMany = (count: number): Effect.Effect<void, Overloaded, Scope.Scope> =>
+      // `useSpan`, not `withSpan`: nothing inside needs the span as its parent, and providing it costs a `locally`.
+      Effect.useSpan("gateway.admission", { attributes: { "gateway.sessions.requested": count }, captureStackTrace: false }, () =>
       // The wait is interruptible (timeout, client gone); from the slots to their finalizer is not.
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
@@ -67,12 +69,12 @@ export class Admission extends Effect.Service<Admission>()("Admission", {
           }
           const hold = Effect.zipRight(
             Effect.sync(() => (running += count)),
-            Effect.addFinalizer(() =>
-              Effect.sync(() => {
+            // A plain finalizer on the scope: Effect.addFinalizer would also restore the fiber's refs for it.
+            Effect.flatMap(Effect.scope, (scope) =>
+              Scope.addFinalizer(scope, Effect.sync(() => {
                 running -= count
                 release(count)
-              })
-            )
+              })))
           )
           // Free slots and nobody waiting: taken at once, without a timeout (it would fork a race with
           // a sleep on every turn).
@@ -100,7 +102,7 @@ export class Admission extends Effect.Service<Admission>()("Admission", {
             Effect.zipRight(hold)
           )
         })
-      ).pipe(Effect.withSpan("gateway.admission", { attributes: { "gateway.sessions.requested": count }, captureStackTrace: false }))
+      ))
 
     /** Hold a session slot for the rest of the caller's scope. */
     const admit = admitMany(1)

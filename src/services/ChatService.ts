@@ -35,21 +35,24 @@ export interface TurnResult {
   readonly conversationId: string | undefined
 }
 
+/** A chunk of a live turn's events up to and including the end of this request's part; the rest stays buffered. */
+const partOf = (turn: LiveTurn, ended: { done: boolean }, chunk: Chunk.Chunk<TurnEvent>) => {
+  const end = Chunk.findFirstIndex(chunk, (event) => event._tag === "Finished")
+  if (Option.isNone(end)) return chunk
+  ended.done = true
+  turn.buffer = Chunk.drop(chunk, end.value + 1)
+  return Chunk.take(chunk, end.value + 1)
+}
+
 /** The next events of a live turn, up to and including the end of this request's part. */
 const nextPart = (turn: LiveTurn, ended: { done: boolean }) =>
   Effect.suspend((): Effect.Effect<Chunk.Chunk<TurnEvent>, Option.Option<TurnError>> => {
     if (ended.done) return Effect.fail(Option.none())
     const buffered = turn.buffer
     turn.buffer = Chunk.empty()
-    return (Chunk.isEmpty(buffered) ? turn.pull : Effect.succeed(buffered)).pipe(
-      Effect.map((chunk) => {
-        const end = Chunk.findFirstIndex(chunk, (event) => event._tag === "Finished")
-        if (Option.isNone(end)) return chunk
-        ended.done = true
-        turn.buffer = Chunk.drop(chunk, end.value + 1)
-        return Chunk.take(chunk, end.value + 1)
-      })
-    )
+    return Chunk.isEmpty(buffered)
+      ? Effect.map(turn.pull, (chunk) => partOf(turn, ended, chunk))
+      : Effect.succeed(partOf(turn, ended, buffered))
   })
 
 /** A conversation's own settings fill in what the request leaves open. */
@@ -72,9 +75,12 @@ interface Recording {
  * (control `interrupt`) and given a moment to end the turn; then it can serve the next one.
  */
 const settle = (handle: CliHandle): Effect.Effect<boolean> =>
+  // Idle (running, its turn ended) is the common case: one step.
+  Effect.flatMap(handle.isIdle, (idle) => idle ? Effect.succeed(true) : cutShort(handle))
+
+const cutShort = (handle: CliHandle): Effect.Effect<boolean> =>
   Effect.gen(function*() {
     if (!(yield* handle.isRunning)) return false
-    if (yield* handle.isIdle) return true
     // The answer does not matter (the turn's result tells); it comes, or the CLI's exit fails it.
     yield* Effect.forkDaemon(Effect.ignore(handle.control("interrupt")))
     // This runs in finalizers, which are uninterruptible: the wait is made interruptible so that
@@ -150,7 +156,7 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
       Effect.gen(function*() {
         const turnScope = yield* Scope.fork(process.scope, ExecutionStrategy.sequential)
         const names = new Map((request.launch.tools ?? []).map((tool) => [TOOL_PREFIX + tool.name, tool.clientName]))
-        const pull = turnEventPull(yield* Scope.extend(process.handle.read(input), turnScope), names)
+        const pull = turnEventPull(yield* process.handle.read(input, turnScope), names)
         return { process, turnScope, pull, buffer: Chunk.empty(), conversationId } satisfies LiveTurn
       })
 
@@ -216,16 +222,22 @@ export class ChatService extends Effect.Service<ChatService>()("ChatService", {
             if (error._tag === "CliTimeout") owner.on({ _tag: "TimedOut" })
             else if (recording !== undefined) recording.progress.failed = true
           }).pipe(Effect.zipRight(probe.failed(error)))
-        const part = nextPart(turn, ended)
         const { stop, launch: { jsonSchema } } = request
         if (jsonSchema === undefined && (stop ?? []).every((s) => s === "")) {
-          // The common case as one pull: each Stream layer would cost every turn its channel machinery.
-          return TurnStream.fromPull(part.pipe(
-            Effect.flatMap(see),
-            Effect.tapError((error) => Option.isSome(error) ? failed(error.value) : Effect.void)
-          ))
+          // The common case as one pull: each Stream layer would cost every turn its channel machinery,
+          // and the part, `see` and the tap of failures are one step per chunk (`see` does not fail).
+          const onFailure = (error: Option.Option<TurnError>): Effect.Effect<never, Option.Option<TurnError>> =>
+            Option.isSome(error) ? Effect.zipRight(failed(error.value), Effect.fail(error)) : Effect.fail(error)
+          const onSuccess = (chunk: Chunk.Chunk<TurnEvent>) => see(partOf(turn, ended, chunk))
+          return TurnStream.fromPull(Effect.suspend((): Effect.Effect<Chunk.Chunk<TurnEvent>, Option.Option<TurnError>> => {
+            if (ended.done) return Effect.fail(Option.none())
+            const buffered = turn.buffer
+            if (Chunk.isEmpty(buffered)) return Effect.matchEffect(turn.pull, { onFailure, onSuccess })
+            turn.buffer = Chunk.empty()
+            return onSuccess(buffered)
+          }))
         }
-        const events = Stream.repeatEffectChunkOption(part)
+        const events = Stream.repeatEffectChunkOption(nextPart(turn, ended))
         const answer = jsonSchema === undefined ? applyStop(events, stop) : structuredOnly(events)
         return answer.pipe(Stream.mapChunksEffect(see), Stream.tapError(failed))
       })

@@ -149,13 +149,13 @@ export class Conversations extends Effect.Service<Conversations>()("Conversation
           const leave = () => {
             if (--held.users === 0) locks.delete(id)
           }
-          // One finalizer for the whole hold (each costs a request ~10 run-loop steps).
-          const release = Effect.addFinalizer(() =>
-            Effect.sync(() => {
+          // One finalizer for the whole hold, a plain one on the scope (Effect.addFinalizer would also
+          // restore the fiber's refs for it: each costs a request ~10 run-loop steps).
+          const release = Effect.flatMap(Effect.scope, (scope) =>
+            Scope.addFinalizer(scope, Effect.sync(() => {
               held.release()
               leave()
-            })
-          )
+            })))
           if (!held.held) {
             held.held = true
             return release

@@ -93,12 +93,13 @@ export class ToolBridge extends Effect.Service<ToolBridge>()("ToolBridge", {
       })
 
     /** End the conversation's parked turns: its next turn starts without them (one CLI per session). */
-    const endParked = (conversationId: string) =>
-      Effect.forEach(
-        parked.filter((entry) => entry.turn.conversationId === conversationId),
-        (entry) => drop(entry, "the conversation went on without the results"),
-        { discard: true }
-      )
+    const endParked = (conversationId: string) => {
+      const ending = parked.filter((entry) => entry.turn.conversationId === conversationId)
+      // Most turns have none: no forEach (its loop costs a turn a few run-loop steps even when empty).
+      return ending.length === 0
+        ? Effect.void
+        : Effect.forEach(ending, (entry) => drop(entry, "the conversation went on without the results"), { discard: true })
+    }
 
     /** The conversation of the parked turn waiting for these results, if any. */
     const conversationOf = (ids: ReadonlyArray<string>) =>

@@ -1,5 +1,6 @@
-import { SqlClient, SqlSchema } from "@effect/sql"
+import { SqlClient, SqlError, SqlSchema } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
+import Sqlite from "better-sqlite3"
 import { Effect, Layer, Option, Schema } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
@@ -121,8 +122,9 @@ const SqliteLive = Layer.unwrapEffect(Effect.gen(function*() {
 }))
 
 export class ConversationStore extends Effect.Service<ConversationStore>()("ConversationStore", {
-  effect: Effect.gen(function*() {
+  scoped: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const { config: { filename } } = yield* SqliteClient.SqliteClient
     // The store is the gateway's own state: a failing database is a defect, not a client error.
     yield* sql`PRAGMA foreign_keys = ON`.pipe(Effect.orDie)
     // WAL (the client's default) with NORMAL sync: no fsync per turn; a power cut may lose the last turns, never the file.
@@ -236,43 +238,65 @@ export class ConversationStore extends Effect.Service<ConversationStore>()("Conv
         return found
       })
 
-    // One statement: the trigger of migration 0005 appends the messages it brings. Each statement,
-    // and a transaction's BEGIN and COMMIT, costs the request ~70 steps of Effect's run loop
-    // (bench/README.md, "Per-request CPU").
+    /**
+     * A turn's record is one statement (the trigger of migration 0005 appends the messages it brings),
+     * run on a connection of the store's own to the same file, synchronously: through @effect/sql it
+     * cost a later turn ~137 run-loop steps (its statement cache, the connection's semaphore, the
+     * fiber refs of its span), here a few (bench/README.md, "Per-request CPU"). Both connections
+     * run each statement to its end before they return (no transaction is held open across an
+     * await), so neither ever waits for the other's lock.
+     */
+    const writer = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const db = new Sqlite(filename, { fileMustExist: true })
+        db.pragma("foreign_keys = ON")
+        db.pragma("synchronous = NORMAL")
+        return db
+      }),
+      (db) => Effect.sync(() => db.close())
+    )
+    const recordStatement = writer.prepare(`UPDATE conversations SET
+      updated_at = ?,
+      cli_session_id = COALESCE(NULLIF(?, ''), cli_session_id),
+      history_hash = ?,
+      fingerprint = ?,
+      prompt_tokens = prompt_tokens + ?,
+      completion_tokens = completion_tokens + ?,
+      cost_usd = cost_usd + ?,
+      pending_messages = ?
+      WHERE id = ?`)
+    // `useSpan`: the span is not made the parent of what runs inside (nothing does), which would cost a `locally`.
     const recordTurn = (id: string, turn: TurnRecord): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        const at = now()
-        const kept = rows.get(id)
-        return sql`UPDATE conversations SET
-          updated_at = ${at},
-          cli_session_id = COALESCE(NULLIF(${turn.cliSessionId}, ''), cli_session_id),
-          history_hash = ${turn.historyHash},
-          fingerprint = ${turn.fingerprint},
-          prompt_tokens = prompt_tokens + ${turn.promptTokens},
-          completion_tokens = completion_tokens + ${turn.completionTokens},
-          cost_usd = cost_usd + ${turn.costUsd},
-          pending_messages = ${JSON.stringify(turn.messages.map((message) => JSON.stringify(message)))}
-          WHERE id = ${id}`.pipe(
-          Effect.orDie,
-          untraced,
+      Effect.useSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id }, captureStackTrace: false }, () => Effect.try({
+        try: () => {
+          const at = now()
+          const kept = rows.get(id)
+          recordStatement.run(
+            at,
+            turn.cliSessionId,
+            turn.historyHash,
+            turn.fingerprint,
+            turn.promptTokens,
+            turn.completionTokens,
+            turn.costUsd,
+            JSON.stringify(turn.messages.map((message) => JSON.stringify(message))),
+            id
+          )
+          forget(id)
+          if (kept === undefined) return
           // The same arithmetic as the statement's (SQLite's REAL is a double too).
-          Effect.map(() => {
-            forget(id)
-            if (kept === undefined) return
-            keep({
-              ...kept,
-              updatedAt: at,
-              cliSessionId: turn.cliSessionId === "" ? kept.cliSessionId : turn.cliSessionId,
-              historyHash: turn.historyHash,
-              promptTokens: kept.promptTokens + turn.promptTokens,
-              completionTokens: kept.completionTokens + turn.completionTokens,
-              costUsd: kept.costUsd + turn.costUsd
-            })
+          keep({
+            ...kept,
+            updatedAt: at,
+            cliSessionId: turn.cliSessionId === "" ? kept.cliSessionId : turn.cliSessionId,
+            historyHash: turn.historyHash,
+            promptTokens: kept.promptTokens + turn.promptTokens,
+            completionTokens: kept.completionTokens + turn.completionTokens,
+            costUsd: kept.costUsd + turn.costUsd
           })
-        )
-      }).pipe(
-        Effect.withSpan("gateway.store.record_turn", { attributes: { "gateway.conversation_id": id }, captureStackTrace: false })
-      )
+        },
+        catch: (cause) => new SqlError.SqlError({ cause, message: "Failed to record a turn" })
+      }).pipe(Effect.orDie))
 
     /** The conversation whose history has this fingerprint, if it was updated since `notBefore` (unix s). */
     const byFingerprint = SqlSchema.findOne({
