@@ -71,14 +71,7 @@ export const make = (direct: DirectCall): Effect.Effect<{
     // One call alone in its request, which has a direct path: no RPC server client, fiber or routing.
     const only = decoded.length === 1 ? decoded[0]! : undefined
     if (only?._tag === "Request") {
-      // The call's Exit (or a Defect) is its last line: the body ends with it, before what the call
-      // does after it (the turn's release runs first otherwise, and the response's end waits ~1 ms).
-      const last = (response: FromServerEncoded) =>
-        Effect.sync(() => {
-          send(response)
-          if (response._tag === "Exit" || response._tag === "Defect") body.close()
-        })
-      const call = direct({ ...only, headers: requestHeaders.concat(only.headers) }, last)
+      const call = direct({ ...only, headers: requestHeaders.concat(only.headers) }, write)
       if (call !== undefined) {
         // Forked in the request's scope: a client that goes away interrupts the call.
         yield* Effect.forkIn(Effect.ensuring(call, Effect.sync(() => body.close())), scope)
