@@ -48,7 +48,8 @@ export const makeInbox = (options?: { readonly onDrained?: () => void }) => {
   }
   const pull: Call["pull"] = Effect.suspend(() =>
     poll() ?? Effect.async<ReadonlyArray<FromServerEncoded> | undefined, RpcClientError>((resume) => {
-      wake = () => resume(poll() ?? pull)
+      // Polled when the fiber runs: the responses offered in the meantime come in the same batch.
+      wake = () => resume(pull)
     })
   )
   return {
