@@ -2,6 +2,7 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { Effect, Either, Schema, Stream } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
+import { WebSocketServer } from "ws"
 import { ChatEvent, GatewayClient } from "../../src/client.js"
 import { fastChatEvent } from "../../src/protocols/rpc/fastDecode.js"
 
@@ -76,5 +77,52 @@ describe("the HTTP client's streaming calls", () => {
     }).pipe(Effect.provide(GatewayClient.layer({ url: `http://127.0.0.1:${port}` })), Effect.runPromise)
     expect([...events]).toStrictEqual([{ _tag: "TextDelta", text: "OK" }])
     expect(ended).toBe(false)
+  })
+})
+
+describe("the WebSocket client's Chat", () => {
+  let server: WebSocketServer | undefined
+  afterEach(() => new Promise<void>((resolve) => {
+    for (const client of server?.clients ?? []) client.terminate()
+    server?.close(() => resolve())
+  }))
+
+  it("acks each chunk, so that a gateway which waits for the acks (an older one) sends the next", async () => {
+    const acks: Array<string> = []
+    server = new WebSocketServer({ port: 0, host: "127.0.0.1" })
+    server.on("connection", (socket) => {
+      let requestId = ""
+      let sent = 0
+      const texts = ["a", "b", "c"]
+      const next = () => {
+        if (sent < texts.length) {
+          socket.send(JSON.stringify({ _tag: "Chunk", requestId, values: [{ _tag: "TextDelta", text: texts[sent++] }] }))
+        } else {
+          socket.send(JSON.stringify({ _tag: "Exit", requestId, exit: { _tag: "Success", value: null } }))
+        }
+      }
+      socket.on("message", (data) => {
+        const message = JSON.parse(String(data)) as { _tag: string; id?: string; requestId?: string }
+        if (message._tag === "Request" && message.id !== undefined) {
+          requestId = message.id
+          next()
+        } else if (message._tag === "Ack" && message.requestId === requestId) {
+          acks.push(message.requestId)
+          next() // Like RpcServer with acks: the next chunk only after the client took this one.
+        }
+      })
+    })
+    await new Promise<void>((resolve) => server!.once("listening", () => resolve()))
+    const { port } = server.address() as AddressInfo
+    const events = await Effect.gen(function*() {
+      const client = yield* GatewayClient
+      return yield* Stream.runCollect(client.Chat({ input: "hi" }))
+    }).pipe(
+      Effect.timeout("5 seconds"),
+      Effect.provide(GatewayClient.layer({ url: `http://127.0.0.1:${port}`, transport: "websocket" })),
+      Effect.runPromise
+    )
+    expect([...events].map((event) => event._tag === "TextDelta" ? event.text : event._tag)).toStrictEqual(["a", "b", "c"])
+    expect(acks).toHaveLength(3)
   })
 })

@@ -8,8 +8,7 @@ import { type Call, makeInbox, type StartCall } from "./DirectStream.js"
 /**
  * The client's WebSocket protocol (`RpcClient.makeProtocolSocket`: pings, reconnects, JSON frames)
  * shared by RpcClient and the direct calls (DirectStream): the responses of a direct call go to its
- * own inbox, the rest to RpcClient. A direct call is not acked chunk by chunk (the server's direct
- * path does not wait for acks) and is ended early with an Interrupt. Request ids come from one
+ * own inbox, the rest to RpcClient. A direct call is ended early with an Interrupt. Request ids come from one
  * counter for both, so that they never meet on the socket. Client code only.
  */
 export const make = Effect.gen(function*() {
@@ -49,13 +48,22 @@ export const make = Effect.gen(function*() {
     calls.set(request.id, inbox)
     let send: Effect.Effect<void, RpcClientError> | undefined = inner.send(request)
     let settled = false
+    const ack = inner.send({ _tag: "Ack", requestId: request.id })
+    // Each chunk is acked as it is read, as RpcClient does: this gateway ignores the acks of a
+    // direct call, an older one waits for each before it sends the next chunk.
+    const acked = Effect.tap(inbox.pull, (batch) => {
+      if (batch === undefined) return Effect.void
+      let chunks = 0
+      for (const message of batch) if (message._tag === "Chunk") chunks++
+      return chunks === 0 ? Effect.void : chunks === 1 ? ack : Effect.repeatN(ack, chunks - 1)
+    })
     return {
       // The request goes out with the first pull (a socket that is down fails it at once).
       pull: Effect.suspend(() => {
-        if (send === undefined) return inbox.pull
+        if (send === undefined) return acked
         const sending = send
         send = undefined
-        return Effect.zipRight(sending, inbox.pull)
+        return Effect.zipRight(sending, acked)
       }),
       settle: () => {
         settled = true
