@@ -23,6 +23,7 @@ import {
   cliEnv,
   freePort,
   now,
+  quantile,
   round,
   SH_STUB,
   sleep,
@@ -753,14 +754,23 @@ const rpcVsOpenai = async (turns = Number(process.env.RPC_TURNS ?? 40)) => {
     }
     const result = Object.fromEntries(names.map((name) => [name, summary(times.get(name)!)]))
     const p50 = (name: string) => summary(times.get(name)!).p50
+    // The median of the rounds' own ratios: each round's turns ran side by side, under the same load.
+    const paired = (name: string) => {
+      const base = times.get("openai_http_sse")!
+      return round(quantile(times.get(name)!.map((ms, i) => ms / base[i]!), 0.5))
+    }
     return {
       what: "later turns of a conversation on its live CLI (real CLI + scripted upstream), full turn in ms, interleaved",
       ...result,
       rpc_http_over_openai_p50: round(p50("rpc_http_ndjson") / p50("openai_http_sse")),
       rpc_websocket_over_openai_p50: round(p50("rpc_websocket") / p50("openai_http_sse")),
+      rpc_http_over_openai_paired: paired("rpc_http_ndjson"),
+      rpc_websocket_over_openai_paired: paired("rpc_websocket"),
       ...(oldClient === undefined ? {} : {
         old_rpc_http_over_openai_p50: round(p50("old_rpc_http_ndjson") / p50("openai_http_sse")),
-        old_rpc_websocket_over_openai_p50: round(p50("old_rpc_websocket") / p50("openai_http_sse"))
+        old_rpc_websocket_over_openai_p50: round(p50("old_rpc_websocket") / p50("openai_http_sse")),
+        old_rpc_http_over_openai_paired: paired("old_rpc_http_ndjson"),
+        old_rpc_websocket_over_openai_paired: paired("old_rpc_websocket")
       }),
       target: "RPC p50 no slower than openai (ratio <= 1)"
     }

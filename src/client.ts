@@ -5,7 +5,10 @@ import type { RpcGroup } from "@effect/rpc"
 import { Channel, Context, Effect, Layer, Mailbox, Scope, Stream } from "effect"
 import { WebSocket } from "ws"
 import { GatewayRpcs } from "./protocols/rpc/Api.js"
+import { directStream } from "./protocols/rpc/DirectStream.js"
+import { fastChatEvent } from "./protocols/rpc/fastDecode.js"
 import * as NodeHttpProtocol from "./protocols/rpc/NodeHttpProtocol.js"
+import * as SocketClient from "./protocols/rpc/SocketClient.js"
 
 /**
  * The typed client of the gateway's RPC surface (package entry `claude-code-api/client`):
@@ -42,17 +45,13 @@ const rpcUrl = (base: string, websocket: boolean) => {
 }
 
 /** WebSocket transport; `ws` rather than the global WebSocket, because only it can send the API key header. */
-const websocketProtocol = (options: GatewayClientOptions) => {
+const websocketLayer = (options: GatewayClientOptions) => {
   const headers = options.apiKey === undefined ? {} : { authorization: `Bearer ${options.apiKey}` }
   const constructor = Layer.succeed(
     Socket.WebSocketConstructor,
     (url, protocols) => new WebSocket(url, protocols, { headers }) as unknown as globalThis.WebSocket
   )
-  // Calls fail at once while the gateway cannot be reached (or refuses the key); the socket reconnects by itself.
-  return RpcClient.layerProtocolSocket().pipe(
-    Layer.provide(Socket.layerWebSocket(rpcUrl(options.url, true))),
-    Layer.provide([RpcSerialization.layerJson, constructor])
-  )
+  return Layer.merge(Layer.provide(Socket.layerWebSocket(rpcUrl(options.url, true)), constructor), RpcSerialization.layerJson)
 }
 
 type StreamCallOptions = {
@@ -84,34 +83,49 @@ const cheapStream = <F extends StreamCall>(call: F): F => {
   return wrapped as F
 }
 
-/** WebSocket: RpcClient over the socket, its streams read as `mailboxStream`s. */
-const websocketClient = Effect.map(RpcClient.make(GatewayRpcs), (client): GatewayClientService => ({
-  ...client,
-  Chat: cheapStream(client.Chat),
-  SessionEvents: cheapStream(client.SessionEvents)
-}))
+/** A streaming method whose plain calls are `direct`'s; asked for a mailbox or a buffer size (only RpcClient has them): RpcClient's. */
+const withDirect = <F extends StreamCall>(call: F, direct: (payload: never, options?: { readonly headers?: Headers.Input | undefined }) => unknown): F => {
+  const wrapped = (payload: never, options?: StreamCallOptions & { readonly headers?: Headers.Input | undefined }) =>
+    options?.asMailbox === true || options?.streamBufferSize !== undefined || options?.context !== undefined
+      ? cheapStream(call)(payload, options)
+      : direct(payload, options)
+  return wrapped as F
+}
+
+const chatRpc = GatewayRpcs.requests.get("Chat")!
+
+/**
+ * WebSocket (one connection for every call; calls fail at once while the gateway cannot be reached
+ * or refuses the key, and the socket reconnects by itself): RpcClient for the plain calls and
+ * SessionEvents (read as a `mailboxStream`; the server acks its chunks), Chat read straight from
+ * its responses on the socket (`DirectStream`).
+ */
+const websocketClient = Effect.gen(function*() {
+  const socket = yield* SocketClient.make
+  const client = yield* RpcClient.make(GatewayRpcs, { generateRequestId: socket.nextId }).pipe(
+    Effect.provideService(RpcClient.Protocol, socket.protocol)
+  )
+  const chat = directStream(socket.start, chatRpc, { requestId: () => String(socket.nextId()), fast: fastChatEvent })
+  return {
+    ...client,
+    Chat: withDirect(client.Chat, chat),
+    SessionEvents: cheapStream(client.SessionEvents)
+  } satisfies GatewayClientService
+})
 
 /**
  * HTTP (NDJSON, so that a streamed call's events arrive as the server writes them): RpcClient over
  * node:http for the plain calls, and the streaming calls read straight from their response
- * (`directStream`) unless asked for a mailbox or a buffer size, which only RpcClient's have.
+ * (`DirectStream`).
  */
 const httpClient = (options: GatewayClientOptions) =>
   Effect.gen(function*() {
     const transport = yield* NodeHttpProtocol.makeTransport({ url: rpcUrl(options.url, false), apiKey: options.apiKey })
     const client = yield* RpcClient.make(GatewayRpcs).pipe(Effect.provideServiceEffect(RpcClient.Protocol, NodeHttpProtocol.make(transport)))
-    const direct = <F extends StreamCall>(call: F, tag: "Chat" | "SessionEvents"): F => {
-      const stream = NodeHttpProtocol.directStream(transport, GatewayRpcs.requests.get(tag)!)
-      const wrapped = (payload: never, options?: StreamCallOptions & { readonly headers?: Headers.Input | undefined }) =>
-        options?.asMailbox === true || options?.streamBufferSize !== undefined || options?.context !== undefined
-          ? cheapStream(call)(payload, options)
-          : stream(payload, options)
-      return wrapped as F
-    }
     return {
       ...client,
-      Chat: direct(client.Chat, "Chat"),
-      SessionEvents: direct(client.SessionEvents, "SessionEvents")
+      Chat: withDirect(client.Chat, directStream(transport.call, chatRpc, { fast: fastChatEvent })),
+      SessionEvents: withDirect(client.SessionEvents, directStream(transport.call, GatewayRpcs.requests.get("SessionEvents")!))
     } satisfies GatewayClientService
   })
 
@@ -119,6 +133,6 @@ export class GatewayClient extends Context.Tag("claude-code-api/GatewayClient")<
   /** A client for the layer's lifetime; its transport is closed with it. */
   static layer = (options: GatewayClientOptions): Layer.Layer<GatewayClient> =>
     options.transport === "websocket"
-      ? Layer.scoped(GatewayClient, websocketClient).pipe(Layer.provide(websocketProtocol(options)))
+      ? Layer.scoped(GatewayClient, websocketClient).pipe(Layer.provide(websocketLayer(options)))
       : Layer.scoped(GatewayClient, httpClient(options))
 }
