@@ -10,7 +10,7 @@ import { AnthropicHttp, messages } from "./protocols/anthropic/Http.js"
 import { ConversationsHttp } from "./protocols/conversations/Http.js"
 import { chatCompletions, OpenAIHttp } from "./protocols/openai/Http.js"
 import { createResponse, ResponsesHttp } from "./protocols/responses/Http.js"
-import { RpcLive } from "./protocols/rpc/Http.js"
+import { RpcApps, RpcAppsLive, RpcLive } from "./protocols/rpc/Http.js"
 import { SessionsHttp } from "./protocols/sessions/Http.js"
 import { SessionSocketLive } from "./protocols/sessions/Socket.js"
 import { Admission } from "./services/Admission.js"
@@ -60,24 +60,29 @@ export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
   Layer.provide(GatewayServices)
 )
 
-/** The chat routes' handlers, for the server's fast path past the HttpApi router (src/http/direct.ts). */
+/** /rpc's transports and RPC servers: one of each, shared by the fast path and the router. */
+const RpcAppsWired = RpcAppsLive.pipe(Layer.provide(GatewayServices))
+
+/** The chat routes' and `POST /rpc`'s handlers, for the server's fast path past the HttpApi router (src/http/direct.ts). */
 const DirectRoutesLive = Layer.effect(
   DirectRoutes,
   Effect.gen(function*() {
+    const rpc = yield* RpcApps
     return new Map<string, DirectHandler>([
       ["/v1/chat/completions", yield* chatCompletions],
       ["/v1/messages", yield* messages],
-      ["/v1/responses", yield* createResponse]
+      ["/v1/responses", yield* createResponse],
+      ["/rpc", () => rpc.http]
     ])
   })
-).pipe(Layer.provide(GatewayServices))
+).pipe(Layer.provide(Layer.merge(GatewayServices, RpcAppsWired)))
 
 /** The HTTP server: the HttpApi, /rpc, /docs and /openapi.json on the configured address. */
 export const ServerLive = serve({
   api: ApiLive,
   direct: DirectRoutesLive,
   // Plain routes next to the HttpApi: /rpc and the sessions' WebSocket.
-  rpc: Layer.merge(RpcLive, SessionSocketLive).pipe(Layer.provide(GatewayServices))
+  rpc: Layer.merge(RpcLive.pipe(Layer.provide(RpcAppsWired)), SessionSocketLive).pipe(Layer.provide(GatewayServices))
 })
 
 

@@ -3,7 +3,7 @@ import { Context, Effect, FiberRef, type Scope } from "effect"
 import type { Caller } from "./auth.js"
 
 /**
- * The chat routes (`POST /v1/chat/completions`, `/v1/messages`, `/v1/responses`), served by the
+ * The chat routes (`POST /v1/chat/completions`, `/v1/messages`, `/v1/responses`, `/rpc`), served by the
  * server's outer middleware straight from their handlers, past the HttpApi's router and per-endpoint
  * plumbing: that costs every request ~140 run-loop steps, a seventh of a later turn's (measured with
  * bench/opcount.mjs; bench/README.md, "Per-request CPU"). The same handlers stay in the HttpApi, for
@@ -11,7 +11,7 @@ import type { Caller } from "./auth.js"
  */
 export type DirectHandler = (
   request: HttpServerRequest.HttpServerRequest
-) => Effect.Effect<HttpServerResponse.HttpServerResponse, never, Caller | Scope.Scope>
+) => Effect.Effect<HttpServerResponse.HttpServerResponse, never, Caller | Scope.Scope | HttpServerRequest.HttpServerRequest>
 
 export class DirectRoutes extends Context.Tag("claude-code-api/DirectRoutes")<DirectRoutes, ReadonlyMap<string, DirectHandler>>() {}
 

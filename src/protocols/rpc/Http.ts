@@ -254,18 +254,22 @@ const directChat = (options: { readonly propagateSpans: boolean }) => Effect.gen
   return call
 })
 
+/** The apps of /rpc: POST is the HTTP transport (NDJSON), GET upgrades to the WebSocket transport. */
+export class RpcApps extends Context.Tag("claude-code-api/rpc/RpcApps")<RpcApps, {
+  readonly http: HttpApp.Default<never, Scope.Scope>
+  readonly websocket: HttpApp.Default<never, Scope.Scope>
+}>() {}
+
 /**
- * /rpc on the HttpApi's router: POST is the HTTP transport (NDJSON, so that streamed events are
- * written as they come), GET upgrades to the WebSocket transport (JSON frames). One RPC server
- * per transport, both over the same handlers.
+ * One RPC server per transport, both over the same handlers, running as long as the layer. NDJSON
+ * over HTTP, so that streamed events are written as they come; JSON frames over WebSocket.
  */
-export const RpcLive = HttpApiBuilder.Router.use((router) =>
+export const RpcAppsLive = Layer.scoped(
+  RpcApps,
   Effect.gen(function*() {
     const { config } = yield* GatewayConfig
     const http = yield* HttpProtocol.make(yield* directChat({ propagateSpans: false }))
-    yield* router.post("/rpc", limitBody(http.httpApp, config.server.max_body_bytes))
     const websocket = yield* SocketProtocol.make(yield* directChat({ propagateSpans: true }))
-    yield* router.get("/rpc", websocket.httpApp)
     for (const protocol of [http.protocol, websocket.protocol]) {
       yield* RpcServer.make(GatewayRpcs).pipe(
         Effect.provideService(RpcServer.Protocol, protocol),
@@ -273,5 +277,19 @@ export const RpcLive = HttpApiBuilder.Router.use((router) =>
         Effect.forkScoped
       )
     }
+    return { http: limitBody(http.httpApp, config.server.max_body_bytes), websocket: websocket.httpApp }
   })
 ).pipe(Layer.provide(Layer.merge(GatewayRpcsLive, AuthenticationLive).pipe(Layer.provideMerge(ChatTurnsLive))))
+
+/**
+ * /rpc on the HttpApi's router. The gateway's server answers `POST /rpc` from its fast path
+ * (src/http/direct.ts) before the router; the route stays for a request without a valid key, which
+ * the router's middleware refuses.
+ */
+export const RpcLive = HttpApiBuilder.Router.use((router) =>
+  Effect.gen(function*() {
+    const apps = yield* RpcApps
+    yield* router.post("/rpc", apps.http)
+    yield* router.get("/rpc", apps.websocket)
+  })
+)
