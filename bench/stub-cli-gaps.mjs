@@ -2,23 +2,13 @@
 // STUB of the Claude Code CLI for bench/rpccpu.mjs only (NOT the real CLI): a turn's lines come
 // spread out like the real CLI's (init, then the upstream's message start, DELTAS text deltas GAP_MS
 // apart, the stops and the result), so that every event is its own line, frame or SSE write.
-import { createInterface } from "node:readline"
+import { event, out, serveStub } from "./stub-cli-common.mjs"
 
 const DELTAS = Number(process.env.STUB_DELTAS ?? 4)
 const GAP_MS = Number(process.env.STUB_GAP_MS ?? 2)
-const S = { session_id: "stub", parent_tool_use_id: null, uuid: "u" }
-const out = (o) => process.stdout.write(JSON.stringify(o) + "\n")
-const event = (e) => out({ type: "stream_event", event: e, ...S })
 const later = (f) => setTimeout(f, GAP_MS)
 
-createInterface({ input: process.stdin }).on("line", (line) => {
-  const m = JSON.parse(line)
-  if (m.type === "control_request") {
-    out({ type: "control_response", response: { subtype: "success", request_id: m.request_id, response: { claude_code_version: "stub", models: [{ value: "sonnet", resolvedModel: "claude-stub" }] } } })
-    return
-  }
-  if (m.type !== "user") return
-  out({ type: "system", subtype: "init", cwd: "/", session_id: "stub", tools: [], model: "claude-stub" })
+serveStub(() => {
   later(() => {
     event({ type: "message_start", message: { id: "msg_stub", model: "claude-stub", usage: { input_tokens: 10, output_tokens: 1 } } })
     event({ type: "content_block_start", index: 0, content_block: { type: "text", text: "" } })
