@@ -4,7 +4,7 @@
  *   NODE_FLAGS="--import ./bench/opcount.mjs" OPCOUNT_OUT=/tmp/ops.txt ONLY=turns PHASE=nonstream node bench/turncpu.mjs 1000
  * Run it twice (N turns and 0 turns) and subtract: what is left is the steps per turn. Steps are
  * what a request's CPU goes to in this gateway (~1.5–2.5 µs each with GC), and unlike wall or CPU
- * time they do not depend on the machine's load. `OPCOUNT_DETAIL=<span name>` also counts the
+ * time they do not depend on the machine's load. `OPCOUNT_DETAIL=<span name>` (`(none)`: outside any span; `*`: everywhere) also counts the
  * steps run directly in that span by the function they carry.
  */
 import * as fs from "node:fs"
@@ -34,7 +34,7 @@ for (const op of ops) {
     steps++
     const where = spanPath(this.currentSpan)
     add(bySpan, where)
-    if (detail !== undefined && (detail === "(none)" ? where === "" : where.endsWith(detail))) {
+    if (detail !== undefined && (detail === "*" || (detail === "(none)" ? where === "" : where.endsWith(detail)))) {
       const f = op.startsWith("On") ? cur.effect_instruction_i1 : op === "Commit" ? cur.commit : cur.effect_instruction_i0
       add(bySource, `${op} | ${typeof f === "function" ? String(f).replace(/\s+/g, " ").slice(0, 140) : typeof f}`)
     }

@@ -60,7 +60,7 @@ const series = {
   } : {})
 }
 const only = process.env.ONLY
-const names = Object.keys(series).filter((name) => !only || only === name)
+const names = Object.keys(series).filter((name) => !only || only.split(",").includes(name))
 const ROUND = Number(process.env.ROUND ?? 25)
 const ids = {}
 const sums = Object.fromEntries(names.map((name) => [name, { gateway: 0, client: 0, wall: 0, steps: 0, n: 0 }]))

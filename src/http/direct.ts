@@ -16,8 +16,9 @@ export type DirectHandler = (
 export class DirectRoutes extends Context.Tag("claude-code-api/DirectRoutes")<DirectRoutes, ReadonlyMap<string, DirectHandler>>() {}
 
 /**
- * `Effect.provideService` for an effect that runs on the request's own fiber to its end: the
- * service is added to the fiber's context, with nothing to restore. `provideService` scopes it
+ * `Effect.provideService` for an effect that runs on the request's own fiber to its end (or on
+ * any fiber of its own, to that fiber's end): the service is added to the fiber's context, with
+ * nothing to restore. `provideService` scopes it
  * with a FiberRef acquire/release, ~14 run-loop steps per request.
  */
 export const provideOnRequestFiber = <I, S, A, E, R>(

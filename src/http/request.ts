@@ -42,7 +42,7 @@ export const MAX_JSON_DEPTH = 64
  * The body's bytes, at most `maxBytes`: a larger one (declared or sent) fails with PayloadTooLarge
  * at the limit, and the rest is never read (the 413 closes the connection).
  */
-const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) =>
+export const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) =>
   Effect.async<Buffer, PayloadTooLarge | InvalidRequest>((resume) => {
     const incoming = NodeHttpServerRequest.toIncomingMessage(request)
     const chunks: Array<Buffer> = []

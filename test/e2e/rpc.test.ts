@@ -1,4 +1,5 @@
 import * as fs from "node:fs"
+import * as http from "node:http"
 import * as path from "node:path"
 import { RpcClient } from "@effect/rpc"
 import { Chunk, Duration, Effect, Either, Fiber, ManagedRuntime, Queue, Stream } from "effect"
@@ -554,6 +555,27 @@ describe("API keys, owners, limits and deadlines", () => {
     expect(failure(streamed)).toMatchObject({ _tag: "RpcClientError", message: expect.stringContaining("HTTP 400") })
     const plain = await run("http", Effect.flatMap(GatewayClient, (client) => client.CreateConversation({ system: big })).pipe(Effect.either), keyed, "key-a")
     expect(failure(plain)).toMatchObject({ _tag: "RpcClientError" })
+  })
+
+  it("a chunked body (no content-length) over server.max_body_bytes is the same 400, not a 5xx", async () => {
+    const call = JSON.stringify({ _tag: "Request", id: "1", tag: "Chat", payload: { input: "x".repeat(100 * 1024) }, headers: [] }) + "\n"
+    const response = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const request = http.request(`${keyed.url}/rpc`, {
+        method: "POST",
+        headers: { "content-type": "application/ndjson", "transfer-encoding": "chunked", authorization: "Bearer key-a" }
+      }, (res) => {
+        let body = ""
+        res.setEncoding("utf8")
+        res.on("data", (chunk: string) => body += chunk)
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }))
+      })
+      request.on("error", reject)
+      // In pieces, so that only what arrives tells the size.
+      for (let i = 0; i < call.length; i += 16 * 1024) request.write(call.slice(i, i + 16 * 1024))
+      request.end()
+    })
+    expect(response.status).toBe(400)
+    expect(JSON.parse(response.body)).toMatchObject({ error: { code: "request_too_large", message: expect.stringContaining("server.max_body_bytes") } })
   })
 
   it("Overloaded with retry-after when every session is busy, Timeout past claude.timeout_seconds", async () => {

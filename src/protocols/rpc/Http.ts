@@ -1,12 +1,15 @@
-import { Headers, HttpApiBuilder, HttpIncomingMessage, HttpServerRequest } from "@effect/platform"
+import { Headers, HttpApiBuilder } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { Rpc, RpcServer } from "@effect/rpc"
 import { Cause, Chunk, Context, Effect, Either, Exit, Layer, Option, Redacted, Schema, Scope, Stream, Tracer } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { TreeFormatter } from "effect/ParseResult"
+import type { TurnError } from "../../cli/TurnEvents.js"
+import type { TurnEvent } from "../../domain/Turn.js"
 import * as TurnStream from "../../domain/TurnStream.js"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { ConversationNotFound as DomainConversationNotFound, InvalidRequest as DomainInvalidRequest } from "../../domain/errors.js"
+import { provideOnRequestFiber } from "../../http/direct.js"
 import { errorResponse } from "../../http/errors.js"
 import { offeredKey } from "../../http/request.js"
 import { callerOf, REFUSED } from "../../http/auth.js"
@@ -59,12 +62,36 @@ const render = (conversation: StoredConversation, live: ReadonlySet<string>) => 
   costUsd: conversation.costUsd
 })
 
-type ChatPull = Effect.Effect<Chunk.Chunk<ChatEvent>, Option.Option<ChatError>>
+/** A call's turn: its conversation (announced first, as `Accepted`) and its events' pull. */
+interface ChatTurn {
+  readonly conversationId: string | undefined
+  readonly events: Effect.Effect<Chunk.Chunk<TurnEvent>, Option.Option<TurnError>>
+}
 
-/** Opens a Chat call's turn in the caller's scope (for the RPC handler and the direct HTTP path). */
+/** Opens a Chat call's turn (for the RPC handler and the direct path). */
 class ChatTurns extends Context.Tag("claude-code-api/rpc/ChatTurns")<ChatTurns, {
-  readonly open: (request: ChatRequest, owner: string) => Effect.Effect<ChatPull, ChatError, Scope.Scope>
+  /** The turn's resources go to the Scope in the context, which the caller closes with `release`. */
+  readonly open: (request: ChatRequest, owner: string) => Effect.Effect<ChatTurn, ChatError, Scope.Scope>
+  /**
+   * Closes a turn's scope after its call has answered, off the call's path: releasing the turn
+   * (settling the CLI, keeping it for the conversation) runs after the last event, as after an
+   * HTTP response's last byte, so that the client does not wait for it. With an interruption
+   * (the client went away) ChatService ends the turn's CLI exactly as for an HTTP client that
+   * disconnects.
+   */
+  readonly release: (turnScope: Scope.CloseableScope, exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
 }>() {}
+
+/**
+ * Resumes in a later macrotask. A call's last writes reach the socket in a `process.nextTick`
+ * (a Readable piped to the response; a WebSocket send), which runs only once every microtask
+ * queued before it has: a release forked as the call ends would otherwise run whole (~0.5–1 ms)
+ * between the call's last event and the socket (bench/README.md, RPC rows).
+ */
+const nextMacrotask = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
 
 const ChatTurnsLive = Layer.scoped(ChatTurns, Effect.gen(function*() {
   const chat = yield* ChatService
@@ -73,27 +100,13 @@ const ChatTurnsLive = Layer.scoped(ChatTurns, Effect.gen(function*() {
   // Where turns are released after their call has answered (closed with the server).
   const background = yield* Effect.scope
   return {
-    // The turn's scope ends with the caller's: when the client interrupts the call, ChatService
-    // ends the turn's CLI exactly as for an HTTP client that disconnects. The release (settling the
-    // CLI, keeping it for the conversation) runs after the last event, as after an HTTP response's
-    // last byte, so that the client does not wait for it.
     open: (request, owner) =>
-      Effect.gen(function*() {
-        const model = yield* catalog.resolve(request.model ?? config.claude.default_model)
-        const turn = yield* toTurnRequest(request, model, owner)
-        const turnScope = yield* Effect.acquireRelease(Scope.make(), (scope, exit) => Effect.forkIn(Scope.close(scope, exit), background))
-        const result = yield* Scope.extend(chat.turn(turn), turnScope)
-        const events = yield* TurnStream.toPull(result.events)
-        let accepted = result.conversationId === undefined
-        const pull: ChatPull = Effect.suspend(() => {
-          if (accepted || result.conversationId === undefined) {
-            return Effect.mapBoth(events, { onSuccess: Chunk.map(toChatEvent), onFailure: Option.map(toWireError) })
-          }
-          accepted = true
-          return Effect.succeed(Chunk.of<ChatEvent>({ _tag: "Accepted", conversationId: result.conversationId }))
-        })
-        return pull
-      }).pipe(Effect.mapError(toWireError))
+      Effect.flatMap(catalog.resolve(request.model ?? config.claude.default_model), (model) =>
+        Effect.flatMap(toTurnRequest(request, model, owner), (turn) =>
+          Effect.flatMap(chat.turn(turn), (result) =>
+            Effect.map(TurnStream.toPull(result.events), (events) => ({ conversationId: result.conversationId, events })))))
+        .pipe(Effect.mapError(toWireError)),
+    release: (turnScope, exit) => Effect.asVoid(Effect.forkIn(Effect.zipRight(nextMacrotask, Scope.close(turnScope, exit)), background))
   }
 }))
 
@@ -118,7 +131,12 @@ export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
 
   return {
     Chat: (request) =>
-      Stream.unwrapScoped(Effect.flatMap(Caller, ({ owner }) => Effect.map(turns.open(request, owner), Stream.repeatEffectChunkOption))),
+      Stream.unwrapScoped(Effect.flatMap(Caller, ({ owner }) =>
+        Effect.flatMap(Effect.acquireRelease(Scope.make(), turns.release), (turnScope) =>
+          Effect.map(Scope.extend(turns.open(request, owner), turnScope), ({ conversationId, events }) => {
+            const rest = Stream.repeatEffectChunkOption(Effect.mapBoth(events, { onSuccess: Chunk.map(toChatEvent), onFailure: Option.map(toWireError) }))
+            return conversationId === undefined ? rest : Stream.concat(Stream.succeed<ChatEvent>({ _tag: "Accepted", conversationId }), rest)
+          })))),
 
     CreateConversation: (payload) =>
       Effect.gen(function*() {
@@ -187,18 +205,18 @@ export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
   }
 }))
 
-/** An RPC body over `server.max_body_bytes` is refused before it is read (a 400 naming the limit). */
-const limitBody = (app: HttpApp.Default<never, Scope.Scope>, maxBytes: number) =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-    Number(request.headers["content-length"] ?? "0") > maxBytes
-      ? Effect.succeed(errorResponse(
-        new DomainInvalidRequest({
-          message: `The RPC request body is larger than server.max_body_bytes (${maxBytes} bytes).`,
-          param: null,
-          code: "request_too_large"
-        })
-      ))
-      : HttpIncomingMessage.withMaxBodySize(app, Option.some(maxBytes)))
+/** What `POST /rpc` answers for a body over `server.max_body_bytes` (unread) or one that cannot be read. */
+const bodyLimits = (maxBytes: number) => ({
+  maxBytes,
+  tooLarge: errorResponse(
+    new DomainInvalidRequest({
+      message: `The RPC request body is larger than server.max_body_bytes (${maxBytes} bytes).`,
+      param: null,
+      code: "request_too_large"
+    })
+  ),
+  unreadable: errorResponse
+})
 
 /**
  * `Chat` alone in an HTTP request, answered without the RPC server: the same messages (its events'
@@ -214,42 +232,49 @@ const directChat = (options: { readonly propagateSpans: boolean }) => Effect.gen
   const encodeChunk = Schema.encodeSync(Schema.Array(ChatEvent))
   const encodeExit = Schema.encodeSync(Rpc.exitSchema(rpc)) as (exit: Exit.Exit<void, ChatError | Unauthorized>) => Schema.ExitEncoded<unknown, unknown, unknown>
   const encodeDefect = Schema.encodeSync(Schema.Defect)
+  // Every call that succeeds ends with the same Exit.
+  const encodedVoid = encodeExit(Exit.void)
   const call: HttpProtocol.DirectCall = (message, write) => {
     if (message.tag !== "Chat") return undefined
     const requestId = message.id
     const exit = (exit: Exit.Exit<void, ChatError | Unauthorized>) => write({ _tag: "Exit", requestId, exit: encodeExit(exit) })
+    const exitVoid = { _tag: "Exit", requestId, exit: encodedVoid } as const
     const payload = decodePayload(message.payload)
     // As RpcServer answers a payload that does not decode: the call dies with the parse error's text.
     if (Either.isLeft(payload)) return exit(Exit.die(TreeFormatter.formatErrorSync(payload.left)))
     const found = caller(Headers.fromInput(message.headers))
     if (found === undefined) return exit(Exit.fail(new Unauthorized({ message: REFUSED })))
-    const loop = (pull: ChatPull): Effect.Effect<void, ChatError> =>
-      Effect.matchEffect(pull, {
-        onFailure: Option.match({ onNone: () => Effect.void, onSome: Effect.fail }),
-        onSuccess: (chunk) =>
-          Effect.flatMap(
-            write({ _tag: "Chunk", requestId, values: encodeChunk(Chunk.toReadonlyArray(chunk)) as NonEmptyReadonlyArray<unknown> }),
-            () => loop(pull)
-          )
+    const chunk = (values: ReadonlyArray<ChatEvent>) =>
+      write({ _tag: "Chunk", requestId, values: encodeChunk(values) as NonEmptyReadonlyArray<unknown> })
+    // The events as they come, straight from the turn's pull (a few run-loop steps per chunk).
+    const loop = (events: ChatTurn["events"]): Effect.Effect<void, ChatError> =>
+      Effect.matchEffect(events, {
+        onFailure: Option.match({ onNone: () => Effect.void, onSome: (error) => Effect.fail(toWireError(error)) }),
+        onSuccess: (turnEvents) => Effect.flatMap(chunk(Chunk.toReadonlyArray(Chunk.map(turnEvents, toChatEvent))), () => loop(events))
       })
-    return Effect.scoped(Effect.flatMap(turns.open(payload.right, found.owner), loop)).pipe(
-      Effect.withSpan("RpcServer.Chat", {
-        captureStackTrace: false,
-        attributes: { requestId },
-        // Like RpcServer: the client's span is the parent where the transport carries it (WebSocket).
-        parent: options.propagateSpans && message.spanId !== undefined
-          ? Tracer.externalSpan({ traceId: message.traceId ?? "", spanId: message.spanId, sampled: message.sampled ?? true })
-          : undefined
-      }),
-      Effect.matchCauseEffect({
-        onSuccess: () => exit(Exit.void),
-        // A defect is fatal to the call's client, as RpcServer sends it (not for an interruption).
-        onFailure: (cause) =>
-          Cause.isDie(cause) && !Cause.isInterrupted(cause)
-            ? write({ _tag: "Defect", defect: encodeDefect(Cause.squash(cause)) })
-            : exit(Exit.failCause(cause))
-      })
-    )
+    const answer = ({ conversationId, events }: ChatTurn) =>
+      conversationId === undefined ? loop(events) : Effect.flatMap(chunk([{ _tag: "Accepted", conversationId }]), () => loop(events))
+    // Like RpcServer: the client's span is the parent where the transport carries it (WebSocket).
+    const parent = options.propagateSpans && message.spanId !== undefined
+      ? Tracer.externalSpan({ traceId: message.traceId ?? "", spanId: message.spanId, sampled: message.sampled ?? true })
+      : undefined
+    const turn = Effect.useSpan("RpcServer.Chat", { captureStackTrace: false, attributes: { requestId }, parent }, (span) =>
+      Effect.flatMap(Scope.make(), (turnScope) =>
+        Effect.onExit(
+          // Each call runs on a fiber of its own to its end (both transports fork it): the span and
+          // the turn's scope are added to that fiber's context, not provided through `locally`s
+          // (withSpan, Effect.scoped, Scope.extend: ~40 run-loop steps per call).
+          provideOnRequestFiber(Tracer.ParentSpan, span, provideOnRequestFiber(Scope.Scope, turnScope, Effect.flatMap(turns.open(payload.right, found.owner), answer))),
+          (exit) => turns.release(turnScope, exit)
+        )))
+    return Effect.matchCauseEffect(turn, {
+      onSuccess: () => write(exitVoid),
+      // A defect is fatal to the call's client, as RpcServer sends it (not for an interruption).
+      onFailure: (cause) =>
+        Cause.isDie(cause) && !Cause.isInterrupted(cause)
+          ? write({ _tag: "Defect", defect: encodeDefect(Cause.squash(cause)) })
+          : exit(Exit.failCause(cause))
+    })
   }
   return call
 })
@@ -268,7 +293,7 @@ export const RpcAppsLive = Layer.scoped(
   RpcApps,
   Effect.gen(function*() {
     const { config } = yield* GatewayConfig
-    const http = yield* HttpProtocol.make(yield* directChat({ propagateSpans: false }))
+    const http = yield* HttpProtocol.make(yield* directChat({ propagateSpans: false }), bodyLimits(config.server.max_body_bytes))
     const websocket = yield* SocketProtocol.make(yield* directChat({ propagateSpans: true }))
     for (const protocol of [http.protocol, websocket.protocol]) {
       yield* RpcServer.make(GatewayRpcs).pipe(
@@ -277,7 +302,7 @@ export const RpcAppsLive = Layer.scoped(
         Effect.forkScoped
       )
     }
-    return { http: limitBody(http.httpApp, config.server.max_body_bytes), websocket: websocket.httpApp }
+    return { http: http.httpApp, websocket: websocket.httpApp }
   })
 ).pipe(Layer.provide(Layer.merge(GatewayRpcsLive, AuthenticationLive).pipe(Layer.provideMerge(ChatTurnsLive))))
 

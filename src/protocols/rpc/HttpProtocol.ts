@@ -4,6 +4,8 @@ import { RpcSerialization, RpcServer } from "@effect/rpc"
 import { constEof, RequestId, ResponseDefectEncoded } from "@effect/rpc/RpcMessage"
 import type { FromClientEncoded, FromServerEncoded, RequestEncoded } from "@effect/rpc/RpcMessage"
 import { Effect, Mailbox, Option, Scope } from "effect"
+import type { InvalidRequest } from "../../domain/errors.js"
+import { readBody } from "../../http/request.js"
 import { SseReadable } from "../../http/sse.js"
 
 /**
@@ -29,7 +31,13 @@ type Client = {
   readonly end: Effect.Effect<void>
 }
 
-export const make = (direct: DirectCall): Effect.Effect<{
+export const make = (direct: DirectCall, body: {
+  /** `server.max_body_bytes`: a larger request body is answered with `tooLarge`, unread. */
+  readonly maxBytes: number
+  readonly tooLarge: HttpServerResponse.HttpServerResponse
+  /** The answer to a body that could not be read. */
+  readonly unreadable: (error: InvalidRequest) => HttpServerResponse.HttpServerResponse
+}): Effect.Effect<{
   readonly protocol: RpcServer.Protocol["Type"]
   readonly httpApp: HttpApp.Default<never, Scope.Scope>
 }> => Effect.gen(function*() {
@@ -40,11 +48,8 @@ export const make = (direct: DirectCall): Effect.Effect<{
   const clients = new Map<number, Client>()
   const clientIds = new Set<number>()
 
-  const httpApp: HttpApp.Default<never, Scope.Scope> = Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const scope = yield* Effect.scope
-    const requestHeaders = Object.entries(request.headers)
-    const data = yield* Effect.orDie(request.text)
+  /** The answer to one request's calls (the request's text read), on the request's fiber. */
+  const answer = (requestHeaders: ReadonlyArray<[string, string]>, data: string, scope: Scope.Scope): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
     const parser = serialization.unsafeMake()
     const body = new SseReadable()
     let ended = false
@@ -66,16 +71,17 @@ export const make = (direct: DirectCall): Effect.Effect<{
     } catch (cause) {
       send(ResponseDefectEncoded(cause))
       body.close()
-      return respond
+      return Effect.succeed(respond)
     }
     // One call alone in its request, which has a direct path: no RPC server client, fiber or routing.
     const only = decoded.length === 1 ? decoded[0]! : undefined
     if (only?._tag === "Request") {
       const call = direct({ ...only, headers: requestHeaders.concat(only.headers) }, write)
       if (call !== undefined) {
-        // Forked in the request's scope: a client that goes away interrupts the call.
-        yield* Effect.forkIn(Effect.ensuring(call, Effect.sync(() => body.close())), scope)
-        return respond
+        // Forked in the request's scope: a client that goes away interrupts the call. The request's
+        // fiber yields once, so that the call runs to its first wait (its input written to the CLI)
+        // before the platform starts on the response (~0.3 ms of the turn's path, bench/README.md).
+        return Effect.as(Effect.zipRight(Effect.forkIn(Effect.ensuring(call, Effect.sync(() => body.close())), scope), Effect.yieldNow()), respond)
       }
     }
 
@@ -92,7 +98,7 @@ export const make = (direct: DirectCall): Effect.Effect<{
 
     const requestIds: Array<RequestId> = []
     // The client went away before the answer's end: its calls are interrupted (their turns end).
-    yield* Scope.addFinalizer(scope, Effect.suspend(() => {
+    const finalizer = Scope.addFinalizer(scope, Effect.suspend(() => {
       clientIds.delete(id)
       clients.delete(id)
       disconnects.unsafeOffer(id)
@@ -100,17 +106,23 @@ export const make = (direct: DirectCall): Effect.Effect<{
       body.destroy()
       return Effect.forEach(requestIds, (requestId) => writeRequest(id, { _tag: "Interrupt", requestId: String(requestId) }), { discard: true })
     }))
-
-    for (const message of decoded) {
+    const messages = Effect.forEach(decoded, (message) => {
       if (message._tag === "Request") {
         requestIds.push(RequestId(message.id))
         ;(message as { headers: ReadonlyArray<[string, string]> }).headers = requestHeaders.concat(message.headers)
       }
-      yield* writeRequest(id, message)
-    }
-    yield* writeRequest(id, constEof)
-    return respond
-  }).pipe(Effect.interruptible, Effect.withUnhandledErrorLogLevel(Option.none()))
+      return writeRequest(id, message)
+    }, { discard: true })
+    return Effect.zipRight(finalizer, Effect.zipRight(messages, Effect.as(writeRequest(id, constEof), respond)))
+  }
+
+  // The body is read like the chat routes' (at most maxBytes), not through `request.text` under
+  // `withMaxBodySize`: ~25 fewer run-loop steps per call (two acquire/release regions and a `locally`).
+  const httpApp: HttpApp.Default<never, Scope.Scope> = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    Effect.matchEffect(readBody(request, body.maxBytes), {
+      onFailure: (error) => Effect.succeed(error._tag === "PayloadTooLarge" ? body.tooLarge : body.unreadable(error)),
+      onSuccess: (bytes) => Effect.flatMap(Effect.scope, (scope) => answer(Object.entries(request.headers), bytes.toString("utf8"), scope))
+    })).pipe(Effect.interruptible, Effect.withUnhandledErrorLogLevel(Option.none()))
 
   const protocol = yield* RpcServer.Protocol.make((writeRequest_) => {
     writeRequest = writeRequest_
