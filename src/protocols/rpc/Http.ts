@@ -106,7 +106,9 @@ const ChatTurnsLive = Layer.scoped(ChatTurns, Effect.gen(function*() {
           Effect.flatMap(chat.turn(turn), (result) =>
             Effect.map(TurnStream.toPull(result.events), (events) => ({ conversationId: result.conversationId, events })))))
         .pipe(Effect.mapError(toWireError)),
-    release: (turnScope, exit) => Effect.asVoid(Effect.forkIn(Effect.zipRight(nextMacrotask, Scope.close(turnScope, exit)), background))
+    // Uninterruptible once forked: a gateway that shuts down still releases the turns it answered.
+    release: (turnScope, exit) =>
+      Effect.asVoid(Effect.forkIn(Effect.uninterruptible(Effect.zipRight(nextMacrotask, Scope.close(turnScope, exit))), background))
   }
 }))
 
