@@ -4,6 +4,7 @@ import * as path from "node:path"
 import { RpcClient } from "@effect/rpc"
 import { Chunk, Duration, Effect, Either, Fiber, ManagedRuntime, Queue, Stream } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { WebSocket } from "ws"
 import { type ChatEvent, type ChatRequest, GatewayClient, type GatewayClientService, type SessionEvent } from "../../src/client.js"
 import { type Gateway, health, startGateway, waitForHealth } from "../support/gateway.js"
 import { messagesOf, startUpstream, textOf, type Upstream } from "../support/upstream.js"
@@ -287,6 +288,28 @@ describe("the wire, as other RpcClients speak it", () => {
     expect(chunks.at(-1)?._tag).toBe("Finished")
     const lastChunk = answer.map((m) => m._tag).lastIndexOf("Chunk")
     expect(answer.findIndex((m) => m._tag === "Exit" && m.requestId === "1")).toBeGreaterThan(lastChunk)
+  })
+
+  it("over WebSocket a Chat call's chunks come without waiting for acks, each marked as needing none", async () => {
+    const socket = new WebSocket(`${gateway.url.replace(/^http/, "ws")}/rpc`)
+    await new Promise<void>((resolve, reject) => {
+      socket.once("open", () => resolve())
+      socket.once("error", reject)
+    })
+    const messages: Array<Record<string, unknown>> = []
+    const done = new Promise<void>((resolve) =>
+      socket.on("message", (data) => {
+        const message = JSON.parse(String(data)) as Record<string, unknown>
+        messages.push(message)
+        if (message._tag === "Exit") resolve()
+      }))
+    // No Ack is ever sent here: a gateway that waited for them would never reach the Exit.
+    socket.send(JSON.stringify(request("1", "Chat", { input: "wire websocket" })))
+    await done
+    socket.close()
+    const chunks = messages.filter((m) => m._tag === "Chunk")
+    expect(chunks.length).toBeGreaterThan(1)
+    for (const chunk of chunks) expect(chunk).toMatchObject({ requestId: "1", ack: false })
   })
 })
 

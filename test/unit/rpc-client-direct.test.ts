@@ -125,4 +125,41 @@ describe("the WebSocket client's Chat", () => {
     expect([...events].map((event) => event._tag === "TextDelta" ? event.text : event._tag)).toStrictEqual(["a", "b", "c"])
     expect(acks).toHaveLength(3)
   })
+
+  it("sends no Ack for a chunk marked as needing none (this gateway's direct calls)", async () => {
+    const acks: Array<string> = []
+    server = new WebSocketServer({ port: 0, host: "127.0.0.1" })
+    server.on("connection", (socket) => {
+      socket.on("message", (data) => {
+        const message = JSON.parse(String(data)) as { _tag: string; id?: string; requestId?: string; tag?: string }
+        if (message._tag === "Ack" && message.requestId !== undefined) acks.push(message.requestId)
+        if (message._tag !== "Request" || message.id === undefined) return
+        const requestId = message.id
+        if (message.tag === "ListModels") {
+          return void socket.send(JSON.stringify({ _tag: "Exit", requestId, exit: { _tag: "Success", value: [] } }))
+        }
+        for (const text of ["a", "b"]) {
+          socket.send(JSON.stringify({ _tag: "Chunk", requestId, values: [{ _tag: "TextDelta", text }], ack: false }))
+        }
+        // One unmarked chunk (as RpcServer sends): that one is acked.
+        socket.send(JSON.stringify({ _tag: "Chunk", requestId, values: [{ _tag: "TextDelta", text: "c" }] }))
+        socket.send(JSON.stringify({ _tag: "Exit", requestId, exit: { _tag: "Success", value: null } }))
+      })
+    })
+    await new Promise<void>((resolve) => server!.once("listening", () => resolve()))
+    const { port } = server.address() as AddressInfo
+    const events = await Effect.gen(function*() {
+      const client = yield* GatewayClient
+      const events = yield* Stream.runCollect(client.Chat({ input: "hi" }))
+      // An Ack would have been sent before this call, which the server answers after it (one socket).
+      yield* client.ListModels()
+      return events
+    }).pipe(
+      Effect.timeout("5 seconds"),
+      Effect.provide(GatewayClient.layer({ url: `http://127.0.0.1:${port}`, transport: "websocket" })),
+      Effect.runPromise
+    )
+    expect([...events].map((event) => event._tag === "TextDelta" ? event.text : event._tag)).toStrictEqual(["a", "b", "c"])
+    expect(acks).toHaveLength(1)
+  })
 })

@@ -1,6 +1,7 @@
 import { Headers, HttpApiBuilder } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { Rpc, RpcServer } from "@effect/rpc"
+import type { FromServerEncoded } from "@effect/rpc/RpcMessage"
 import { Cause, Chunk, Context, Effect, Either, Exit, Layer, Option, Redacted, Schema, Scope, Stream, Tracer } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { TreeFormatter } from "effect/ParseResult"
@@ -226,7 +227,13 @@ const bodyLimits = (maxBytes: number) => ({
  * none of its per-call client, fiber, routing, middleware and effectful encoding (~N run-loop steps
  * of a later turn; bench/README.md, RPC rows).
  */
-const directChat = (options: { readonly propagateSpans: boolean }) => Effect.gen(function*() {
+/**
+ * A chunk of a direct call over WebSocket says that it needs no Ack: the client acks only the
+ * chunks without it (RpcServer's, an older gateway's, which wait for each Ack before the next).
+ */
+type UnackedChunk = Extract<FromServerEncoded, { readonly _tag: "Chunk" }> & { readonly ack: false }
+
+const directChat = (options: { readonly websocket: boolean }) => Effect.gen(function*() {
   const turns = yield* ChatTurns
   const caller = yield* callerFor
   const rpc = GatewayRpcs.requests.get("Chat")!
@@ -246,8 +253,12 @@ const directChat = (options: { readonly propagateSpans: boolean }) => Effect.gen
     if (Either.isLeft(payload)) return exit(Exit.die(TreeFormatter.formatErrorSync(payload.left)))
     const found = caller(Headers.fromInput(message.headers))
     if (found === undefined) return exit(Exit.fail(new Unauthorized({ message: REFUSED })))
-    const chunk = (values: ReadonlyArray<ChatEvent>) =>
-      write({ _tag: "Chunk", requestId, values: encodeChunk(values) as NonEmptyReadonlyArray<unknown> })
+    const chunk = (values: ReadonlyArray<ChatEvent>) => {
+      const encoded = encodeChunk(values) as NonEmptyReadonlyArray<unknown>
+      if (!options.websocket) return write({ _tag: "Chunk", requestId, values: encoded })
+      const unacked: UnackedChunk = { _tag: "Chunk", requestId, values: encoded, ack: false }
+      return write(unacked)
+    }
     // The events as they come, straight from the turn's pull (a few run-loop steps per chunk).
     const loop = (events: ChatTurn["events"]): Effect.Effect<void, ChatError> =>
       Effect.matchEffect(events, {
@@ -257,7 +268,7 @@ const directChat = (options: { readonly propagateSpans: boolean }) => Effect.gen
     const answer = ({ conversationId, events }: ChatTurn) =>
       conversationId === undefined ? loop(events) : Effect.flatMap(chunk([{ _tag: "Accepted", conversationId }]), () => loop(events))
     // Like RpcServer: the client's span is the parent where the transport carries it (WebSocket).
-    const parent = options.propagateSpans && message.spanId !== undefined
+    const parent = options.websocket && message.spanId !== undefined
       ? Tracer.externalSpan({ traceId: message.traceId ?? "", spanId: message.spanId, sampled: message.sampled ?? true })
       : undefined
     const turn = Effect.useSpan("RpcServer.Chat", { captureStackTrace: false, attributes: { requestId }, parent }, (span) =>
@@ -295,8 +306,8 @@ export const RpcAppsLive = Layer.scoped(
   RpcApps,
   Effect.gen(function*() {
     const { config } = yield* GatewayConfig
-    const http = yield* HttpProtocol.make(yield* directChat({ propagateSpans: false }), bodyLimits(config.server.max_body_bytes))
-    const websocket = yield* SocketProtocol.make(yield* directChat({ propagateSpans: true }))
+    const http = yield* HttpProtocol.make(yield* directChat({ websocket: false }), bodyLimits(config.server.max_body_bytes))
+    const websocket = yield* SocketProtocol.make(yield* directChat({ websocket: true }))
     for (const protocol of [http.protocol, websocket.protocol]) {
       yield* RpcServer.make(GatewayRpcs).pipe(
         Effect.provideService(RpcServer.Protocol, protocol),

@@ -49,12 +49,12 @@ export const make = Effect.gen(function*() {
     let send: Effect.Effect<void, RpcClientError> | undefined = inner.send(request)
     let settled = false
     const ack = inner.send({ _tag: "Ack", requestId: request.id })
-    // Each chunk is acked as it is read, as RpcClient does: this gateway ignores the acks of a
-    // direct call, an older one waits for each before it sends the next chunk.
+    // Each chunk is acked as it is read, as RpcClient does, unless it says it needs no Ack (this
+    // gateway's direct calls): an older gateway waits for each Ack before it sends the next chunk.
     const acked = Effect.tap(inbox.pull, (batch) => {
       if (batch === undefined) return Effect.void
       let chunks = 0
-      for (const message of batch) if (message._tag === "Chunk") chunks++
+      for (const message of batch) if (message._tag === "Chunk" && (message as { readonly ack?: unknown }).ack !== false) chunks++
       return chunks === 0 ? Effect.void : chunks === 1 ? ack : Effect.repeatN(ack, chunks - 1)
     })
     return {

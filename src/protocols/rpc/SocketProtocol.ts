@@ -10,8 +10,9 @@ import type { DirectCall } from "./HttpProtocol.js"
  * The RPC server's WebSocket transport (JSON frames): `RpcServer.makeProtocolWithHttpAppWebsocket`,
  * except that the calls `direct` takes are answered without the RPC server. Those are not acked
  * chunk by chunk: RpcServer waits for the client's Ack of each chunk before it reads the next one,
- * a round trip per chunk and one more before the call's Exit (bench/README.md, RPC rows). Acks and
- * interrupts of a direct call are handled here; its fiber ends with the socket.
+ * a round trip per chunk and one more before the call's Exit (bench/README.md, RPC rows). Their
+ * chunks say so (`ack: false`), and this package's client sends no Ack for them; the Acks of an
+ * older client, and the interrupts of a direct call, are handled here. Its fiber ends with the socket.
  */
 export const make = (direct: DirectCall): Effect.Effect<{
   readonly protocol: RpcServer.Protocol["Type"]
