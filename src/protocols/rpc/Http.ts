@@ -259,9 +259,9 @@ const directChat = (options: { readonly websocket: boolean }) => Effect.gen(func
       const unacked: UnackedChunk = { _tag: "Chunk", requestId, values: encoded, ack: false }
       return write(unacked)
     }
-    // The events as they come, straight from the turn's pull (a few run-loop steps per chunk).
     // Set once the call's Exit is out: nothing is written after it.
     let exited = false
+    // The events as they come, straight from the turn's pull (a few run-loop steps per chunk).
     const loop = (events: ChatTurn["events"]): Effect.Effect<void, ChatError> =>
       Effect.matchEffect(events, {
         onFailure: Option.match({ onNone: () => Effect.void, onSome: (error) => Effect.fail(toWireError(error)) }),
