@@ -80,6 +80,17 @@ describe("the HTTP client's streaming calls", () => {
   })
 })
 
+/** `effect` with a WebSocket client of `server` (at most 5 s). */
+const overWebsocket = <A, E>(server: WebSocketServer, effect: Effect.Effect<A, E, GatewayClient>) => {
+  const { port } = server.address() as AddressInfo
+  return effect.pipe(
+    Effect.timeout("5 seconds"),
+    Effect.provide(GatewayClient.layer({ url: `http://127.0.0.1:${port}`, transport: "websocket" })),
+    Effect.runPromise
+  )
+}
+const texts = (events: Iterable<ChatEvent>) => [...events].map((event) => event._tag === "TextDelta" ? event.text : event._tag)
+
 describe("the WebSocket client's Chat", () => {
   let server: WebSocketServer | undefined
   afterEach(() => new Promise<void>((resolve) => {
@@ -113,16 +124,8 @@ describe("the WebSocket client's Chat", () => {
       })
     })
     await new Promise<void>((resolve) => server!.once("listening", () => resolve()))
-    const { port } = server.address() as AddressInfo
-    const events = await Effect.gen(function*() {
-      const client = yield* GatewayClient
-      return yield* Stream.runCollect(client.Chat({ input: "hi" }))
-    }).pipe(
-      Effect.timeout("5 seconds"),
-      Effect.provide(GatewayClient.layer({ url: `http://127.0.0.1:${port}`, transport: "websocket" })),
-      Effect.runPromise
-    )
-    expect([...events].map((event) => event._tag === "TextDelta" ? event.text : event._tag)).toStrictEqual(["a", "b", "c"])
+    const events = await overWebsocket(server, Effect.flatMap(GatewayClient, (client) => Stream.runCollect(client.Chat({ input: "hi" }))))
+    expect(texts(events)).toStrictEqual(["a", "b", "c"])
     expect(acks).toHaveLength(3)
   })
 
@@ -147,19 +150,14 @@ describe("the WebSocket client's Chat", () => {
       })
     })
     await new Promise<void>((resolve) => server!.once("listening", () => resolve()))
-    const { port } = server.address() as AddressInfo
-    const events = await Effect.gen(function*() {
+    const events = await overWebsocket(server, Effect.gen(function*() {
       const client = yield* GatewayClient
       const events = yield* Stream.runCollect(client.Chat({ input: "hi" }))
       // An Ack would have been sent before this call, which the server answers after it (one socket).
       yield* client.ListModels()
       return events
-    }).pipe(
-      Effect.timeout("5 seconds"),
-      Effect.provide(GatewayClient.layer({ url: `http://127.0.0.1:${port}`, transport: "websocket" })),
-      Effect.runPromise
-    )
-    expect([...events].map((event) => event._tag === "TextDelta" ? event.text : event._tag)).toStrictEqual(["a", "b", "c"])
+    }))
+    expect(texts(events)).toStrictEqual(["a", "b", "c"])
     expect(acks).toHaveLength(1)
   })
 })
