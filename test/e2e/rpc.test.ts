@@ -582,7 +582,7 @@ describe("API keys, owners, limits and deadlines", () => {
 
   it("a chunked body (no content-length) over server.max_body_bytes is the same 400, not a 5xx", async () => {
     const call = JSON.stringify({ _tag: "Request", id: "1", tag: "Chat", payload: { input: "x".repeat(100 * 1024) }, headers: [] }) + "\n"
-    const response = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const response = await new Promise<{ status: number; body: string; connection: string | undefined }>((resolve, reject) => {
       const request = http.request(`${keyed.url}/rpc`, {
         method: "POST",
         headers: { "content-type": "application/ndjson", "transfer-encoding": "chunked", authorization: "Bearer key-a" }
@@ -590,7 +590,7 @@ describe("API keys, owners, limits and deadlines", () => {
         let body = ""
         res.setEncoding("utf8")
         res.on("data", (chunk: string) => body += chunk)
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }))
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body, connection: res.headers.connection }))
       })
       request.on("error", reject)
       // In pieces, so that only what arrives tells the size.
@@ -599,6 +599,8 @@ describe("API keys, owners, limits and deadlines", () => {
     })
     expect(response.status).toBe(400)
     expect(JSON.parse(response.body)).toMatchObject({ error: { code: "request_too_large", message: expect.stringContaining("server.max_body_bytes") } })
+    // The rest of the body is not read: the connection is not kept for another request.
+    expect(response.connection).toBe("close")
   })
 
   it("Overloaded with retry-after when every session is busy, Timeout past claude.timeout_seconds", async () => {

@@ -1,4 +1,4 @@
-import { Headers, HttpApiBuilder } from "@effect/platform"
+import { Headers, HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { Rpc, RpcServer } from "@effect/rpc"
 import type { FromServerEncoded } from "@effect/rpc/RpcMessage"
@@ -211,12 +211,17 @@ export const GatewayRpcsLive = GatewayRpcs.toLayer(Effect.gen(function*() {
 /** What `POST /rpc` answers for a body over `server.max_body_bytes` (unread) or one that cannot be read. */
 const bodyLimits = (maxBytes: number) => ({
   maxBytes,
-  tooLarge: errorResponse(
-    new DomainInvalidRequest({
-      message: `The RPC request body is larger than server.max_body_bytes (${maxBytes} bytes).`,
-      param: null,
-      code: "request_too_large"
-    })
+  // The rest of the body is never read: the connection goes with the answer, as for the chat routes' 413.
+  tooLarge: HttpServerResponse.setHeader(
+    errorResponse(
+      new DomainInvalidRequest({
+        message: `The RPC request body is larger than server.max_body_bytes (${maxBytes} bytes).`,
+        param: null,
+        code: "request_too_large"
+      })
+    ),
+    "connection",
+    "close"
   ),
   unreadable: errorResponse
 })
