@@ -2,7 +2,7 @@ import { Headers } from "@effect/platform"
 import { Rpc, RpcClient, RpcSchema } from "@effect/rpc"
 import { RpcClientError } from "@effect/rpc/RpcClientError"
 import type { FromServerEncoded, RequestEncoded } from "@effect/rpc/RpcMessage"
-import { Channel, Chunk, Clock, Effect, Either, Exit, Option, Schema, SchemaAST, Stream, type Tracer } from "effect"
+import { Channel, Chunk, Clock, Effect, Either, Exit, Option, Predicate, Schema, SchemaAST, Stream, type Tracer } from "effect"
 
 /**
  * A streaming RPC read straight into its Stream, without RpcClient's per-call mailbox, forked
@@ -82,7 +82,6 @@ let requestIds = 0
 export const nextRequestId = () => String(requestIds++)
 
 const decodeDefect = Schema.decodeSync(Schema.Defect)
-const isRecord = (u: unknown): u is Readonly<Record<string, unknown>> => typeof u === "object" && u !== null && !Array.isArray(u)
 
 interface DirectOptions {
   readonly headers?: Headers.Input | undefined
@@ -196,7 +195,7 @@ export const directStream = (
         }
       }
       // A stream's success has no value: the usual Exit needs no schema.
-      if (exitOf !== undefined && isRecord(exitOf) && exitOf._tag === "Success" && exitOf.value === undefined) {
+      if (exitOf !== undefined && Predicate.isRecord(exitOf) && exitOf._tag === "Success" && exitOf.value === undefined) {
         exit = Exit.void
       } else if (exitOf !== undefined) {
         const decodedExit = decodeExit(exitOf)

@@ -1,3 +1,4 @@
+import { Predicate } from "effect"
 import type { ChatEvent } from "./Api.js"
 
 /**
@@ -6,13 +7,10 @@ import type { ChatEvent } from "./Api.js"
  * decide (Finished, anything malformed). Client code only (no server imports).
  */
 
-type Raw = Record<string, unknown>
-const isRecord = (u: unknown): u is Raw => typeof u === "object" && u !== null && !Array.isArray(u)
-const isString = (u: unknown): u is string => typeof u === "string"
-const isNumber = (u: unknown): u is number => typeof u === "number"
+const { isNumber, isString } = Predicate
 
 export const fastChatEvent = (value: unknown): ChatEvent | undefined => {
-  if (!isRecord(value)) return undefined
+  if (!Predicate.isRecord(value)) return undefined
   switch (value._tag) {
     case "TextDelta":
     case "ThinkingDelta":
@@ -20,7 +18,7 @@ export const fastChatEvent = (value: unknown): ChatEvent | undefined => {
     case "Usage": {
       const usage = value.usage
       if (
-        !isRecord(usage) || !isNumber(usage.inputTokens) || !isNumber(usage.outputTokens) ||
+        !Predicate.isRecord(usage) || !isNumber(usage.inputTokens) || !isNumber(usage.outputTokens) ||
         !isNumber(usage.cacheReadTokens) || !isNumber(usage.cacheCreationTokens)
       ) return undefined
       return {
