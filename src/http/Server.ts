@@ -16,7 +16,7 @@ import { GatewayApi } from "./Api.js"
 import { anthropicErrorResponse, errorResponse, speaksAnthropic } from "./errors.js"
 import { offeredKey } from "./request.js"
 import { Caller, callerOf, REFUSED } from "./auth.js"
-import { DirectRoutes, provideOnRequestFiber } from "./direct.js"
+import { DirectRoutes, provideOnOwnFiber } from "./direct.js"
 import { withCacheExchange } from "../services/Cache.js"
 import { telemetryMiddleware } from "./telemetry.js"
 import { CONSOLE_PATHS, ConsoleRoutes } from "../console/Http.js"
@@ -75,7 +75,7 @@ const gatewayMiddleware = (
     // client that goes away interrupts its turn.
     const served: HttpApp.Default<never, Scope.Scope> = handler === undefined || caller === undefined
       ? app
-      : provideOnRequestFiber(Caller, caller, Effect.interruptible(handler(request)))
+      : provideOnOwnFiber(Caller, caller, Effect.interruptible(handler(request)))
     const cache = withCacheExchange(request.headers)
     const answer = (response: HttpServerResponse.HttpServerResponse) => {
       // `request-id` is the header Anthropic clients read (the SDK's `_request_id`).

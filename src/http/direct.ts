@@ -16,12 +16,11 @@ export type DirectHandler = (
 export class DirectRoutes extends Context.Tag("claude-code-api/DirectRoutes")<DirectRoutes, ReadonlyMap<string, DirectHandler>>() {}
 
 /**
- * `Effect.provideService` for an effect that runs on the request's own fiber to its end (or on
- * any fiber of its own, to that fiber's end): the service is added to the fiber's context, with
- * nothing to restore. `provideService` scopes it
- * with a FiberRef acquire/release, ~14 run-loop steps per request.
+ * `Effect.provideService` for an effect that runs on a fiber of its own to that fiber's end (a
+ * request's fiber, an RPC call's): the service is added to the fiber's context, with nothing to
+ * restore. `provideService` scopes it with a FiberRef acquire/release, ~14 run-loop steps each.
  */
-export const provideOnRequestFiber = <I, S, A, E, R>(
+export const provideOnOwnFiber = <I, S, A, E, R>(
   tag: Context.Tag<I, S>,
   service: S,
   effect: Effect.Effect<A, E, R>

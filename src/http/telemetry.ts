@@ -6,7 +6,7 @@ import type { ServerResponse } from "node:http"
 import { currentRequestProbe, labelsOf, metrics, type RequestProbe, Telemetry } from "../services/Telemetry.js"
 import { GatewayApi } from "./Api.js"
 import { callerOf } from "./auth.js"
-import { provideOnRequestFiber } from "./direct.js"
+import { provideOnOwnFiber } from "./direct.js"
 import { offeredKey } from "./request.js"
 
 /**
@@ -118,7 +118,7 @@ export const telemetryMiddleware = (apiKeys: ReadonlyArray<Redacted.Redacted>, o
       // `Effect.locally` / `withParentSpan`, whose acquire/release cost every request ~14 run-loop
       // steps each (bench/README.md, "Telemetry overhead").
       let run = app
-      if (span !== undefined) run = provideOnRequestFiber(Tracer.ParentSpan, span, run)
+      if (span !== undefined) run = provideOnOwnFiber(Tracer.ParentSpan, span, run)
       if (probe !== undefined) run = Effect.zipRight(FiberRef.set(currentRequestProbe, probe), run)
       if (request.headers["upgrade"] !== undefined) {
         // A WebSocket: its Node response must not be made before the upgrade; the app runs as long as the socket.

@@ -10,7 +10,7 @@ import type { TurnEvent } from "../../domain/Turn.js"
 import * as TurnStream from "../../domain/TurnStream.js"
 import { GatewayConfig } from "../../config/GatewayConfig.js"
 import { ConversationNotFound as DomainConversationNotFound, InvalidRequest as DomainInvalidRequest } from "../../domain/errors.js"
-import { provideOnRequestFiber } from "../../http/direct.js"
+import { provideOnOwnFiber } from "../../http/direct.js"
 import { errorResponse } from "../../http/errors.js"
 import { offeredKey } from "../../http/request.js"
 import { callerOf, REFUSED } from "../../http/auth.js"
@@ -294,7 +294,7 @@ const directChat = (options: { readonly websocket: boolean }) => Effect.gen(func
           // Each call runs on a fiber of its own to its end (both transports fork it): the span and
           // the turn's scope are added to that fiber's context, not provided through `locally`s
           // (withSpan, Effect.scoped, Scope.extend: ~40 run-loop steps per call).
-          provideOnRequestFiber(Tracer.ParentSpan, span, provideOnRequestFiber(Scope.Scope, turnScope, Effect.flatMap(turns.open(payload.right, found.owner), answer))),
+          provideOnOwnFiber(Tracer.ParentSpan, span, provideOnOwnFiber(Scope.Scope, turnScope, Effect.flatMap(turns.open(payload.right, found.owner), answer))),
           (exit) => turns.release(turnScope, exit)
         )))
     return Effect.matchCauseEffect(turn, {
